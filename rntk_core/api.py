@@ -1,0 +1,179 @@
+"""Public entry points: ``gram`` for one kernel, ``gram_grid`` for a whole hyperparameter grid."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+from .inputs import (
+    DIRECTIONS,
+    KINDS,
+    POOLS,
+    Sequences,
+    as_sequences,
+    check_choice,
+    check_dtype,
+    check_layers,
+    check_pair,
+    check_sigma,
+    check_sigmas,
+)
+from .recurrent import READOUTS
+from .tiling import compute_readouts
+
+
+class GridKey(NamedTuple):
+    """Names one kernel of a grid; equal to (and hashed like) the plain tuple."""
+
+    kind: str
+    pool: str
+    layers: int
+    direction: str
+    sigma_u: float
+    sigma_b: float
+
+
+class GramGrid(Mapping):
+    """Every kernel of a (sigma_u, sigma_b) grid, keyed by :class:`GridKey` or a plain tuple.
+
+    ``bi`` kernels are formed on access as fwd + rev, so they cost no memory until used.
+    """
+
+    def __init__(
+        self,
+        readouts: np.ndarray,
+        sigma_pairs: Sequence[tuple[float, float]],
+        layers: int,
+        sigma_v: float,
+    ) -> None:
+        # readouts: (2 directions, 4 readouts, L, G, N, M), scaled by sigma_v**2.
+        self._readouts = readouts
+        self._pairs = {pair: index for index, pair in enumerate(sigma_pairs)}
+        self._readout_index = {name: index for index, name in enumerate(READOUTS)}
+        self.layers = layers
+        self.sigma_v = sigma_v
+        self.shape = readouts.shape[-2:]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        try:
+            kind, pool, layers, direction, sigma_u, sigma_b = key
+            readout = self._readout_index[(kind, pool)]
+            pair = self._pairs[(sigma_u, sigma_b)]
+            valid_layers = 1 <= layers <= self.layers
+        except (TypeError, ValueError, KeyError):
+            raise KeyError(key) from None
+        if not valid_layers or direction not in DIRECTIONS:
+            raise KeyError(key)
+        if direction == "bi":
+            return self._readouts[0, readout, layers - 1, pair] + self._readouts[1, readout, layers - 1, pair]
+        return self._readouts[DIRECTIONS.index(direction), readout, layers - 1, pair]
+
+    def __iter__(self) -> Iterator[GridKey]:
+        for (sigma_u, sigma_b), (kind, pool), layers, direction in itertools.product(
+            self._pairs, READOUTS, range(1, self.layers + 1), DIRECTIONS
+        ):
+            yield GridKey(kind, pool, layers, direction, sigma_u, sigma_b)
+
+    def __len__(self) -> int:
+        return len(self._pairs) * len(READOUTS) * self.layers * len(DIRECTIONS)
+
+
+def _validated_inputs(
+    X: Any, Y: Any, lengths: Any, y_lengths: Any
+) -> tuple[Sequences, Sequences | None]:
+    x = as_sequences(X, lengths, "X")
+    if Y is None:
+        if y_lengths is not None:
+            raise ValueError("y_lengths was given without Y")
+        return x, None
+    y = as_sequences(Y, y_lengths, "Y")
+    check_pair(x, y)
+    return x, y
+
+
+def gram(
+    X: Any,
+    Y: Any = None,
+    *,
+    kind: str = "ntk",
+    pool: str = "last",
+    layers: int = 1,
+    direction: str = "fwd",
+    sigma_w: float = 2**0.5,
+    sigma_u: float = 1.0,
+    sigma_b: float = 0.0,
+    sigma_v: float = 1.0,
+    lengths: Any = None,
+    y_lengths: Any = None,
+    dtype: str = "float32",
+    memory_budget: int | None = None,
+) -> np.ndarray:
+    """One RNTK Gram matrix K(X, Y) of shape (N, M).
+
+    X: (N, T) or (N, T, m); Y: (M, T, m) or None for K(X, X).
+    kind: "ck" or "ntk"; pool: "last" (output at the final step) or "avg" (sum over
+    steps); direction: "fwd", "rev" (time-reversed inputs) or "bi" (fwd + rev).
+    lengths / y_lengths: per-sequence lengths of front-padded inputs, compared aligned
+    at their ends. memory_budget: device bytes for the working set (tiles), default
+    ``RNTK_MEMORY_BUDGET_MB`` (1024 MiB).
+    """
+    check_choice(kind, "kind", KINDS)
+    check_choice(pool, "pool", POOLS)
+    check_choice(direction, "direction", DIRECTIONS)
+    layers = check_layers(layers)
+    sigma_w = check_sigma(sigma_w, "sigma_w")
+    sigma_u = check_sigma(sigma_u, "sigma_u")
+    sigma_b = check_sigma(sigma_b, "sigma_b", allow_zero=True)
+    sigma_v = check_sigma(sigma_v, "sigma_v")
+    dtype = check_dtype(dtype)
+    x, y = _validated_inputs(X, Y, lengths, y_lengths)
+    swept = ("fwd", "rev") if direction == "bi" else (direction,)
+    readouts = compute_readouts(
+        x, y, directions=swept, sigma_w=sigma_w, sigma_u=[sigma_u], sigma_b=[sigma_b],
+        layers=layers, dtype=dtype, memory_budget=memory_budget,
+    )
+    kernel = readouts[:, READOUTS.index((kind, pool)), layers - 1, 0].sum(axis=0)
+    if sigma_v != 1.0:
+        kernel *= sigma_v**2
+    return kernel
+
+
+def gram_grid(
+    X: Any,
+    Y: Any = None,
+    *,
+    sigma_w: float = 2**0.5,
+    sigma_u: float | Sequence[float] = (0.25, 0.5),
+    sigma_b: float | Sequence[float] = (0.001, 0.1),
+    layers: int = 2,
+    sigma_v: float = 1.0,
+    lengths: Any = None,
+    y_lengths: Any = None,
+    dtype: str = "float32",
+    memory_budget: int | None = None,
+) -> GramGrid:
+    """Every kernel of the grid sigma_u x sigma_b in one fused forward + reversed sweep.
+
+    Keys are (kind, pool, layers, direction, sigma_u, sigma_b) for kind in {ck, ntk},
+    pool in {last, avg}, layers in 1..``layers``, direction in {fwd, rev, bi}; each
+    value is an (N, M) array. Arguments are as for :func:`gram`.
+    """
+    layers = check_layers(layers)
+    sigma_w = check_sigma(sigma_w, "sigma_w")
+    sigma_v = check_sigma(sigma_v, "sigma_v")
+    us = check_sigmas(sigma_u, "sigma_u")
+    bs = check_sigmas(sigma_b, "sigma_b", allow_zero=True)
+    dtype = check_dtype(dtype)
+    x, y = _validated_inputs(X, Y, lengths, y_lengths)
+    pairs = list(itertools.product(us, bs))
+    readouts = compute_readouts(
+        x, y, directions=("fwd", "rev"), sigma_w=sigma_w,
+        sigma_u=[u for u, _ in pairs], sigma_b=[b for _, b in pairs],
+        layers=layers, dtype=dtype, memory_budget=memory_budget,
+    )
+    if sigma_v != 1.0:
+        readouts *= sigma_v**2
+    return GramGrid(readouts, pairs, layers, sigma_v)

@@ -1,0 +1,156 @@
+"""The fused recursion over steps and layers that yields every RNTK variant.
+
+Axis names used throughout (sizes in parentheses):
+  D  directions swept together (1 or 2: forward, reversed)
+  G  (sigma_u, sigma_b) pairs batched together
+  L  layers; the readout after layer l is the l-layer network's kernel
+  T  steps, m features per step, and a tile of ta x tb sample pairs
+
+One dual-activation evaluation per (layer, step) feeds the layer above, the next
+step and the readouts (CK/NTK x last/avg), so a single sweep gives them all.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .dual import ArccosMethod, relu_dual, relu_dual_fast
+
+# Readout order of the second axis of a tile's output.
+READOUTS = (("ck", "last"), ("ck", "avg"), ("ntk", "last"), ("ntk", "avg"))
+
+
+def sample_variances(
+    inputs: np.ndarray,
+    started: np.ndarray,
+    sigma_w: float,
+    sigma_u: np.ndarray,
+    sigma_b: np.ndarray,
+    layers: int,
+) -> np.ndarray:
+    """Per-sample variances S(l,t)(x, x) in float64, O(N T L), by the closed form Vphi = a/2.
+
+    inputs: (D, N, T, m); started: (D, N, T); sigma_u, sigma_b: (G,).
+    Returns (D, G, L, T, N).
+    """
+    directions, n, steps, features = inputs.shape
+    su2 = (np.asarray(sigma_u, dtype=np.float64) ** 2)[None, :, None]
+    sb2 = (np.asarray(sigma_b, dtype=np.float64) ** 2)[None, :, None]
+    sw2 = float(sigma_w) ** 2
+    sq_norms = np.einsum("dntm,dntm->dtn", inputs, inputs)  # (D, T, N)
+    mask = np.transpose(started, (0, 2, 1))[:, None]  # (D, 1, T, N)
+    out = np.zeros((directions, len(sigma_u), layers, steps, n))
+    prev = np.zeros((layers, directions, len(sigma_u), n))
+    for t in range(steps):
+        below = su2 / features * sq_norms[:, None, t]
+        for layer in range(layers):
+            var = (below + sw2 * 0.5 * prev[layer] + sb2) * mask[:, :, t]
+            out[:, :, layer, t] = var
+            prev[layer] = var
+            below = su2 * 0.5 * var
+    return out
+
+
+def variance_scales(variances: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """What the tile kernel consumes per sample: sqrt(a) and 1/sqrt(a) (0 where a = 0)
+    for float32; for float64 (exact mode) the variance itself, twice."""
+    if dtype == np.float64:
+        return variances, variances
+    root = np.sqrt(variances)
+    inv_root = np.divide(1.0, root, out=np.zeros_like(root), where=root > 0)
+    return root.astype(dtype), inv_root.astype(dtype)
+
+
+@partial(jax.jit, static_argnames=("layers", "masked", "arccos_method"))
+def fused_tile(
+    x_a: jnp.ndarray,
+    x_b: jnp.ndarray,
+    root_a: jnp.ndarray,
+    root_b: jnp.ndarray,
+    inv_root_a: jnp.ndarray,
+    inv_root_b: jnp.ndarray,
+    started_a: jnp.ndarray,
+    started_b: jnp.ndarray,
+    sigma_w: jnp.ndarray,
+    sigma_u: jnp.ndarray,
+    sigma_b: jnp.ndarray,
+    diagonal_offset: jnp.ndarray,
+    *,
+    layers: int,
+    masked: bool,
+    arccos_method: ArccosMethod,
+) -> jnp.ndarray:
+    """Every readout of one tile of sample pairs.
+
+    x_a: (T, D, ta, m), x_b: (T, D, tb, m) time-major inputs.
+    root_*, inv_root_*: (T, D, G, L, t*) per-sample sqrt(variance) and its inverse.
+    started_*: (T, D, t*) masks (ignored unless ``masked``).
+    sigma_u, sigma_b: (G,).
+    diagonal_offset: entries with col - row == offset are (x, x) pairs (float64 only;
+    pass a value beyond the tile for none).
+    In float64 the scales are the variances and the dual follows the spec literally.
+    Returns (D, 4, L, G, ta, tb): readouts in READOUTS order, with sigma_v = 1.
+    """
+    directions, tile_a, features = x_a.shape[1:]
+    tile_b = x_b.shape[2]
+    dtype = x_a.dtype
+    exact = dtype == jnp.float64
+    if exact:
+        on_diagonal = (
+            jnp.arange(tile_b)[None, :] - jnp.arange(tile_a)[:, None] == diagonal_offset
+        )
+    groups = sigma_u.shape[0]
+    sw2 = sigma_w * sigma_w
+    su2 = (sigma_u * sigma_u)[None, :, None, None]
+    sb2 = (sigma_b * sigma_b)[None, :, None, None]
+    shape = (directions, groups, tile_a, tile_b)
+    zeros = jnp.zeros(shape, dtype)
+    # Per layer: Vphi, Vphi' and P of the previous step, and the AVG sums.
+    init = tuple((zeros, zeros, zeros, zeros, zeros) for _ in range(layers))
+
+    def step(carry, inputs):
+        xa, xb, ra, rb, ia, ib, sa, sb = inputs
+        dots = jnp.einsum("dam,dbm->dab", xa, xb)
+        pair_started = (sa[:, :, None] * sb[:, None, :])[:, None] if masked else None
+        below_vphi = below_dvphi = below_p = None
+        new_carry = []
+        for layer in range(layers):
+            vphi_prev, dvphi_prev, p_prev, ck_sum, ntk_sum = carry[layer]
+            if layer == 0:
+                cov = su2 / features * dots[:, None] + sw2 * vphi_prev + sb2
+            else:
+                cov = su2 * below_vphi + sw2 * vphi_prev + sb2
+            if masked:
+                cov = cov * pair_started
+            p = cov + sw2 * p_prev * dvphi_prev
+            if layer > 0:
+                p = p + su2 * below_p * below_dvphi
+            if exact:
+                vphi, dvphi = relu_dual(
+                    ra[:, :, layer, :, None], rb[:, :, layer, None, :], cov, on_diagonal
+                )
+            else:
+                vphi, dvphi = relu_dual_fast(
+                    cov,
+                    ra[:, :, layer, :, None],
+                    rb[:, :, layer, None, :],
+                    ia[:, :, layer, :, None],
+                    ib[:, :, layer, None, :],
+                    arccos_method,
+                )
+            ntk_step = vphi + p * dvphi
+            new_carry.append((vphi, dvphi, p, ck_sum + vphi, ntk_sum + ntk_step))
+            below_vphi, below_dvphi, below_p = vphi, dvphi, p
+        return tuple(new_carry), None
+
+    final, _ = jax.lax.scan(
+        step, init, (x_a, x_b, root_a, root_b, inv_root_a, inv_root_b, started_a, started_b)
+    )
+    per_layer = []
+    for vphi, dvphi, p, ck_sum, ntk_sum in final:
+        per_layer.append(jnp.stack([vphi, ck_sum, vphi + p * dvphi, ntk_sum], axis=1))
+    return jnp.stack(per_layer, axis=2).astype(dtype)

@@ -1,0 +1,235 @@
+"""Tiles, symmetry, the memory budget and devices.
+
+Entry (i, j) of every kernel depends only on x_i, x_j and their per-sample variance
+sequences, so tiles are independent once those diagonals are known (O(N T L)).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections import deque
+from dataclasses import dataclass
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from .inputs import Sequences
+from .recurrent import fused_tile, sample_variances, variance_scales
+
+DEFAULT_MEMORY_BUDGET = int(os.environ.get("RNTK_MEMORY_BUDGET_MB", "1024")) * 2**20
+# Above this side, CPU tiles fall out of cache without saving dispatch time.
+DEFAULT_MAX_TILE_CPU = 512
+TILE_MULTIPLE = 8
+MIN_TILE = 32
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Tile side and how many sigma pairs go through one tile call."""
+
+    side: int
+    group_size: int
+    bytes_per_pair: int
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.side * self.side * self.bytes_per_pair
+
+
+def working_bytes_per_pair(directions: int, groups: int, layers: int, itemsize: int) -> int:
+    """Device bytes one sample pair costs inside ``fused_tile``.
+
+    Per layer 5 carried arrays, double-buffered by the scan, plus the 4 readouts; about
+    16 more arrays of temporaries per (direction, pair) in the step body.
+    """
+    return itemsize * directions * groups * (14 * layers + 16)
+
+
+def plan_tiles(
+    n: int,
+    m: int,
+    directions: int,
+    groups: int,
+    layers: int,
+    itemsize: int,
+    memory_budget: int,
+    max_tile: int | None,
+) -> TilePlan:
+    """Largest square tile within the budget, batching as many sigma pairs as fit."""
+    longest = _round_up(max(n, m), TILE_MULTIPLE)
+    cap = min(longest, max_tile) if max_tile else longest
+    group_size = groups
+    while True:
+        per_pair = working_bytes_per_pair(directions, group_size, layers, itemsize)
+        side = int(math.isqrt(max(memory_budget // per_pair, 0)))
+        side = min(cap, side // TILE_MULTIPLE * TILE_MULTIPLE)
+        if side >= min(cap, MIN_TILE * 4) or group_size == 1:
+            break
+        group_size = max(1, group_size // 2)
+    if side < TILE_MULTIPLE:
+        raise ValueError(
+            f"memory_budget={memory_budget} bytes is too small: one {TILE_MULTIPLE}x{TILE_MULTIPLE} "
+            f"tile needs {per_pair * TILE_MULTIPLE**2} bytes"
+        )
+    return TilePlan(side=side, group_size=group_size, bytes_per_pair=per_pair)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _pad_samples(array: np.ndarray, axis: int, size: int) -> np.ndarray:
+    pad = [(0, 0)] * array.ndim
+    pad[axis] = (0, size - array.shape[axis])
+    return np.pad(array, pad)
+
+
+@dataclass
+class _Side:
+    """One operand (X or Y) prepared for the tile kernel, time-major and padded."""
+
+    values: np.ndarray  # (T, D, Np, m)
+    roots: np.ndarray  # (T, D, G, L, Np)
+    inv_roots: np.ndarray
+    started: np.ndarray  # (T, D, Np)
+
+
+def _prepare(
+    seqs: Sequences,
+    directions: Sequence[str],
+    sigma_w: float,
+    sigma_u: np.ndarray,
+    sigma_b: np.ndarray,
+    layers: int,
+    padded: int,
+    dtype: np.dtype,
+) -> _Side:
+    oriented = [seqs if d == "fwd" else seqs.reversed() for d in directions]
+    values = np.stack([s.values for s in oriented])  # (D, N, T, m)
+    started = np.stack([s.started() for s in oriented])  # (D, N, T)
+    variances = sample_variances(values, started, sigma_w, sigma_u, sigma_b, layers)
+    roots, inv_roots = variance_scales(variances, dtype)  # (D, G, L, T, N)
+    return _Side(
+        values=_pad_samples(np.transpose(values, (2, 0, 1, 3)).astype(dtype), 2, padded),
+        roots=_pad_samples(np.transpose(roots, (3, 0, 1, 2, 4)), 4, padded),
+        inv_roots=_pad_samples(np.transpose(inv_roots, (3, 0, 1, 2, 4)), 4, padded),
+        started=_pad_samples(np.transpose(started, (2, 0, 1)).astype(dtype), 2, padded),
+    )
+
+
+def default_arccos(dtype: np.dtype, platform: str) -> str:
+    # XLA's CPU arccos costs ~40x a polynomial; its error (~5e-7) is fine for float32 only.
+    return "polynomial" if platform == "cpu" and dtype == np.float32 else "native"
+
+
+def compute_readouts(
+    x: Sequences,
+    y: Sequences | None,
+    *,
+    directions: Sequence[str],
+    sigma_w: float,
+    sigma_u: Sequence[float],
+    sigma_b: Sequence[float],
+    layers: int,
+    dtype: str,
+    memory_budget: int | None = None,
+    max_tile: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
+) -> np.ndarray:
+    """All readouts for all (sigma_u[g], sigma_b[g]) pairs, with sigma_v = 1.
+
+    Returns (D, 4, L, G, N, M) in ``dtype``: directions as given, readouts in
+    ``recurrent.READOUTS`` order, the l-layer kernel at index l - 1.
+    For K(X, X) (``y is None``) only tiles on or above the diagonal are computed.
+    """
+    np_dtype = np.dtype(dtype)
+    x64 = jax.enable_x64(True) if np_dtype == np.float64 else contextlib.nullcontext()
+    with x64:
+        devices = list(devices or jax.devices())
+        platform = devices[0].platform
+        budget = memory_budget or DEFAULT_MEMORY_BUDGET
+        if max_tile is None and platform == "cpu":
+            max_tile = DEFAULT_MAX_TILE_CPU
+        symmetric = y is None
+        n_rows, n_cols = x.n, (x.n if symmetric else y.n)
+        groups = len(sigma_u)
+        plan = plan_tiles(
+            n_rows, n_cols, len(directions), groups, layers, np_dtype.itemsize, budget, max_tile
+        )
+        side = plan.side
+        sigma_u = np.asarray(sigma_u, dtype=np.float64)
+        sigma_b = np.asarray(sigma_b, dtype=np.float64)
+        arccos_method = default_arccos(np_dtype, platform)
+        masked = x.lengths is not None or (y is not None and y.lengths is not None)
+
+        out = np.empty((len(directions), 4, layers, groups, n_rows, n_cols), dtype=np_dtype)
+        for g0 in range(0, groups, plan.group_size):
+            g1 = min(groups, g0 + plan.group_size)
+            # Every group chunk gets the same shape, so one compilation serves them all.
+            su = np.concatenate([sigma_u[g0:g1], np.full(plan.group_size - (g1 - g0), sigma_u[g0])])
+            sb = np.concatenate([sigma_b[g0:g1], np.full(plan.group_size - (g1 - g0), sigma_b[g0])])
+            side_x = _prepare(x, directions, sigma_w, su, sb, layers, _round_up(n_rows, side), np_dtype)
+            side_y = side_x if symmetric else _prepare(
+                y, directions, sigma_w, su, sb, layers, _round_up(n_cols, side), np_dtype
+            )
+            block = out[:, :, :, g0:g1]
+            _run_tiles(
+                side_x, side_y, block, side, symmetric, devices, g1 - g0,
+                sigma_w=np.asarray(sigma_w, np_dtype), sigma_u=su.astype(np_dtype),
+                sigma_b=sb.astype(np_dtype), layers=layers, masked=masked,
+                arccos_method=arccos_method,
+            )
+        return out
+
+
+def _run_tiles(
+    side_x: _Side,
+    side_y: _Side,
+    out: np.ndarray,
+    side: int,
+    symmetric: bool,
+    devices: list[jax.Device],
+    used_groups: int,
+    **params,
+) -> None:
+    n_rows, n_cols = out.shape[-2:]
+    row_starts = range(0, n_rows, side)
+    col_starts = range(0, n_cols, side)
+    tiles = [
+        (r, c) for r in row_starts for c in col_starts if not symmetric or c >= r
+    ]
+    scalars = {k: params.pop(k) for k in ("sigma_w", "sigma_u", "sigma_b")}
+    placed = {d: {k: jax.device_put(v, d) for k, v in scalars.items()} for d in devices}
+    # A bounded window of tiles in flight keeps every device busy and memory bounded.
+    in_flight: deque = deque()
+    window = 2 * len(devices)
+
+    def collect() -> None:
+        (r, c), result = in_flight.popleft()
+        block = np.asarray(result)[:, :, :, :used_groups]
+        rows, cols = min(side, n_rows - r), min(side, n_cols - c)
+        out[..., r : r + rows, c : c + cols] = block[..., :rows, :cols]
+        if symmetric and c != r:
+            out[..., c : c + cols, r : r + rows] = np.swapaxes(block[..., :rows, :cols], -1, -2)
+
+    for index, (r, c) in enumerate(tiles):
+        device = devices[index % len(devices)]
+        a, b = slice(r, r + side), slice(c, c + side)
+        operands = [
+            side_x.values[:, :, a], side_y.values[:, :, b],
+            side_x.roots[..., a], side_y.roots[..., b],
+            side_x.inv_roots[..., a], side_y.inv_roots[..., b],
+            side_x.started[..., a], side_y.started[..., b],
+        ]
+        operands = [jax.device_put(o, device) for o in operands]
+        # Only K(X, X) has (x, x) pairs; elsewhere the offset lies beyond any tile.
+        offset = np.int32(r - c if symmetric else 2 * side + 1)
+        result = fused_tile(*operands, **placed[device], diagonal_offset=offset, **params)
+        in_flight.append(((r, c), result))
+        if len(in_flight) >= window:
+            collect()
+    while in_flight:
+        collect()
