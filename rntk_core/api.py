@@ -154,12 +154,14 @@ def gram_grid(
     y_lengths: Any = None,
     dtype: str = "float32",
     memory_budget: int | None = None,
+    stats: dict | None = None,
 ) -> GramGrid:
     """Every kernel of the grid sigma_u x sigma_b in one fused forward + reversed sweep.
 
     Keys are (kind, pool, layers, direction, sigma_u, sigma_b) for kind in {ck, ntk},
     pool in {last, avg}, layers in 1..``layers``, direction in {fwd, rev, bi}; each
-    value is an (N, M) array. Arguments are as for :func:`gram`.
+    value is an (N, M) array. Arguments are as for :func:`gram`; ``stats``, if given,
+    receives the tile plan and per-phase seconds.
     """
     layers = check_layers(layers)
     sigma_w = check_sigma(sigma_w, "sigma_w")
@@ -172,7 +174,7 @@ def gram_grid(
     readouts = compute_readouts(
         x, y, directions=("fwd", "rev"), sigma_w=sigma_w,
         sigma_u=[u for u, _ in pairs], sigma_b=[b for _, b in pairs],
-        layers=layers, dtype=dtype, memory_budget=memory_budget,
+        layers=layers, dtype=dtype, memory_budget=memory_budget, stats=stats,
     )
     if sigma_v != 1.0:
         readouts *= sigma_v**2

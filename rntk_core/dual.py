@@ -35,45 +35,22 @@ _ACOS_COEFFS = (
 )
 
 
-def arccos_polynomial(c: jnp.ndarray) -> jnp.ndarray:
-    """arccos from multiplies, adds and one sqrt (XLA's CPU arccos is ~40x slower).
-
-    Absolute error about 5e-7 in float32; use ``native`` for float64 work.
-    """
-    x = jnp.abs(c)
-    poly = jnp.asarray(_ACOS_COEFFS[0], c.dtype)
+def _arccos_abs_polynomial(x: jnp.ndarray) -> jnp.ndarray:
+    """arccos(x) for x in [0, 1] from multiplies, adds and one sqrt."""
+    poly = jnp.asarray(_ACOS_COEFFS[0], x.dtype)
     for coeff in _ACOS_COEFFS[1:]:
         poly = poly * x + coeff
-    angle = jnp.sqrt(1.0 - x) * poly
+    return jnp.sqrt(1.0 - x) * poly
+
+
+def arccos_polynomial(c: jnp.ndarray) -> jnp.ndarray:
+    """arccos on [-1, 1]; absolute error about 5e-7 in float32 (XLA's CPU arccos is ~40x slower)."""
+    angle = _arccos_abs_polynomial(jnp.abs(c))
     return jnp.where(c < 0, math.pi - angle, angle)
 
 
-def arccos(c: jnp.ndarray, method: ArccosMethod) -> jnp.ndarray:
-    if method == "polynomial":
-        return arccos_polynomial(c)
-    return jnp.arccos(c)
-
-
-def snap_cosine(c: jnp.ndarray) -> jnp.ndarray:
-    """Clip c to [-1, 1], and snap it to +-1 within 16 ulps (float32).
-
-    arccos has an infinite slope at +-1, so the rounding error of a float32 covariance
-    (a few ulps of c) becomes a ~1e-3 error in theta for x = x' pairs (the diagonal,
-    duplicate rows). Within 16 ulps a pair is indistinguishable from parallel at this
-    precision, and snapping makes those entries exact.
-    """
-    tol = 2.0**-20
-    c = jnp.where(c > 1.0 - tol, 1.0, c)
-    return jnp.where(c < tol - 1.0, -1.0, c)
-
-
-def _dual_from_cosine(
-    c: jnp.ndarray, sqrt_ab: jnp.ndarray, method: ArccosMethod
-) -> tuple[jnp.ndarray, jnp.ndarray]:
-    pi_minus_theta = math.pi - arccos(c, method)
-    sin_theta = jnp.sqrt(jnp.maximum(1.0 - c * c, 0.0))
-    vphi = sqrt_ab * (sin_theta + pi_minus_theta * c) * INV_TWO_PI
-    return vphi, pi_minus_theta * INV_TWO_PI
+# Within 16 ulps of +-1 a float32 cosine is snapped to +-1 (see relu_dual_fast).
+SNAP_TOLERANCE = 2.0**-20
 
 
 def relu_dual_fast(
@@ -83,15 +60,36 @@ def relu_dual_fast(
     inv_sqrt_a: jnp.ndarray,
     inv_sqrt_b: jnp.ndarray,
     method: ArccosMethod = "native",
+    materialize=lambda v: v,
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Vphi and Vphi' from broadcastable per-sample scales: no division or sqrt per entry.
+    """Vphi and Vphi' from broadcastable per-sample scales: no division or sqrt of a
+    variance per entry (float32 work).
 
     ``inv_sqrt_*`` must be 0 where the variance is 0: then ``c = 0`` and ``Vphi = 0``
     through ``sqrt_a * sqrt_b``. ``Vphi'`` keeps its ``c = 0`` value there, which the
     recursion only multiplies by an NTK entry that is itself 0 for such a pair.
+
+    |c| is clipped to 1 and snapped to 1 within 16 ulps: arccos has an infinite slope
+    at +-1, so the rounding error of a float32 covariance would otherwise become a
+    ~1e-3 error in theta for x = x' pairs (the diagonal, duplicate rows), which this
+    precision cannot tell from parallel anyway.
+
+    ``materialize`` wraps pi - theta so that a backend that cannot fuse multiple
+    outputs computes it once (see ``recurrent.fused_tile``).
     """
-    c = snap_cosine(cov * inv_sqrt_a * inv_sqrt_b)
-    return _dual_from_cosine(c, sqrt_a * sqrt_b, method)
+    c = cov * inv_sqrt_a * inv_sqrt_b
+    abs_c = jnp.minimum(jnp.abs(c), 1.0)
+    abs_c = jnp.where(abs_c > 1.0 - SNAP_TOLERANCE, 1.0, abs_c)
+    c = jnp.copysign(abs_c, c)
+    if method == "polynomial":
+        angle = _arccos_abs_polynomial(abs_c)  # arccos(|c|)
+        pi_minus_theta = jnp.where(c < 0, angle, math.pi - angle)
+    else:
+        pi_minus_theta = math.pi - jnp.arccos(c)
+    pi_minus_theta = materialize(pi_minus_theta)
+    sin_theta = jnp.sqrt(1.0 - abs_c * abs_c)
+    vphi = (sqrt_a * sqrt_b) * (sin_theta + pi_minus_theta * c) * INV_TWO_PI
+    return vphi, pi_minus_theta * INV_TWO_PI
 
 
 def relu_dual(
@@ -110,5 +108,8 @@ def relu_dual(
     sqrt_ab = jnp.sqrt(jnp.where(positive, ab, 1.0))
     c = jnp.clip(jnp.where(positive, s / sqrt_ab, 0.0), -1.0, 1.0)
     c = jnp.where(is_diagonal, 1.0, c)
-    vphi, dvphi = _dual_from_cosine(c, sqrt_ab, "native")
+    pi_minus_theta = math.pi - jnp.arccos(c)
+    sin_theta = jnp.sqrt(jnp.maximum(1.0 - c * c, 0.0))
+    vphi = sqrt_ab * (sin_theta + pi_minus_theta * c) * INV_TWO_PI
+    dvphi = pi_minus_theta * INV_TWO_PI
     return jnp.where(positive, vphi, 0.0), jnp.where(positive, dvphi, 0.0)

@@ -65,7 +65,7 @@ def variance_scales(variances: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray,
     return root.astype(dtype), inv_root.astype(dtype)
 
 
-@partial(jax.jit, static_argnames=("layers", "masked", "arccos_method"))
+@partial(jax.jit, static_argnames=("layers", "masked", "arccos_method", "materialize_duals"))
 def fused_tile(
     x_a: jnp.ndarray,
     x_b: jnp.ndarray,
@@ -83,6 +83,7 @@ def fused_tile(
     layers: int,
     masked: bool,
     arccos_method: ArccosMethod,
+    materialize_duals: bool,
 ) -> jnp.ndarray:
     """Every readout of one tile of sample pairs.
 
@@ -107,28 +108,29 @@ def fused_tile(
     sw2 = sigma_w * sigma_w
     su2 = (sigma_u * sigma_u)[None, :, None, None]
     sb2 = (sigma_b * sigma_b)[None, :, None, None]
-    shape = (directions, groups, tile_a, tile_b)
-    zeros = jnp.zeros(shape, dtype)
-    # Per layer: Vphi, Vphi' and P of the previous step, and the AVG sums.
-    init = tuple((zeros, zeros, zeros, zeros, zeros) for _ in range(layers))
+    zeros = jnp.zeros((directions, groups, tile_a, tile_b), dtype)
+    # XLA:CPU does not fuse multiple outputs: it would recompute the whole dual in every
+    # consumer. A barrier materialises the expensive values once (GPUs fuse these well).
+    materialize = jax.lax.optimization_barrier if materialize_duals else (lambda v: v)
+    # P only ever appears as P(l,t) Vphi'(l,t), so the recursion carries Q = P Vphi'.
+    # Per layer: Vphi and Q of the previous step, and the AVG sums of Vphi and Q.
+    init = tuple((zeros, zeros, zeros, zeros) for _ in range(layers))
 
     def step(carry, inputs):
         xa, xb, ra, rb, ia, ib, sa, sb = inputs
-        dots = jnp.einsum("dam,dbm->dab", xa, xb)
+        dots = jnp.einsum("dam,dbm->dab", xa, xb)[:, None]
         pair_started = (sa[:, :, None] * sb[:, None, :])[:, None] if masked else None
-        below_vphi = below_dvphi = below_p = None
+        below_vphi = below_q = None
         new_carry = []
         for layer in range(layers):
-            vphi_prev, dvphi_prev, p_prev, ck_sum, ntk_sum = carry[layer]
-            if layer == 0:
-                cov = su2 / features * dots[:, None] + sw2 * vphi_prev + sb2
-            else:
-                cov = su2 * below_vphi + sw2 * vphi_prev + sb2
+            vphi_prev, q_prev, vphi_sum, q_sum = carry[layer]
+            below = su2 / features * dots if layer == 0 else su2 * below_vphi
+            cov = below + sw2 * vphi_prev + sb2
             if masked:
                 cov = cov * pair_started
-            p = cov + sw2 * p_prev * dvphi_prev
+            p = cov + sw2 * q_prev
             if layer > 0:
-                p = p + su2 * below_p * below_dvphi
+                p = p + su2 * below_q
             if exact:
                 vphi, dvphi = relu_dual(
                     ra[:, :, layer, :, None], rb[:, :, layer, None, :], cov, on_diagonal
@@ -141,16 +143,18 @@ def fused_tile(
                     ia[:, :, layer, :, None],
                     ib[:, :, layer, None, :],
                     arccos_method,
+                    materialize,
                 )
-            ntk_step = vphi + p * dvphi
-            new_carry.append((vphi, dvphi, p, ck_sum + vphi, ntk_sum + ntk_step))
-            below_vphi, below_dvphi, below_p = vphi, dvphi, p
+            vphi, q = materialize((vphi, p * dvphi))
+            new_carry.append((vphi, q, vphi_sum + vphi, q_sum + q))
+            below_vphi, below_q = vphi, q
         return tuple(new_carry), None
 
     final, _ = jax.lax.scan(
         step, init, (x_a, x_b, root_a, root_b, inv_root_a, inv_root_b, started_a, started_b)
     )
-    per_layer = []
-    for vphi, dvphi, p, ck_sum, ntk_sum in final:
-        per_layer.append(jnp.stack([vphi, ck_sum, vphi + p * dvphi, ntk_sum], axis=1))
+    per_layer = [
+        jnp.stack([vphi, vphi_sum, vphi + q, vphi_sum + q_sum], axis=1)
+        for vphi, q, vphi_sum, q_sum in final
+    ]
     return jnp.stack(per_layer, axis=2).astype(dtype)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Sequence
@@ -138,8 +139,11 @@ def compute_readouts(
     memory_budget: int | None = None,
     max_tile: int | None = None,
     devices: Sequence[jax.Device] | None = None,
+    stats: dict | None = None,
 ) -> np.ndarray:
     """All readouts for all (sigma_u[g], sigma_b[g]) pairs, with sigma_v = 1.
+
+    ``stats``, if given, receives the tile plan, tile counts and per-phase seconds.
 
     Returns (D, 4, L, G, N, M) in ``dtype``: directions as given, readouts in
     ``recurrent.READOUTS`` order, the l-layer kernel at index l - 1.
@@ -166,22 +170,32 @@ def compute_readouts(
         masked = x.lengths is not None or (y is not None and y.lengths is not None)
 
         out = np.empty((len(directions), 4, layers, groups, n_rows, n_cols), dtype=np_dtype)
+        stats = {} if stats is None else stats
+        stats.update(
+            tile_side=side, sigma_pairs_per_call=plan.group_size, working_bytes=plan.peak_bytes,
+            devices=[str(d) for d in devices], arccos=arccos_method,
+            seconds_prepare=0.0, seconds_tiles=0.0, tiles_computed=0,
+        )
         for g0 in range(0, groups, plan.group_size):
             g1 = min(groups, g0 + plan.group_size)
             # Every group chunk gets the same shape, so one compilation serves them all.
             su = np.concatenate([sigma_u[g0:g1], np.full(plan.group_size - (g1 - g0), sigma_u[g0])])
             sb = np.concatenate([sigma_b[g0:g1], np.full(plan.group_size - (g1 - g0), sigma_b[g0])])
+            started = time.perf_counter()
             side_x = _prepare(x, directions, sigma_w, su, sb, layers, _round_up(n_rows, side), np_dtype)
             side_y = side_x if symmetric else _prepare(
                 y, directions, sigma_w, su, sb, layers, _round_up(n_cols, side), np_dtype
             )
             block = out[:, :, :, g0:g1]
-            _run_tiles(
+            stats["seconds_prepare"] += time.perf_counter() - started
+            started = time.perf_counter()
+            stats["tiles_computed"] += _run_tiles(
                 side_x, side_y, block, side, symmetric, devices, g1 - g0,
                 sigma_w=np.asarray(sigma_w, np_dtype), sigma_u=su.astype(np_dtype),
                 sigma_b=sb.astype(np_dtype), layers=layers, masked=masked,
-                arccos_method=arccos_method,
+                arccos_method=arccos_method, materialize_duals=platform == "cpu",
             )
+            stats["seconds_tiles"] += time.perf_counter() - started
         return out
 
 
@@ -194,7 +208,8 @@ def _run_tiles(
     devices: list[jax.Device],
     used_groups: int,
     **params,
-) -> None:
+) -> int:
+    """Compute the tiles into ``out``; returns how many were computed."""
     n_rows, n_cols = out.shape[-2:]
     row_starts = range(0, n_rows, side)
     col_starts = range(0, n_cols, side)
@@ -233,3 +248,4 @@ def _run_tiles(
             collect()
     while in_flight:
         collect()
+    return len(tiles)
