@@ -60,7 +60,6 @@ def relu_dual_fast(
     inv_sqrt_a: jnp.ndarray,
     inv_sqrt_b: jnp.ndarray,
     method: ArccosMethod = "native",
-    materialize=lambda v: v,
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Vphi and Vphi' from broadcastable per-sample scales: no division or sqrt of a
     variance per entry (float32 work).
@@ -73,9 +72,6 @@ def relu_dual_fast(
     at +-1, so the rounding error of a float32 covariance would otherwise become a
     ~1e-3 error in theta for x = x' pairs (the diagonal, duplicate rows), which this
     precision cannot tell from parallel anyway.
-
-    ``materialize`` wraps pi - theta so that a backend that cannot fuse multiple
-    outputs computes it once (see ``recurrent.fused_tile``).
     """
     c = cov * inv_sqrt_a * inv_sqrt_b
     abs_c = jnp.minimum(jnp.abs(c), 1.0)
@@ -86,7 +82,6 @@ def relu_dual_fast(
         pi_minus_theta = jnp.where(c < 0, angle, math.pi - angle)
     else:
         pi_minus_theta = math.pi - jnp.arccos(c)
-    pi_minus_theta = materialize(pi_minus_theta)
     sin_theta = jnp.sqrt(1.0 - abs_c * abs_c)
     vphi = (sqrt_a * sqrt_b) * (sin_theta + pi_minus_theta * c) * INV_TWO_PI
     return vphi, pi_minus_theta * INV_TWO_PI

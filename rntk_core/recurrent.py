@@ -65,7 +65,7 @@ def variance_scales(variances: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray,
     return root.astype(dtype), inv_root.astype(dtype)
 
 
-@partial(jax.jit, static_argnames=("layers", "masked", "arccos_method", "materialize_duals"))
+@partial(jax.jit, static_argnames=("layers", "masked", "arccos_method"))
 def fused_tile(
     x_a: jnp.ndarray,
     x_b: jnp.ndarray,
@@ -83,7 +83,6 @@ def fused_tile(
     layers: int,
     masked: bool,
     arccos_method: ArccosMethod,
-    materialize_duals: bool,
 ) -> jnp.ndarray:
     """Every readout of one tile of sample pairs.
 
@@ -108,53 +107,54 @@ def fused_tile(
     sw2 = sigma_w * sigma_w
     su2 = (sigma_u * sigma_u)[None, :, None, None]
     sb2 = (sigma_b * sigma_b)[None, :, None, None]
-    zeros = jnp.zeros((directions, groups, tile_a, tile_b), dtype)
-    # XLA:CPU does not fuse multiple outputs: it would recompute the whole dual in every
-    # consumer. A barrier materialises the expensive values once (GPUs fuse these well).
-    materialize = jax.lax.optimization_barrier if materialize_duals else (lambda v: v)
-    # P only ever appears as P(l,t) Vphi'(l,t), so the recursion carries Q = P Vphi'.
-    # Per layer: Vphi and Q of the previous step, and the AVG sums of Vphi and Q.
-    init = tuple((zeros, zeros, zeros, zeros) for _ in range(layers))
-
-    def step(carry, inputs):
-        xa, xb, ra, rb, ia, ib, sa, sb = inputs
-        dots = jnp.einsum("dam,dbm->dab", xa, xb)[:, None]
-        pair_started = (sa[:, :, None] * sb[:, None, :])[:, None] if masked else None
-        below_vphi = below_q = None
-        new_carry = []
-        for layer in range(layers):
-            vphi_prev, q_prev, vphi_sum, q_sum = carry[layer]
-            below = su2 / features * dots if layer == 0 else su2 * below_vphi
-            cov = below + sw2 * vphi_prev + sb2
-            if masked:
-                cov = cov * pair_started
-            p = cov + sw2 * q_prev
-            if layer > 0:
-                p = p + su2 * below_q
-            if exact:
-                vphi, dvphi = relu_dual(
-                    ra[:, :, layer, :, None], rb[:, :, layer, None, :], cov, on_diagonal
-                )
-            else:
-                vphi, dvphi = relu_dual_fast(
-                    cov,
-                    ra[:, :, layer, :, None],
-                    rb[:, :, layer, None, :],
-                    ia[:, :, layer, :, None],
-                    ib[:, :, layer, None, :],
-                    arccos_method,
-                    materialize,
-                )
-            vphi, q = materialize((vphi, p * dvphi))
-            new_carry.append((vphi, q, vphi_sum + vphi, q_sum + q))
-            below_vphi, below_q = vphi, q
-        return tuple(new_carry), None
-
-    final, _ = jax.lax.scan(
-        step, init, (x_a, x_b, root_a, root_b, inv_root_a, inv_root_b, started_a, started_b)
+    shape = (directions, groups, tile_a, tile_b)
+    # The layer below's input is scaled by su^2/m at layer 1 and su^2 above it.
+    input_scale = jnp.stack([su2 / features] + [su2] * (layers - 1))  # (L, 1, G, 1, 1)
+    # Layers run in an inner scan: its carry materialises each layer's Vphi and Q once.
+    # As one unrolled body, XLA:CPU fuses every consumer with its producers and
+    # recomputes the layers below inside each fusion of the layer above.
+    layer_major = lambda a: jnp.moveaxis(a, 3, 1)  # (T, D, G, L, t) -> (T, L, D, G, t)
+    root_a, root_b, inv_root_a, inv_root_b = map(
+        layer_major, (root_a, root_b, inv_root_a, inv_root_b)
     )
-    per_layer = [
-        jnp.stack([vphi, vphi_sum, vphi + q, vphi_sum + q_sum], axis=1)
-        for vphi, q, vphi_sum, q_sum in final
-    ]
-    return jnp.stack(per_layer, axis=2).astype(dtype)
+    zeros = jnp.zeros((layers,) + shape, dtype)
+
+    def layer_step(below, per_layer):
+        below_input, below_q, pair_started = below
+        vphi_prev, q_prev, scale, ra, rb, ia, ib = per_layer
+        cov = scale * below_input + sw2 * vphi_prev + sb2
+        if masked:
+            cov = cov * pair_started
+        # P only ever appears as P(l,t) Vphi'(l,t), so the recursion carries Q = P Vphi'.
+        p = cov + sw2 * q_prev + su2 * below_q
+        if exact:
+            vphi, dvphi = relu_dual(ra[:, :, :, None], rb[:, :, None, :], cov, on_diagonal)
+        else:
+            vphi, dvphi = relu_dual_fast(
+                cov, ra[:, :, :, None], rb[:, :, None, :], ia[:, :, :, None],
+                ib[:, :, None, :], arccos_method,
+            )
+        q = p * dvphi
+        return (vphi, q, pair_started), (vphi, q)
+
+    def time_step(carry, inputs):
+        vphi_prev, q_prev, vphi_sum, q_sum = carry
+        xa, xb, ra, rb, ia, ib, sa, sb = inputs
+        dots = jnp.broadcast_to(jnp.einsum("dam,dbm->dab", xa, xb)[:, None], shape)
+        pair_started = (sa[:, :, None] * sb[:, None, :])[:, None] if masked else jnp.ones((), dtype)
+        _, (vphi, q) = jax.lax.scan(
+            layer_step,
+            (dots, jnp.zeros(shape, dtype), pair_started),
+            (vphi_prev, q_prev, input_scale, ra, rb, ia, ib),
+        )
+        return (vphi, q, vphi_sum + vphi, q_sum + q), None
+
+    (vphi, q, vphi_sum, q_sum), _ = jax.lax.scan(
+        time_step,
+        (zeros, zeros, zeros, zeros),
+        (x_a, x_b, root_a, root_b, inv_root_a, inv_root_b, started_a, started_b),
+    )
+    # (L, D, G, ta, tb) x 4 -> (D, 4, L, G, ta, tb)
+    per_layer = jnp.stack([vphi, vphi_sum, vphi + q, vphi_sum + q_sum], axis=0)
+    return jnp.transpose(per_layer, (2, 0, 1, 3, 4, 5)).astype(dtype)
+

@@ -1,0 +1,265 @@
+"""The evaluation config: which kernels, which hyperparameter grids, which protocol.
+
+One pydantic model, :class:`EvaluationConfig`. Every field is optional; the defaults
+reproduce the paper's UCI evaluation (see ``PROTOCOL-uci.md``). Unknown fields are
+rejected, every grid must be non-empty, and duplicate grid values are dropped with the
+first occurrence kept (the protocol enumerates grids in their given order).
+
+Baseline grids that the paper takes from its references:
+
+- RBF: ``gamma`` in {2^-5, 2^-3, ..., 2^9} on squared Euclidean distance, the main ``C`` grid.
+- POLY: ``(poly_scale * <x, x'> + poly_offset) ** poly_degree`` with the main ``C`` grid;
+  degree {1, 2, 3} and scale {0.001, 0.01, 0.1} follow the caret ``svmPoly`` grid used by
+  Fernandez-Delgado et al. (JMLR 2014).
+- MLP: the ReLU MLP NTK/CK of Arora et al. (ICLR 2020): ``mlp_layers`` in 1..5, every number
+  of fixed bottom layers 0..L-1 (``mlp_fixed_layers=None``), ``C`` in {10^-2, ..., 10^4}.
+- RF: random forest with 500 trees and ``sqrt`` features per split.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal, Mapping, Sequence, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = [
+    "ALL_FAMILIES",
+    "BASELINE_FAMILIES",
+    "ConfigError",
+    "EvaluationConfig",
+    "Family",
+    "Kind",
+    "RECURRENT_FAMILIES",
+    "load_config",
+    "parse_config",
+]
+
+Family = Literal["RNN", "RNN-P", "BI-RNN", "RNN-AVG", "BI-RNN-AVG", "RBF", "POLY", "MLP", "RF"]
+Kind = Literal["ck", "ntk"]
+
+RECURRENT_FAMILIES: tuple[str, ...] = ("RNN", "RNN-P", "BI-RNN", "RNN-AVG", "BI-RNN-AVG")
+BASELINE_FAMILIES: tuple[str, ...] = ("RBF", "POLY", "MLP", "RF")
+ALL_FAMILIES: tuple[str, ...] = RECURRENT_FAMILIES + BASELINE_FAMILIES
+KINDS: tuple[str, ...] = ("ck", "ntk")
+
+# Strict numbers: "1" or true in a JSON config is a mistake, not a value.
+PositiveFloat = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
+PositiveInt = Annotated[int, Field(strict=True, ge=1)]
+NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
+UnitFraction = Annotated[float, Field(strict=True, gt=0, le=1, allow_inf_nan=False)]
+
+_T = TypeVar("_T")
+
+
+class ConfigError(ValueError):
+    """A config file cannot be read, is not JSON, or fails validation."""
+
+
+def _dedupe(values: Sequence[_T]) -> list[_T]:
+    """Drop repeated values, keeping the first occurrence of each."""
+    seen: set[Any] = set()
+    kept: list[_T] = []
+    for value in values:
+        key = tuple(value) if isinstance(value, list) else value
+        if key not in seen:
+            seen.add(key)
+            kept.append(value)
+    return kept
+
+
+def _check_names(values: Any, allowed: Sequence[str], what: str) -> Any:
+    """Reject unknown names with one message that lists them all."""
+    if isinstance(values, list):
+        unknown = [v for v in values if isinstance(v, str) and v not in allowed]
+        if unknown:
+            raise ValueError(
+                f"unknown {what} {', '.join(map(repr, _dedupe(unknown)))}; "
+                f"allowed: {', '.join(allowed)}"
+            )
+    return values
+
+
+class EvaluationConfig(BaseModel):
+    """What to evaluate on a dataset and how (the paper's protocol by default).
+
+    Grids are lists; the evaluation enumerates their cartesian product. ``sigma_*`` are
+    the standard deviations of the RNN's input weights (w), recurrent weights (u) and
+    biases (b); ``layers`` is the number of recurrent layers L; ``C`` is the SVC penalty.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    families: list[Family] = Field(
+        default_factory=lambda: ["RNN", "RNN-P", "BI-RNN", "RNN-AVG", "BI-RNN-AVG", "RBF"],
+        description="Kernel families to evaluate, recurrent and baselines.",
+    )
+    kinds: list[Kind] = Field(
+        default_factory=lambda: ["ck", "ntk"],
+        description="Kernel kinds: conjugate kernel (ck) and/or neural tangent kernel (ntk).",
+    )
+    sigma_w: list[PositiveFloat] = Field(default_factory=lambda: [math.sqrt(2.0)])
+    sigma_u: list[PositiveFloat] = Field(default_factory=lambda: [0.25, 0.5])
+    sigma_b: list[NonNegativeFloat] = Field(default_factory=lambda: [0.001, 0.1])
+    layers: list[PositiveInt] = Field(default_factory=lambda: [1, 2])
+    C: list[PositiveFloat] = Field(default_factory=lambda: [0.01, 1.0, 100.0, 1e4, 1e6])
+    normalize: Literal["max_row_norm", "none"] = Field(
+        default="max_row_norm",
+        description="max_row_norm divides X by its largest row norm (one scalar per dataset).",
+    )
+    protocol: Literal["auto", "predefined", "stratified"] = Field(
+        default="auto",
+        description="auto uses the dataset's predefined splits when it has them, else stratified.",
+    )
+    seed: Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)] = 0
+
+    rnnp_orders: list[Annotated[list[NonNegativeInt], Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="Extra step orders for RNN-P besides forward and reversed (which are "
+        "always evaluated and dropped here if repeated); each a permutation of range(T).",
+    )
+    features_per_step: PositiveInt = Field(
+        default=1, description="m: a table row of d features becomes d / m steps of m features."
+    )
+    rbf_gamma: list[PositiveFloat] = Field(default_factory=lambda: [2.0**k for k in range(-5, 10, 2)])
+    poly_degree: list[PositiveInt] = Field(default_factory=lambda: [1, 2, 3])
+    poly_scale: list[PositiveFloat] = Field(default_factory=lambda: [0.001, 0.01, 0.1])
+    poly_offset: list[NonNegativeFloat] = Field(default_factory=lambda: [1.0])
+    mlp_layers: list[PositiveInt] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
+    mlp_fixed_layers: list[NonNegativeInt] | None = Field(
+        default=None,
+        description="Fixed bottom layers of the MLP NTK; None means every value 0..L-1 for each L.",
+    )
+    mlp_C: list[PositiveFloat] = Field(default_factory=lambda: [10.0**k for k in range(-2, 5)])
+    rf_n_estimators: list[PositiveInt] = Field(default_factory=lambda: [500])
+    rf_max_features: list[Literal["sqrt", "log2"] | UnitFraction] = Field(
+        default_factory=lambda: ["sqrt"],
+        description="Features tried per split: 'sqrt', 'log2' or a fraction in (0, 1].",
+    )
+
+    @field_validator("families", mode="before")
+    @classmethod
+    def _known_families(cls, value: Any) -> Any:
+        return _check_names(value, ALL_FAMILIES, "families")
+
+    @field_validator("kinds", mode="before")
+    @classmethod
+    def _known_kinds(cls, value: Any) -> Any:
+        return _check_names(value, KINDS, "kinds")
+
+    @field_validator(
+        "families", "kinds", "sigma_w", "sigma_u", "sigma_b", "layers", "C", "rbf_gamma",
+        "poly_degree", "poly_scale", "poly_offset", "mlp_layers", "mlp_fixed_layers", "mlp_C",
+        "rf_n_estimators", "rf_max_features",
+    )
+    @classmethod
+    def _non_empty_unique(cls, value: list[Any] | None) -> list[Any] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("must list at least one value")
+        return _dedupe(value)
+
+    @field_validator("rnnp_orders")
+    @classmethod
+    def _permutations(cls, orders: list[list[int]]) -> list[list[int]]:
+        lengths = {len(order) for order in orders}
+        if len(lengths) > 1:
+            raise ValueError(f"all orders must have the same length T, got lengths {sorted(lengths)}")
+        for k, order in enumerate(orders):
+            if sorted(order) != list(range(len(order))):
+                raise ValueError(f"order {k} is not a permutation of 0..{len(order) - 1}: {order}")
+        # Forward and reversed are always evaluated; repeating them would double their votes.
+        if orders:
+            t = len(orders[0])
+            builtin = {tuple(range(t)), tuple(range(t - 1, -1, -1))}
+            orders = [order for order in orders if tuple(order) not in builtin]
+        return _dedupe(orders)
+
+    def rnnp_orders_for(self, n_steps: int) -> list[tuple[int, ...]]:
+        """All RNN-P step orders for sequences of ``n_steps``: forward, reversed, then extras.
+
+        Raises:
+            ValueError: if the extra orders were written for a different T.
+        """
+        if self.rnnp_orders and len(self.rnnp_orders[0]) != n_steps:
+            raise ValueError(
+                f"rnnp_orders are permutations of {len(self.rnnp_orders[0])} steps, "
+                f"but the dataset has T = {n_steps}"
+            )
+        forward = tuple(range(n_steps))
+        orders = [forward, forward[::-1]] + [tuple(order) for order in self.rnnp_orders]
+        return _dedupe(orders)  # T = 1: forward == reversed
+
+
+def _format_errors(error: ValidationError) -> str:
+    """One clause per problem, ``field[index]: message``; unknown fields listed together."""
+    clauses: list[str] = []
+    unknown: list[str] = []
+    for item in error.errors():
+        location = ""
+        for part in item["loc"]:
+            location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else str(part))
+        if item["type"] == "extra_forbidden":
+            unknown.append(repr(location))
+        else:
+            clauses.append(f"{location or 'config'}: {item['msg'].removeprefix('Value error, ')}")
+    if unknown:
+        clauses.insert(
+            0,
+            f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+            f"(allowed: {', '.join(EvaluationConfig.model_fields)})",
+        )
+    return "; ".join(clauses)
+
+
+def parse_config(data: Mapping[str, Any]) -> EvaluationConfig:
+    """Validate a mapping (e.g. parsed JSON) into an :class:`EvaluationConfig`.
+
+    Raises:
+        ConfigError: naming every invalid or unknown field.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
+    try:
+        return EvaluationConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid config: {_format_errors(exc)}") from exc
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ConfigError(f"duplicate keys in config: {', '.join(repeated)}")
+    return dict(pairs)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ConfigError(f"{name} is not allowed in a config")
+
+
+def load_config(path: str | Path) -> EvaluationConfig:
+    """Read and validate a JSON config file; an empty object ``{}`` gives the defaults.
+
+    Raises:
+        ConfigError: if the file cannot be read, is not a JSON object, or fails validation.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p.name}: cannot read config ({exc})") from exc
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{p.name}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    except ConfigError as exc:
+        raise ConfigError(f"{p.name}: {exc}") from exc
+    try:
+        return parse_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{p.name}: {exc}") from exc
