@@ -227,6 +227,10 @@ def _run_tiles(
         (r, c), result = in_flight.popleft()
         block = np.asarray(result)[:, :, :, :used_groups]
         rows, cols = min(side, n_rows - r), min(side, n_cols - c)
+        if symmetric and c == r:
+            # Both triangles of a diagonal tile were computed; keep one, so K is exactly symmetric.
+            upper = np.triu(block, 1)
+            block = np.triu(block) + np.swapaxes(upper, -1, -2)
         out[..., r : r + rows, c : c + cols] = block[..., :rows, :cols]
         if symmetric and c != r:
             out[..., c : c + cols, r : r + rows] = np.swapaxes(block[..., :rows, :cols], -1, -2)
