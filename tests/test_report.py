@@ -1,0 +1,311 @@
+"""report.json / report.csv / report.html from a realistic report dict."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import csv
+import itertools
+import json
+import math
+import re
+import struct
+import zlib
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rntk_core.report import write_report
+
+RECURRENT = ("RNN", "BI-RNN-AVG")
+C_GRID = (0.01, 1.0, 100.0)
+VOID_TAGS = {"meta", "link", "br", "hr", "img", "input", "col", "area", "base", "source", "wbr"}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _recurrent_params(family: str) -> list[dict]:
+    pool = "avg" if family.endswith("AVG") else "last"
+    direction = "bi" if family.startswith("BI") else "fwd"
+    return [
+        {"kind": kind, "pool": pool, "layers": layers, "direction": direction,
+         "sigma_w": 1.414, "sigma_u": sigma_u, "sigma_b": sigma_b}
+        for kind, layers, sigma_u, sigma_b in itertools.product(
+            ("ck", "ntk"), (1, 2), (0.25, 0.5), (0.001, 0.1))
+    ]
+
+
+def _family_grid() -> dict[str, list[dict]]:
+    grid = {family: _recurrent_params(family) for family in RECURRENT}
+    grid["RBF"] = [{"gamma": 2.0**k} for k in range(-5, 10, 2)]
+    grid["POLY"] = [{"degree": d, "scale": s, "offset": 1.0} for d in (1, 2, 3) for s in (0.01, 0.1)]
+    return grid
+
+
+def make_report(seed: int = 0) -> dict:
+    """A report as the evaluation writes it: 4 SVM families (incl. RBF) and RF."""
+    rng = np.random.default_rng(seed)
+    configurations, families = [], {}
+    for family, grid in _family_grid().items():
+        rows = [
+            {"family": family, "params": params, "C": c,
+             "validation_accuracy": round(float(rng.uniform(0.6, 0.97)), 4)}
+            for params in grid for c in C_GRID
+        ]
+        configurations += rows
+        best = max(rows, key=lambda row: row["validation_accuracy"])
+        second = sorted(rows, key=lambda row: row["validation_accuracy"])[-2]
+        folds = [round(float(v), 4) for v in rng.uniform(0.8, 0.98, size=4)]
+        families[family] = {
+            "test_accuracy": round(sum(folds) / 4, 4), "fold_accuracies": folds,
+            "validation_accuracy": best["validation_accuracy"],
+            "chosen": [{"params": best["params"], "C": best["C"]}] * 3
+            + [{"params": second["params"], "C": second["C"]}],
+        }
+    rf = {"n_estimators": 500, "max_features": "sqrt"}
+    configurations.append({"family": "RF", "params": rf, "validation_accuracy": 0.9})
+    families["RF"] = {"test_accuracy": 0.88, "fold_accuracies": [0.87, 0.88, 0.89, 0.88],
+                      "validation_accuracy": 0.9, "chosen": [{"params": rf}]}
+    chosen_rnn = families["RNN"]["chosen"][0]
+    return {
+        "dataset": {"name": "iris <&> test", "format": "uci", "n_samples": 150, "n_steps": 4,
+                    "n_features": 1, "n_classes": 3},
+        "config": {"families": [*_family_grid(), "RF"], "C": list(C_GRID), "seed": 0},
+        "protocol": "predefined",
+        "x_scale": 1.7,
+        "configurations": configurations,
+        "families": families,
+        "grams": [{"file": "gram/RNN-ntk-last-L2-fwd-sw1.414-su0.5-sb0.1.npy",
+                   "params": chosen_rnn["params"], "x_scale": 1.7}],
+        "non_converged": [{"family": "POLY", "params": {"degree": 3, "scale": 0.1, "offset": 1.0},
+                           "C": 100.0, "split": 2}],
+        "timings": {"load": 0.1, "kernels": 12.5, "validation": 3.2, "test": 1.1, "total": 17.0},
+        "versions": {"rntk": "0.1.0", "jax": "0.4.30", "numpy": "1.26.4",
+                     "scikit-learn": "1.4.2", "python": "3.11.9"},
+        "device": "cpu: cpu",
+    }
+
+
+def make_gram(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """A random PSD Gram with class structure, its samples shuffled, and the labels."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, size=n)
+    features = rng.normal(size=(n, 8)) + 2.0 * np.eye(3, 8)[labels]
+    return features @ features.T, labels
+
+
+class TagChecker(HTMLParser):
+    """Records tag-nesting errors (every non-void start tag must be closed in order)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.ids: list[str] = []
+        self.attribute_values: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self._record(attrs)
+        if tag not in VOID_TAGS:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list) -> None:
+        self._record(attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+        else:
+            self.stack.pop()
+
+    def _record(self, attrs: list) -> None:
+        for name, value in attrs:
+            if name == "id":
+                self.ids.append(value)
+            self.attribute_values.append(value or "")
+
+
+def check_html(text: str) -> TagChecker:
+    checker = TagChecker()
+    checker.feed(text)
+    checker.close()
+    assert checker.errors == []
+    assert checker.stack == []
+    return checker
+
+
+@pytest.fixture
+def written(tmp_path: Path) -> tuple[dict, Path]:
+    report = make_report()
+    gram, labels = make_gram(300)
+    write_report(copy.deepcopy(report), tmp_path, selected_gram=gram, labels=labels)
+    return report, tmp_path
+
+
+def test_writes_three_files_and_no_temporaries(written):
+    _, out = written
+    assert sorted(p.name for p in out.iterdir()) == ["report.csv", "report.html", "report.json"]
+
+
+def test_json_round_trips(written):
+    report, out = written
+    assert json.loads((out / "report.json").read_text()) == report
+
+
+def test_csv_rows_header_and_chosen_flags(written):
+    report, out = written
+    with open(out / "report.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    header = list(rows[0])
+    assert header[:4] == ["family", "C", "validation_accuracy", "chosen"]
+    expected_params = ["kind", "pool", "layers", "direction", "sigma_w", "sigma_u", "sigma_b",
+                       "gamma", "degree", "scale", "offset", "n_estimators", "max_features"]
+    assert header[4:] == expected_params
+    assert len(rows) == len(report["configurations"])
+    for row, entry in zip(rows, report["configurations"]):
+        assert row["family"] == entry["family"]
+        assert float(row["validation_accuracy"]) == entry["validation_accuracy"]
+        assert row["C"] == ("" if "C" not in entry else str(entry["C"]))
+        for key in expected_params:
+            assert row[key] == ("" if key not in entry["params"] else str(entry["params"][key]))
+    chosen = {(r["family"], r["C"], r["kind"], r["layers"], r["sigma_u"], r["sigma_b"],
+               r["gamma"], r["degree"], r["scale"])
+              for r in rows if r["chosen"] == "True"}
+    assert {r["chosen"] for r in rows} == {"True", "False"}
+    # Two distinct chosen configurations per SVM family, RF's single one.
+    assert len(chosen) == 2 * 4 + 1
+    rf_row = next(r for r in rows if r["family"] == "RF")
+    assert rf_row["chosen"] == "True" and rf_row["C"] == ""
+
+
+def test_html_is_well_formed_offline_and_complete(written):
+    report, out = written
+    text = (out / "report.html").read_text()
+    checker = check_html(text)
+    expected_ids = {"accuracy-plot", "gram-image"} | {
+        f"validation-heatmap-{family}" for family in report["families"]
+    }
+    assert expected_ids <= set(checker.ids)
+    assert len(checker.ids) == len(set(checker.ids))
+    assert not any(re.search(r"https?:|//", value) for value in checker.attribute_values
+                   if not value.startswith("data:image/png;base64,"))
+    assert "http://" not in text and "https://" not in text
+    assert "<script" not in text.lower()
+    for family in report["families"]:
+        assert f">{family}<" in text
+    assert "iris &lt;&amp;&gt; test" in text
+    assert "Warning:" in text and "non-converged" in text
+
+
+def _png_payload(text: str) -> bytes:
+    match = re.search(r'href="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    assert match, "no PNG data URI"
+    return base64.b64decode(match.group(1), validate=True)
+
+
+def _png_size_and_pixels(png: bytes) -> tuple[int, int, bytes]:
+    assert png.startswith(PNG_SIGNATURE)
+    position, idat, size = len(PNG_SIGNATURE), b"", None
+    while position < len(png):
+        (length,) = struct.unpack(">I", png[position:position + 4])
+        tag = png[position + 4:position + 8]
+        data = png[position + 8:position + 8 + length]
+        (crc,) = struct.unpack(">I", png[position + 8 + length:position + 12 + length])
+        assert crc == zlib.crc32(tag + data) & 0xFFFFFFFF
+        if tag == b"IHDR":
+            size = struct.unpack(">II", data[:8])
+        elif tag == b"IDAT":
+            idat += data
+        position += 12 + length
+    width, height = size
+    return width, height, zlib.decompress(idat)
+
+
+@pytest.mark.parametrize("n, pixels", [(300, 256), (40, 40)])
+def test_gram_png_decodes_and_is_downsampled(tmp_path, n, pixels):
+    gram, labels = make_gram(n)
+    write_report(make_report(), tmp_path, selected_gram=gram, labels=labels)
+    text = (tmp_path / "report.html").read_text()
+    width, height, raw = _png_size_and_pixels(_png_payload(text))
+    assert (width, height) == (pixels, pixels)
+    assert len(raw) == height * (1 + 3 * width)
+    # Two class boundaries (three classes), each drawn across and down the image.
+    gram_svg = text[text.index('id="gram-image"'):]
+    gram_svg = gram_svg[:gram_svg.index("</svg>")]
+    assert gram_svg.count("<line") == 4
+
+
+def test_gram_is_sorted_by_class(tmp_path):
+    # Within-class entries 1, across 0: sorted by class, the image is block diagonal.
+    labels = np.array([2, 0, 1, 0, 2, 1, 1, 0])
+    gram = (labels[:, None] == labels[None, :]).astype(float)
+    write_report(make_report(), tmp_path, selected_gram=gram, labels=labels)
+    width, height, raw = _png_size_and_pixels(_png_payload((tmp_path / "report.html").read_text()))
+    pixels = np.frombuffer(raw, np.uint8).reshape(height, 1 + 3 * width)[:, 1:]
+    bright = pixels.reshape(height, width, 3).sum(axis=2) > 400
+    sorted_labels = np.sort(labels)
+    assert np.array_equal(bright, sorted_labels[:, None] == sorted_labels[None, :])
+
+
+def test_non_finite_floats_become_null_and_na(tmp_path):
+    report = make_report()
+    report["x_scale"] = float("nan")
+    report["families"]["RBF"]["test_accuracy"] = float("inf")
+    report["configurations"][0]["validation_accuracy"] = np.float64("nan")
+    report["timings"]["total"] = np.float32(2.5)
+    gram, labels = make_gram(30)
+    gram[0, 1] = np.nan
+    write_report(report, tmp_path, selected_gram=gram, labels=labels)
+    loaded = json.loads((tmp_path / "report.json").read_text())
+    assert loaded["x_scale"] is None
+    assert loaded["families"]["RBF"]["test_accuracy"] is None
+    assert loaded["configurations"][0]["validation_accuracy"] is None
+    assert loaded["timings"]["total"] == 2.5
+    with open(tmp_path / "report.csv", newline="") as handle:
+        first = next(csv.DictReader(handle))
+    assert first["validation_accuracy"] == ""
+    text = (tmp_path / "report.html").read_text()
+    check_html(text)
+    assert "NaN" not in text and "inf%" not in text.lower()
+    _png_size_and_pixels(_png_payload(text))
+
+
+def test_minimal_report_renders(tmp_path):
+    report = {"dataset": {"name": "tiny"}, "configurations": [
+        {"family": "RBF", "params": {"gamma": 0.5}, "C": 1.0, "validation_accuracy": 0.8}]}
+    write_report(report, tmp_path)
+    text = (tmp_path / "report.html").read_text()
+    checker = check_html(text)
+    assert {"accuracy-plot", "validation-heatmap-RBF"} <= set(checker.ids)
+    assert "gram-image" not in checker.ids
+    assert "No Gram matrix" in text and "Not recorded" in text
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+
+
+def test_empty_and_malformed_fields_render(tmp_path):
+    report = {"families": {"RNN": {"chosen": "oops", "fold_accuracies": None}},
+              "configurations": ["not a dict", {"family": "RNN"}], "non_converged": [],
+              "timings": None, "versions": [], "grams": "nope"}
+    write_report(report, tmp_path, selected_gram=np.ones((3, 4)), labels=np.arange(2))
+    text = (tmp_path / "report.html").read_text()
+    check_html(text)
+    assert "Every SVM fit converged" in text
+    assert "a square (N, N) matrix is needed" in text
+
+
+def test_mismatched_labels_draw_unsorted(tmp_path):
+    gram, _ = make_gram(20)
+    write_report(make_report(), tmp_path, selected_gram=gram, labels=np.zeros(5))
+    text = (tmp_path / "report.html").read_text()
+    assert "drawn unsorted" in text
+    assert _png_size_and_pixels(_png_payload(text))[:2] == (20, 20)
+
+
+def test_rewrite_replaces_files(tmp_path):
+    write_report(make_report(), tmp_path)
+    report = make_report(seed=5)
+    write_report(report, tmp_path)
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert math.isfinite(report["x_scale"])
