@@ -245,9 +245,7 @@ def _run_tiles(
             side_x.started[..., a], side_y.started[..., b],
         ]
         operands = [jax.device_put(o, device) for o in operands]
-        # Only K(X, X) has (x, x) pairs; elsewhere the offset lies beyond any tile.
-        offset = np.int32(r - c if symmetric else 2 * side + 1)
-        result = fused_tile(*operands, **placed[device], diagonal_offset=offset, **params)
+        result = fused_tile(*operands, **placed[device], **params)
         in_flight.append(((r, c), result))
         if len(in_flight) >= window:
             collect()
