@@ -40,6 +40,44 @@ def _gram(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(path: str | None):
+    from .config import EvaluationConfig, load_config
+
+    return load_config(path) if path else EvaluationConfig()
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_path
+
+    config = _config(args.config)
+    report = evaluate_path(args.data, config, out_dir=args.out, progress=not args.quiet,
+                           n_jobs=args.jobs, dtype=args.dtype)
+    for family, outcome in report["families"].items():
+        print(f"{family:>12}: test {100 * outcome['test_accuracy']:6.2f}%  "
+              f"validation {100 * outcome['validation_accuracy']:6.2f}%  "
+              f"({len(outcome['chosen'])} chosen)")
+    failed = report["non_converged"]
+    if failed:
+        print(f"rntk evaluate: warning: {len(failed)} SVM fit(s) stopped before converging; "
+              "see non_converged in report.json", file=sys.stderr)
+    print(f"wrote {Path(args.out) / 'report.json'} ({report['timings']['total']:.1f} s)")
+    return 0
+
+
+def _bench_uci(args: argparse.Namespace) -> int:
+    from .uci_bench import format_table, run_bench
+
+    config = _config(args.config)
+    results = run_bench(args.root, args.out, config, names=args.datasets, families=args.families,
+                        n_jobs=args.jobs, progress=not args.quiet, dtype=args.dtype)
+    for name, message in results["errors"].items():
+        print(f"rntk bench-uci: skipped {name}: {message}", file=sys.stderr)
+    if results["summary"]:
+        print(format_table(results["summary"], len(results["datasets"])))
+    print(f"wrote {args.out}")
+    return 0 if results["datasets"] else 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rntk", description=__doc__)
     parser.add_argument("--version", action="version", version=f"rntk {__version__}")
@@ -59,7 +97,42 @@ def build_parser() -> argparse.ArgumentParser:
     gram_cmd.add_argument("--sigma-v", type=float, default=1.0)
     gram_cmd.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     gram_cmd.set_defaults(handler=_gram)
+
+    evaluate_cmd = commands.add_parser(
+        "evaluate", help="run the UCI protocol on one dataset: report.json/.csv/.html and gram/*.npy")
+    evaluate_cmd.add_argument("data", help="a UCI folder or .zip, a .csv or a .npz")
+    evaluate_cmd.add_argument("--out", required=True, help="output folder")
+    evaluate_cmd.add_argument("--config", help="evaluation config JSON (default: the paper's protocol)")
+    evaluate_cmd.add_argument("--jobs", type=_positive_int, help="SVM threads (default: every core)")
+    evaluate_cmd.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                              help="precision of the recurrent kernels")
+    evaluate_cmd.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate_cmd.set_defaults(handler=_evaluate)
+
+    bench_cmd = commands.add_parser(
+        "bench-uci", help="the protocol over UCI folders, with the paper's Table I metrics")
+    bench_cmd.add_argument("root", help="folder of UCI dataset folders (with datasets.txt)")
+    bench_cmd.add_argument("--datasets", nargs="+", help="dataset names (default: datasets.txt)")
+    bench_cmd.add_argument("--families", nargs="+",
+                           help="families, e.g. RNN RNN-P RNN-P-CK RBF (default: the config's)")
+    bench_cmd.add_argument("--out", required=True, help="results JSON path")
+    bench_cmd.add_argument("--config", help="evaluation config JSON")
+    bench_cmd.add_argument("--jobs", type=_positive_int, help="SVM threads (default: every core)")
+    bench_cmd.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                           help="precision of the recurrent kernels")
+    bench_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench_cmd.set_defaults(handler=_bench_uci)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (ValueError, OSError) as exc:
-        print(f"rntk {args.command}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever the exception held
+        print(f"rntk {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

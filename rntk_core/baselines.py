@@ -1,0 +1,156 @@
+"""The baselines the paper compares against, as models for the shared selection protocol.
+
+Each ``*_family`` function returns the family's candidates in enumeration order and the
+models they use, keyed so that the orchestrator can fit each (model, C) once per split:
+
+- RBF: ``exp(-gamma * |x - x'|^2)``; candidates gamma ascending, then C ascending.
+- POLY: ``(scale * <x, x'> + offset) ** degree``; degree, scale, offset ascending, then C.
+- MLP: the ReLU MLP NTK / CK of Arora et al. (:mod:`rntk_core.mlp`); depth ascending, fixed
+  layers ascending, kind (ck then ntk), then C (``config.mlp_C``).
+- RF: ``RandomForestClassifier`` seeded with ``config.seed``; n_estimators ascending, then
+  max_features in the config's order. It has no C.
+
+All take X as (N, d) rows, already normalised by the orchestrator.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Sequence
+
+import numpy as np
+from sklearn.ensemble import RandomForestClassifier
+
+from .config import EvaluationConfig
+from .protocol import Candidate
+from .svm import Fit, KernelModel, default_jobs
+
+__all__ = ["ForestModel", "mlp_family", "poly_family", "rbf_family", "rf_family", "squared_distances"]
+
+Family = tuple[list[Candidate], dict[Hashable, Any]]
+
+
+def squared_distances(X: np.ndarray) -> np.ndarray:
+    """(N, N) squared Euclidean distances between the rows of X, exact zeros on the diagonal."""
+    norms = np.einsum("ij,ij->i", X, X)
+    distances = norms[:, None] + norms[None, :] - 2.0 * (X @ X.T)
+    np.maximum(distances, 0.0, out=distances)
+    np.fill_diagonal(distances, 0.0)
+    return distances
+
+
+def _svm_candidates(
+    family: str, models: dict[Hashable, KernelModel], params: dict[Hashable, dict], Cs: Sequence[float]
+) -> list[Candidate]:
+    """One candidate per (model, C), models in their given order, then C ascending."""
+    return [
+        Candidate(family=family, params=params[key], C=C, model=key)
+        for key in models for C in sorted(Cs)
+    ]
+
+
+def rbf_family(X: np.ndarray, config: EvaluationConfig, *, max_iter: int = -1) -> Family:
+    """RBF SVMs over ``config.rbf_gamma`` x ``config.C``."""
+    distances = squared_distances(X)
+    models: dict[Hashable, KernelModel] = {}
+    params: dict[Hashable, dict] = {}
+    for gamma in sorted(config.rbf_gamma):
+        key = ("rbf", gamma)
+        models[key] = KernelModel(f"rbf-gamma{gamma:g}", _scaled_exp(distances, gamma), max_iter=max_iter)
+        params[key] = {"gamma": gamma}
+    return _svm_candidates("RBF", models, params, config.C), models
+
+
+def _scaled_exp(distances: np.ndarray, gamma: float) -> Callable[[], np.ndarray]:
+    return lambda: np.exp(-gamma * distances)
+
+
+def poly_family(X: np.ndarray, config: EvaluationConfig, *, max_iter: int = -1) -> Family:
+    """Polynomial-kernel SVMs over degree x scale x offset x ``config.C``."""
+    inner = X @ X.T
+    models: dict[Hashable, KernelModel] = {}
+    params: dict[Hashable, dict] = {}
+    for degree, scale, offset in itertools.product(
+        sorted(config.poly_degree), sorted(config.poly_scale), sorted(config.poly_offset)
+    ):
+        key = ("poly", degree, scale, offset)
+        name = f"poly-d{degree}-s{scale:g}-o{offset:g}"
+        models[key] = KernelModel(name, _polynomial(inner, degree, scale, offset), max_iter=max_iter)
+        params[key] = {"degree": degree, "scale": scale, "offset": offset}
+    return _svm_candidates("POLY", models, params, config.C), models
+
+
+def _polynomial(inner: np.ndarray, degree: int, scale: float, offset: float) -> Callable[[], np.ndarray]:
+    return lambda: (scale * inner + offset) ** degree
+
+
+def _mlp_kernels() -> Callable[..., dict]:
+    try:
+        from .mlp import mlp_kernels
+    except ImportError as exc:
+        raise ValueError(
+            f"the MLP family needs rntk_core.mlp.mlp_kernels, which is not available ({exc})"
+        ) from exc
+    return mlp_kernels
+
+
+def mlp_family(
+    X: np.ndarray, config: EvaluationConfig, *, max_iter: int = -1, kinds: Sequence[str] | None = None
+) -> Family:
+    """MLP NTK / CK SVMs over depth x fixed layers x kind x ``config.mlp_C``.
+
+    ``config.mlp_fixed_layers=None`` means every 0..depth-1; the CK does not depend on the
+    fixed layers, so it appears once per depth.
+    """
+    kinds = tuple(kind for kind in ("ck", "ntk") if kind in (kinds or config.kinds))
+    kernels = _mlp_kernels()(X, max_depth=max(config.mlp_layers))
+    models: dict[Hashable, KernelModel] = {}
+    params: dict[Hashable, dict] = {}
+    for depth in sorted(config.mlp_layers):
+        fixed = range(depth) if config.mlp_fixed_layers is None else sorted(
+            k for k in config.mlp_fixed_layers if k < depth)
+        for fixed_layers, kind in itertools.product(fixed, kinds):
+            if kind == "ck" and fixed_layers != min(fixed, default=0):
+                continue  # the CK ignores fixed layers: one candidate per depth
+            kernel = kernels[(kind, depth, fixed_layers if kind == "ntk" else 0)]
+            key = ("mlp", kind, depth, fixed_layers)
+            models[key] = KernelModel(f"mlp-{kind}-d{depth}-f{fixed_layers}", kernel, max_iter=max_iter)
+            params[key] = {"kind": kind, "depth": depth, "fixed_layers": fixed_layers}
+    if not models:
+        raise ValueError("the MLP grid is empty: mlp_fixed_layers must hold a value below some mlp_layers")
+    return _svm_candidates("MLP", models, params, config.mlp_C), models
+
+
+@dataclass(frozen=True)
+class ForestModel:
+    """A seeded random forest on the raw (N, d) rows; ``Cs`` must be ``[None]``."""
+
+    X: np.ndarray
+    n_estimators: int
+    max_features: str | float
+    seed: int
+    name: str = "rf"
+
+    def fit_predict(
+        self, y: np.ndarray, train: np.ndarray, evaluate: np.ndarray, Cs: Sequence[float | None]
+    ) -> dict[float | None, Fit]:
+        forest = RandomForestClassifier(
+            n_estimators=self.n_estimators, max_features=self.max_features,
+            random_state=self.seed, n_jobs=default_jobs(),
+        ).fit(self.X[train], y[train])
+        predictions = forest.predict(self.X[evaluate]).astype(np.int64)
+        return {C: Fit(predictions) for C in Cs}
+
+
+def rf_family(X: np.ndarray, config: EvaluationConfig) -> Family:
+    """Random forests over n_estimators x max_features, no C."""
+    models: dict[Hashable, Any] = {}
+    candidates: list[Candidate] = []
+    for n_estimators, max_features in itertools.product(sorted(config.rf_n_estimators), config.rf_max_features):
+        key = ("rf", n_estimators, max_features)
+        name = f"rf-n{n_estimators}-{max_features}"
+        models[key] = ForestModel(X, n_estimators, max_features, config.seed, name)
+        params = {"n_estimators": n_estimators, "max_features": max_features}
+        candidates.append(Candidate(family="RF", params=params, C=None, model=key))
+    return candidates, models

@@ -1,0 +1,616 @@
+"""The evaluation pipeline: a Dataset and an EvaluationConfig in, a report dict (and files) out.
+
+The steps of ``PROTOCOL-uci.md``, each a small function:
+
+1. :func:`resolve_splits` (predefined or stratified) and :func:`normalise` (x_scale).
+2. Candidates: every family's configurations in enumeration order
+   (:func:`recurrent_candidates`, and the baselines of :mod:`rntk_core.baselines`).
+3. Kernels: ONE :func:`rntk_core.gram_grid` call per (sigma_w, step order) over the whole
+   normalised X; every recurrent configuration is a key of one of those grids.
+4. Validation: each distinct (kernel, C) is fitted once on the training indices and scored on
+   the validation indices (families that share a kernel share the fit), in parallel threads.
+5. Selection: the ties of the best validation accuracy, minus the last if they are even.
+6. Test: each chosen (kernel, C) is fitted on each fold; the chosen configurations vote.
+7. Report: the dict of the README, the selected Gram matrices under ``gram/``, and
+   ``rntk_core.report.write_report`` for report.json / .csv / .html.
+
+The AVG families use the mean over steps (``sigma_v = 1/sqrt(T)``, recorded in their
+params), as the spec's default: see :data:`AVG_SCALING`.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import platform
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Hashable, Iterator, Literal, Mapping, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from . import __version__
+from .api import GramGrid, gram_grid
+from .baselines import mlp_family, poly_family, rbf_family, rf_family
+from .config import BASELINE_FAMILIES, EvaluationConfig
+from .datasets import Dataset, load_dataset
+from .protocol import Candidate, accuracy, majority_vote, normalise, resolve_splits, select_ties
+from .svm import Fit, KernelModel, run_parallel
+
+__all__ = [
+    "AVG_SCALING",
+    "DERIVED_FAMILIES",
+    "FAMILY_NAMES",
+    "RECURRENT_SPECS",
+    "RecurrentFamily",
+    "RecurrentKernel",
+    "evaluate_dataset",
+    "evaluate_path",
+    "recurrent_candidates",
+]
+
+#: How the AVG families pool over steps: "mean" (the spec's default; sigma_v = 1/sqrt(T)) or
+#: "sum" (the engine's pool="avg"). "mean" reproduces the reference table (see the tests).
+AVG_SCALING: Literal["sum", "mean"] = "mean"
+
+
+@dataclass(frozen=True)
+class RecurrentFamily:
+    """How a recurrent family reads the grids.
+
+    Attributes:
+        pool: ``"last"`` or ``"avg"``.
+        directions: the engine directions enumerated (``"fwd"``, ``"rev"`` or ``"bi"``).
+        permutations: RNN-P: forward, reversed and every ``config.rnnp_orders`` entry.
+        kinds: a fixed kind restriction, or None for ``config.kinds``.
+    """
+
+    pool: str
+    directions: tuple[str, ...]
+    permutations: bool = False
+    kinds: tuple[str, ...] | None = None
+
+
+RECURRENT_SPECS: dict[str, RecurrentFamily] = {
+    "RNN": RecurrentFamily("last", ("fwd",)),
+    "RNN-P": RecurrentFamily("last", ("fwd", "rev"), permutations=True),
+    "BI-RNN": RecurrentFamily("last", ("bi",)),
+    "RNN-AVG": RecurrentFamily("avg", ("fwd",)),
+    "BI-RNN-AVG": RecurrentFamily("avg", ("bi",)),
+    # Table I's "RNN-P-CK" column: RNN-P with the CK only (not a config family name).
+    "RNN-P-CK": RecurrentFamily("last", ("fwd", "rev"), permutations=True, kinds=("ck",)),
+}
+DERIVED_FAMILIES: tuple[str, ...] = ("RNN-P-CK",)
+FAMILY_NAMES: tuple[str, ...] = tuple(RECURRENT_SPECS) + BASELINE_FAMILIES
+
+
+# --------------------------------------------------------------------------- recurrent kernels
+
+
+@dataclass(frozen=True)
+class RecurrentKernel:
+    """One recurrent Gram matrix: the grid it comes from and its key there.
+
+    ``order`` is None for the dataset's own step order, else the user permutation applied to
+    the steps (``X[:, order]``) before the grid was computed.
+    """
+
+    sigma_w: float
+    order: tuple[int, ...] | None
+    kind: str
+    pool: str
+    layers: int
+    direction: str
+    sigma_u: float
+    sigma_b: float
+    sigma_v: float = 1.0
+    dtype: str = "float32"
+
+    def params(self) -> dict[str, Any]:
+        """Exactly the keyword arguments of :func:`rntk_core.gram` that give this kernel.
+
+        ``dtype`` appears only when it is not the engine's default, float32.
+        """
+        params = {"kind": self.kind, "pool": self.pool, "layers": self.layers,
+                  "direction": self.direction, "sigma_w": self.sigma_w, "sigma_u": self.sigma_u,
+                  "sigma_b": self.sigma_b, "sigma_v": self.sigma_v}
+        if self.dtype != "float32":
+            params["dtype"] = self.dtype
+        return params
+
+    def grid_source(self) -> tuple:
+        """What one :func:`gram_grid` call is made for: (sigma_w, order, dtype)."""
+        return (self.sigma_w, self.order, self.dtype)
+
+    def grid_key(self) -> tuple:
+        """The kernel's key within its grid."""
+        return (self.kind, self.pool, self.layers, self.direction, self.sigma_u, self.sigma_b)
+
+    def name(self, family: str | None = None, order_index: int | None = None) -> str:
+        """A file-name-safe label, e.g. ``RNN-ntk-last-L2-fwd-sw1.414-su0.5-sb0.1``."""
+        parts = [family] if family else []
+        parts += [self.kind, self.pool, f"L{self.layers}", self.direction]
+        if self.order is not None:
+            parts.append(f"order{order_index if order_index is not None else ''}")
+        parts += [f"sw{self.sigma_w:.4g}", f"su{self.sigma_u:g}", f"sb{self.sigma_b:g}"]
+        if self.sigma_v != 1.0:
+            parts.append(f"sv{self.sigma_v:.4g}")
+        return "-".join(parts)
+
+
+class KernelStore:
+    """The grids of one dataset, keyed by :meth:`RecurrentKernel.grid_source`, and look-up."""
+
+    def __init__(self, grids: Mapping[tuple, GramGrid]):
+        self.grids = dict(grids)
+
+    def kernel(self, key: RecurrentKernel) -> np.ndarray:
+        """The (N, N) Gram matrix of ``key`` (scaled by sigma_v**2 as :func:`gram` does)."""
+        kernel = self.grids[key.grid_source()][key.grid_key()]
+        if key.sigma_v != 1.0:
+            kernel = kernel * key.sigma_v**2
+        return kernel
+
+
+def _family_kinds(spec: RecurrentFamily, config: EvaluationConfig) -> list[str]:
+    wanted = spec.kinds if spec.kinds is not None else config.kinds
+    kinds = [kind for kind in ("ck", "ntk") if kind in wanted]
+    if not kinds:
+        raise ValueError(f"kinds {config.kinds} leave nothing to evaluate")
+    return kinds
+
+
+def _step_variants(
+    spec: RecurrentFamily, config: EvaluationConfig, n_steps: int
+) -> list[tuple[tuple[int, ...] | None, str]]:
+    """(order, direction) pairs in enumeration order: fwd, rev, then the user orders."""
+    if not spec.permutations:
+        return [(None, direction) for direction in spec.directions]
+    forward = tuple(range(n_steps))
+    variants: list[tuple[tuple[int, ...] | None, str]] = []
+    for order in config.rnnp_orders_for(n_steps):
+        if order == forward:
+            variants.append((None, "fwd"))
+        elif order == forward[::-1]:
+            variants.append((None, "rev"))
+        else:
+            variants.append((order, "fwd"))
+    return variants
+
+
+def recurrent_candidates(
+    family: str, config: EvaluationConfig, n_steps: int, dtype: str = "float32"
+) -> list[Candidate]:
+    """The family's configurations in the protocol's enumeration order.
+
+    Outermost first: sigma_w, sigma_u, sigma_b, layers (each ascending), kind (ck, ntk),
+    direction / order (RNN-P only), then C ascending. The model of each is a
+    :class:`RecurrentKernel`.
+    """
+    spec = RECURRENT_SPECS[family]
+    sigma_v = 1.0 / math.sqrt(n_steps) if spec.pool == "avg" and AVG_SCALING == "mean" else 1.0
+    user_orders = config.rnnp_orders_for(n_steps)[2:] if spec.permutations else []
+    candidates = []
+    for sigma_w, sigma_u, sigma_b, layers, kind, (order, direction), C in itertools.product(
+        sorted(config.sigma_w), sorted(config.sigma_u), sorted(config.sigma_b),
+        sorted(config.layers), _family_kinds(spec, config), _step_variants(spec, config, n_steps),
+        sorted(config.C),
+    ):
+        kernel = RecurrentKernel(sigma_w, order, kind, spec.pool, layers, direction,
+                                 sigma_u, sigma_b, sigma_v, dtype)
+        note = None if order is None else {"order": list(order), "order_index": user_orders.index(order)}
+        candidates.append(Candidate(family, kernel.params(), C, kernel, note))
+    return candidates
+
+
+def compute_grids(
+    X: np.ndarray, lengths: np.ndarray | None, kernels: Sequence[RecurrentKernel],
+    config: EvaluationConfig, on_done: Callable[[], None] | None = None,
+) -> KernelStore:
+    """One :func:`gram_grid` call per distinct (sigma_w, order) among ``kernels``."""
+    grids = {}
+    for sigma_w, order, dtype in dict.fromkeys(kernel.grid_source() for kernel in kernels):
+        steps = X if order is None else X[:, list(order)]
+        grids[(sigma_w, order, dtype)] = gram_grid(
+            steps, sigma_w=sigma_w, sigma_u=sorted(config.sigma_u), sigma_b=sorted(config.sigma_b),
+            layers=max(config.layers), lengths=lengths, dtype=dtype,
+        )
+        if on_done:
+            on_done()
+    return KernelStore(grids)
+
+
+# --------------------------------------------------------------------------- candidates
+
+
+@dataclass
+class Plan:
+    """Every family's candidates (enumeration order) and the models they fit."""
+
+    candidates: dict[str, list[Candidate]]
+    models: dict[Hashable, Any]
+    store: KernelStore | None = None
+
+
+def check_families(families: Sequence[str]) -> list[str]:
+    """Known, de-duplicated family names (config names plus the derived RNN-P-CK)."""
+    unknown = [name for name in families if name not in FAMILY_NAMES]
+    if unknown:
+        raise ValueError(f"unknown families {', '.join(map(repr, unknown))}; allowed: {', '.join(FAMILY_NAMES)}")
+    if not families:
+        raise ValueError("no families to evaluate")
+    return list(dict.fromkeys(families))
+
+
+def _baseline(family: str, rows: np.ndarray, config: EvaluationConfig, max_iter: int):
+    if family == "RBF":
+        return rbf_family(rows, config, max_iter=max_iter)
+    if family == "POLY":
+        return poly_family(rows, config, max_iter=max_iter)
+    if family == "MLP":
+        return mlp_family(rows, config, max_iter=max_iter)
+    return rf_family(rows, config)
+
+
+def build_plan(
+    families: Sequence[str], X: np.ndarray, lengths: np.ndarray | None, config: EvaluationConfig,
+    *, max_iter: int = -1, progress: bool = False, dtype: str = "float32",
+) -> Plan:
+    """Candidates and models for ``families``; computes the recurrent grids and baseline kernels.
+
+    The recurrent candidates are enumerated (and so validated, e.g. ``rnnp_orders`` against T)
+    before the progress bar opens and any kernel is computed.
+    """
+    recurrent = [name for name in families if name in RECURRENT_SPECS]
+    baselines = [name for name in families if name not in RECURRENT_SPECS]
+    candidates = {name: recurrent_candidates(name, config, X.shape[1], dtype) for name in recurrent}
+    kernels = list(dict.fromkeys(c.model for name in recurrent for c in candidates[name]))
+    if lengths is not None and any(kernel.order is not None for kernel in kernels):
+        raise ValueError("rnnp_orders cannot be used with variable-length sequences")
+    n_grids = len({kernel.grid_source() for kernel in kernels})
+    models: dict[Hashable, Any] = {}
+    store = None
+    with _bar("kernels", n_grids + len(baselines), progress) as bar:
+        if kernels:
+            store = compute_grids(X, lengths, kernels, config, on_done=bar.update)
+            for kernel in kernels:
+                models[kernel] = KernelModel(kernel.name(), functools.partial(store.kernel, kernel),
+                                             max_iter=max_iter)
+        rows = X.reshape(X.shape[0], -1)
+        for name in baselines:
+            candidates[name], family_models = _baseline(name, rows, config, max_iter)
+            models.update(family_models)
+            bar.update()
+    ordered = {name: candidates[name] for name in families}
+    return Plan(ordered, models, store)
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+FitCache = dict[tuple[str, Hashable, float | None], Fit]
+
+
+def fit_splits(
+    models: Mapping[Hashable, Any], y: np.ndarray,
+    requests: Mapping[str, tuple[np.ndarray, np.ndarray, Mapping[Hashable, Sequence[float | None]]]],
+    cache: FitCache, *, n_jobs: int | None = None, phase: str = "fits", progress: bool = False,
+) -> None:
+    """Fit every requested (model, C) of every split once, in parallel, into ``cache``.
+
+    ``requests`` maps a split name to (train, evaluate, {model: [C, ...]}). Each job slices one
+    model's kernel once for its split and fits all of its Cs; fits already cached are skipped.
+    """
+    jobs, keys = [], []
+    for split, (train, evaluate, wanted) in requests.items():
+        for model, Cs in wanted.items():
+            Cs = [C for C in dict.fromkeys(Cs) if (split, model, C) not in cache]
+            if Cs:
+                jobs.append(functools.partial(models[model].fit_predict, y, train, evaluate, Cs))
+                keys.append((split, model))
+    with _bar(phase, len(jobs), progress) as bar:
+        results = run_parallel(jobs, n_jobs, on_done=bar.update)
+    for (split, model), fits in zip(keys, results):
+        for C, fit in fits.items():
+            cache[(split, model, C)] = fit
+
+
+def _wanted(candidates: Sequence[Candidate]) -> dict[Hashable, list[float | None]]:
+    wanted: dict[Hashable, list[float | None]] = defaultdict(list)
+    for candidate in candidates:
+        wanted[candidate.model].append(candidate.C)
+    return wanted
+
+
+@dataclass
+class FamilyOutcome:
+    """Validation scores (one per candidate), the chosen indices, and the test result."""
+
+    scores: list[float]
+    chosen: list[int]
+    fold_accuracies: list[float] | None = None
+
+    @property
+    def validation_accuracy(self) -> float:
+        return max(self.scores)
+
+    @property
+    def test_accuracy(self) -> float:
+        return float(np.mean(self.fold_accuracies))
+
+
+def validate(plan: Plan, y: np.ndarray, train: np.ndarray, validation: np.ndarray, cache: FitCache,
+             *, n_jobs: int | None, progress: bool) -> dict[str, FamilyOutcome]:
+    """Score every candidate on the validation indices and choose each family's ties.
+
+    Baseline models are queued first: their large-C fits are the slowest (RBF at C = 1e6 takes
+    over a minute on yeast, a recurrent kernel under a second), so they should not start last.
+    """
+    families = sorted(plan.candidates, key=lambda family: family in RECURRENT_SPECS)
+    everything = [c for family in families for c in plan.candidates[family]]
+    fit_splits(plan.models, y, {"validation": (train, validation, _wanted(everything))},
+               cache, n_jobs=n_jobs, phase="validation fits", progress=progress)
+    outcomes = {}
+    for family, candidates in plan.candidates.items():
+        scores = [accuracy(cache[("validation", c.model, c.C)].predictions, y[validation])
+                  for c in candidates]
+        outcomes[family] = FamilyOutcome(scores, select_ties(scores))
+    return outcomes
+
+
+def score_folds(plan: Plan, outcomes: Mapping[str, FamilyOutcome], y: np.ndarray, n_classes: int,
+               folds: Sequence[tuple[np.ndarray, np.ndarray]], cache: FitCache,
+               *, n_jobs: int | None, progress: bool) -> None:
+    """Fit the chosen candidates on each fold, vote, and store the fold accuracies."""
+    chosen = {family: [plan.candidates[family][i] for i in outcome.chosen]
+              for family, outcome in outcomes.items()}
+    everything = [c for family in chosen.values() for c in family]
+    requests = {f"fold{k}": (train, test, _wanted(everything)) for k, (train, test) in enumerate(folds)}
+    fit_splits(plan.models, y, requests, cache, n_jobs=n_jobs, phase="test folds", progress=progress)
+    for family, outcome in outcomes.items():
+        outcome.fold_accuracies = []
+        for k, (_, test) in enumerate(folds):
+            votes = np.stack([cache[(f"fold{k}", c.model, c.C)].predictions for c in chosen[family]])
+            outcome.fold_accuracies.append(accuracy(majority_vote(votes, n_classes), y[test]))
+
+
+def non_converged(plan: Plan, outcomes: Mapping[str, FamilyOutcome], cache: FitCache,
+                  n_folds: int) -> list[dict]:
+    """One entry per (family, configuration, split) whose SVM stopped before converging."""
+    failed = {key for key, fit in cache.items() if not fit.converged}
+    entries = []
+    for family, candidates in plan.candidates.items():
+        chosen = set(outcomes[family].chosen)
+        for index, candidate in enumerate(candidates):
+            splits = ["validation"] + ([f"fold{k}" for k in range(n_folds)] if index in chosen else [])
+            for split in splits:
+                if (split, candidate.model, candidate.C) in failed:
+                    entries.append({**_describe(candidate), "family": family, "split": split,
+                                    "model": plan.models[candidate.model].name})
+    return entries
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _describe(candidate: Candidate) -> dict[str, Any]:
+    """``{params, C}`` (C omitted for models without one) plus any note (e.g. order)."""
+    entry: dict[str, Any] = {"params": dict(candidate.params)}
+    if candidate.C is not None:
+        entry["C"] = candidate.C
+    if candidate.note:
+        entry["order"] = candidate.note["order"]
+    return entry
+
+
+def family_report(plan: Plan, outcomes: Mapping[str, FamilyOutcome]) -> tuple[list[dict], dict]:
+    """The report's ``configurations`` list and ``families`` mapping."""
+    configurations = [
+        {"family": family, **_describe(candidate), "validation_accuracy": score}
+        for family, candidates in plan.candidates.items()
+        for candidate, score in zip(candidates, outcomes[family].scores)
+    ]
+    families = {
+        family: {
+            "test_accuracy": outcome.test_accuracy,
+            "fold_accuracies": outcome.fold_accuracies,
+            "validation_accuracy": outcome.validation_accuracy,
+            "chosen": [_describe(plan.candidates[family][i]) for i in outcome.chosen],
+        }
+        for family, outcome in outcomes.items()
+    }
+    return configurations, families
+
+
+def selected_kernels(plan: Plan, outcomes: Mapping[str, FamilyOutcome]) -> dict[RecurrentKernel, dict]:
+    """Distinct chosen recurrent kernels -> {file stem, families, note}, in family order."""
+    selected: dict[RecurrentKernel, dict] = {}
+    for family, outcome in outcomes.items():
+        for index in outcome.chosen:
+            candidate = plan.candidates[family][index]
+            if not isinstance(candidate.model, RecurrentKernel):
+                continue
+            entry = selected.setdefault(candidate.model, {"families": [], "note": candidate.note,
+                                                          "family": family})
+            if family not in entry["families"]:
+                entry["families"].append(family)
+    return selected
+
+
+def write_grams(plan: Plan, outcomes: Mapping[str, FamilyOutcome], out_dir: Path, x_scale: float,
+                uses_lengths: bool) -> tuple[list[dict], np.ndarray | None]:
+    """Save each selected recurrent kernel as ``gram/<name>.npy``; the report's ``grams`` list.
+
+    Returns the entries and the first saved kernel (for the report's picture).
+    """
+    entries: list[dict] = []
+    first = None
+    used: set[str] = set()
+    for kernel, info in selected_kernels(plan, outcomes).items():
+        order_index = info["note"]["order_index"] if info["note"] else None
+        stem = base = kernel.name(info["family"], order_index)
+        for copy in itertools.count(2):  # names round sigma_w to 4 digits: keep them distinct
+            if stem not in used:
+                break
+            stem = f"{base}-{copy}"
+        used.add(stem)
+        matrix = plan.store.kernel(kernel)
+        (out_dir / "gram").mkdir(parents=True, exist_ok=True)
+        np.save(out_dir / "gram" / f"{stem}.npy", matrix)
+        first = matrix if first is None else first
+        entry = {"file": f"gram/{stem}.npy", "params": kernel.params(), "x_scale": x_scale,
+                 "families": info["families"]}
+        if kernel.order is not None:
+            entry["order"] = list(kernel.order)
+        if uses_lengths:
+            entry["lengths"] = "the dataset's sequence lengths (pass lengths= to gram)"
+        entries.append(entry)
+    return entries, first
+
+
+def dataset_summary(dataset: Dataset) -> dict[str, Any]:
+    return {"name": dataset.name, "format": dataset.format, "n_samples": dataset.n_samples,
+            "n_steps": dataset.n_steps, "n_features": dataset.n_features,
+            "n_classes": dataset.n_classes}
+
+
+def versions() -> dict[str, str]:
+    import jax
+    import sklearn
+
+    return {"rntk": __version__, "jax": jax.__version__, "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__, "python": platform.python_version()}
+
+
+def device_description() -> str:
+    import jax
+
+    device = jax.devices()[0]
+    return f"{device.device_kind} ({device.platform}, {len(jax.devices())} device(s))"
+
+
+def save_report(report: dict, out_dir: Path, gram: np.ndarray | None, labels: np.ndarray) -> None:
+    """report.json / .csv / .html via :mod:`rntk_core.report`, or report.json alone without it."""
+    try:
+        from .report import write_report
+    except ImportError:
+        import json
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
+        return
+    write_report(report, out_dir, selected_gram=gram, labels=labels)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+@contextmanager
+def _bar(phase: str, total: int, enabled: bool) -> Iterator[tqdm]:
+    bar = tqdm(total=total, desc=phase, unit="job", disable=not enabled, leave=True, dynamic_ncols=True)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+@contextmanager
+def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - start
+
+
+def evaluate_dataset(
+    dataset: Dataset,
+    config: EvaluationConfig,
+    *,
+    families: Sequence[str] | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = False,
+    n_jobs: int | None = None,
+    max_iter: int = -1,
+    dtype: str = "float32",
+    load_seconds: float = 0.0,
+) -> dict[str, Any]:
+    """Run the protocol on one dataset and return the report dict.
+
+    Args:
+        dataset: the loaded dataset.
+        config: grids and protocol.
+        families: overrides ``config.families``; may also name the derived ``"RNN-P-CK"``.
+        out_dir: if given, writes ``gram/*.npy`` (the selected recurrent kernels) and
+            report.json / report.csv / report.html there.
+        progress: show tqdm bars (stderr) for the phases.
+        n_jobs: SVM worker threads (default: every core).
+        max_iter: libsvm's iteration limit (-1: none); fits that hit it are reported.
+        dtype: the recurrent kernels' precision, ``"float32"`` (the engine's default) or
+            ``"float64"`` (about 2.5x the kernel time on CPU; removes float32's near-tie flips
+            against the float64 reference table).
+        load_seconds: time already spent loading, reported as ``timings["load"]``.
+    """
+    start = time.perf_counter()
+    timings = {"load": load_seconds}
+    names = check_families(list(families) if families is not None else list(config.families))
+    splits, protocol = resolve_splits(dataset, config.protocol, config.seed)
+    X, x_scale = normalise(dataset.X, config.normalize)
+    with _timed(timings, "kernels"):
+        plan = build_plan(names, X, dataset.lengths, config, max_iter=max_iter, progress=progress,
+                          dtype=dtype)
+    cache: FitCache = {}
+    with _timed(timings, "validation"):
+        outcomes = validate(plan, dataset.y, splits.train, splits.validation, cache,
+                            n_jobs=n_jobs, progress=progress)
+    with _timed(timings, "test"):
+        score_folds(plan, outcomes, dataset.y, dataset.n_classes, splits.folds, cache,
+                    n_jobs=n_jobs, progress=progress)
+    configurations, family_results = family_report(plan, outcomes)
+    report = {
+        "dataset": dataset_summary(dataset),
+        "config": config.model_dump(mode="json"),
+        "families_evaluated": names,
+        "protocol": protocol,
+        "x_scale": x_scale,
+        "avg_scaling": AVG_SCALING,
+        "configurations": configurations,
+        "families": family_results,
+        "grams": [],
+        "non_converged": non_converged(plan, outcomes, cache, len(splits.folds)),
+        "timings": timings,
+        "versions": versions(),
+        "device": device_description(),
+    }
+    gram = None
+    if out_dir is not None:
+        out = Path(out_dir)
+        report["grams"], gram = write_grams(plan, outcomes, out, x_scale, dataset.lengths is not None)
+    timings["total"] = load_seconds + time.perf_counter() - start
+    if out_dir is not None:
+        save_report(report, Path(out_dir), gram, dataset.y)
+    return report
+
+
+def evaluate_path(
+    path: str | Path, config: EvaluationConfig, **options: Any
+) -> dict[str, Any]:
+    """Load a dataset (UCI folder / zip, CSV, NPZ) and :func:`evaluate_dataset` it."""
+    start = time.perf_counter()
+    dataset = load_dataset(path, features_per_step=config.features_per_step)
+    with _bar("load", 1, options.get("progress", False)) as bar:  # shown once it succeeded
+        bar.update()
+    return evaluate_dataset(dataset, config, load_seconds=time.perf_counter() - start, **options)

@@ -1,0 +1,144 @@
+"""The evaluation protocol of ``PROTOCOL-uci.md``: normalisation, splits, selection, voting.
+
+Everything here is pure NumPy / scikit-learn bookkeeping; no kernels and no SVMs.
+
+- :func:`normalise` divides X by its largest row norm (one scalar per dataset).
+- :func:`resolve_splits` returns the dataset's predefined splits, or the stratified, seeded
+  equivalent: half train / half validation for selection, then 4 stratified folds for testing.
+- :func:`select_ties` keeps every configuration that ties the best validation accuracy and
+  drops the last one when their number is even, so the vote always has a winner.
+- :func:`majority_vote` is the per-point vote over the chosen configurations; a tied vote
+  goes to the smallest class label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Hashable, Literal, Mapping, Sequence
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from .datasets import N_FOLDS, Dataset, DatasetError, Splits, check_stratifiable
+
+__all__ = [
+    "Candidate",
+    "ProtocolName",
+    "accuracy",
+    "majority_vote",
+    "normalise",
+    "resolve_splits",
+    "select_ties",
+    "stratified_splits",
+]
+
+ProtocolName = Literal["predefined", "stratified"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One configuration of a family, as validated and (if chosen) voted.
+
+    Attributes:
+        family: the family's name, e.g. ``"RNN-P"``.
+        params: the configuration's parameters as reported (no C).
+        C: the SVC penalty, or None for models without one (RF).
+        model: key of the model (kernel or forest) the candidate fits; candidates that share
+            a model and C share their fits.
+        note: extra report fields beside ``params`` (e.g. RNN-P's user ``order``).
+    """
+
+    family: str
+    params: Mapping[str, Any]
+    C: float | None
+    model: Hashable
+    note: Mapping[str, Any] | None = None
+
+
+def normalise(X: np.ndarray, method: str = "max_row_norm") -> tuple[np.ndarray, float]:
+    """Divide X by its largest row norm.
+
+    Args:
+        X: (N, T, m) or (N, d) inputs.
+        method: ``"max_row_norm"`` or ``"none"`` (scale 1).
+
+    Returns:
+        ``(X / x_scale, x_scale)``; ``x_scale`` is 1.0 for ``"none"`` or an all-zero X.
+    """
+    if method == "none":
+        return X, 1.0
+    if method != "max_row_norm":
+        raise ValueError(f"unknown normalisation {method!r}; allowed: max_row_norm, none")
+    norms = np.linalg.norm(X.reshape(X.shape[0], -1), axis=1)
+    x_scale = float(norms.max()) if norms.size and norms.max() > 0 else 1.0
+    return X / x_scale, x_scale
+
+
+def stratified_splits(y: np.ndarray, seed: int, n_folds: int = N_FOLDS) -> Splits:
+    """The stratified, seeded protocol for datasets without predefined splits.
+
+    Selection uses a stratified half / half train / validation split; testing uses
+    ``StratifiedKFold(n_folds, shuffle=True, random_state=seed)``, each fold's test part
+    against the other folds. The same ``(y, seed)`` always gives the same splits.
+    """
+    indices = np.arange(y.shape[0])
+    train, validation = train_test_split(indices, test_size=0.5, stratify=y, random_state=seed)
+    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    pairs = [(np.sort(tr).astype(np.int64), np.sort(te).astype(np.int64))
+             for tr, te in folds.split(indices, y)]
+    return Splits(train=np.sort(train).astype(np.int64),
+                  validation=np.sort(validation).astype(np.int64), folds=pairs)
+
+
+def resolve_splits(dataset: Dataset, protocol: str, seed: int) -> tuple[Splits, ProtocolName]:
+    """The splits that ``protocol`` (``auto``, ``predefined`` or ``stratified``) asks for.
+
+    ``auto`` takes the dataset's predefined splits when it has them, else stratified ones.
+
+    Raises:
+        DatasetError: ``predefined`` without splits, or too few samples per class to stratify.
+    """
+    if protocol not in ("auto", "predefined", "stratified"):
+        raise ValueError(f"unknown protocol {protocol!r}; allowed: auto, predefined, stratified")
+    if protocol != "stratified" and dataset.splits is not None:
+        return dataset.splits, "predefined"
+    if protocol == "predefined":
+        raise DatasetError(f"{dataset.name}: protocol 'predefined' needs predefined splits, and it has none")
+    check_stratifiable(dataset)
+    return stratified_splits(dataset.y, seed), "stratified"
+
+
+def accuracy(predictions: np.ndarray, truth: np.ndarray) -> float:
+    """Fraction of correct predictions (in [0, 1])."""
+    return float(np.mean(np.asarray(predictions) == np.asarray(truth)))
+
+
+def select_ties(scores: Sequence[float]) -> list[int]:
+    """Indices of every score equal to the best, minus the last one when their count is even.
+
+    ``scores`` must be in enumeration order; the kept indices are an odd-sized list.
+    """
+    if len(scores) == 0:
+        raise ValueError("no configurations to select from")
+    best = max(scores)
+    ties = [index for index, score in enumerate(scores) if score == best]
+    if len(ties) % 2 == 0:
+        ties.pop()
+    return ties
+
+
+def majority_vote(predictions: np.ndarray, n_classes: int) -> np.ndarray:
+    """The per-point majority over models; a tied vote goes to the smallest class label.
+
+    Args:
+        predictions: (n_models, n_points) integer class labels in ``0..n_classes-1``.
+
+    Returns:
+        (n_points,) int64 winners.
+    """
+    predictions = np.atleast_2d(np.asarray(predictions, dtype=np.int64))
+    n_points = predictions.shape[1]
+    counts = np.zeros((n_points, n_classes), dtype=np.int64)
+    for row in predictions:
+        counts[np.arange(n_points), row] += 1
+    return counts.argmax(axis=1)  # argmax takes the first, i.e. smallest, of equal counts

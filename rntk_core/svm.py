@@ -1,0 +1,131 @@
+"""Precomputed-kernel SVMs, fitted in parallel threads.
+
+A :class:`KernelModel` wraps one full (N, N) Gram matrix (or a function producing it). For a
+(train, evaluate) split it slices the kernel once, then fits ``SVC(kernel="precomputed", C=C)``
+for every requested ``C`` on that slice. :func:`run_parallel` runs such jobs over the cores:
+libsvm releases the GIL while it trains, so threads share the kernels without copies.
+
+A fit whose solver stopped early (``fit_status_ != 0``, e.g. ``max_iter`` reached) is
+reported through :attr:`Fit.converged`; :func:`run_parallel` silences scikit-learn's
+``ConvergenceWarning`` (filters are process-wide, so it is set once, around the pool) so the
+caller records the outcome instead of printing it.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Callable, Sequence, TypeVar
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.svm import SVC
+
+__all__ = ["Fit", "KernelModel", "default_jobs", "fit_svc", "run_parallel", "slice_kernel"]
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One fitted model's predictions on the evaluated points.
+
+    Attributes:
+        predictions: (n_evaluate,) int64 predicted class labels.
+        converged: False when the solver stopped before convergence.
+    """
+
+    predictions: np.ndarray
+    converged: bool = True
+
+
+def default_jobs() -> int:
+    """Worker threads: every core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def slice_kernel(
+    kernel: np.ndarray, train: np.ndarray, evaluate: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (train, train) and (evaluate, train) blocks of a full kernel, as float64.
+
+    Args:
+        kernel: (N, N) Gram matrix over the whole dataset.
+        train, evaluate: integer row indices.
+
+    Returns:
+        ``K[train][:, train]`` of shape (n_train, n_train) and ``K[evaluate][:, train]`` of
+        shape (n_evaluate, n_train), both C-contiguous float64 (what libsvm consumes).
+    """
+    k_train = np.ascontiguousarray(kernel[np.ix_(train, train)], dtype=np.float64)
+    k_evaluate = np.ascontiguousarray(kernel[np.ix_(evaluate, train)], dtype=np.float64)
+    return k_train, k_evaluate
+
+
+def fit_svc(
+    k_train: np.ndarray, y_train: np.ndarray, k_evaluate: np.ndarray, C: float, *, max_iter: int = -1
+) -> Fit:
+    """Fit ``SVC(kernel="precomputed", C=C)`` on one kernel slice and predict the evaluated rows."""
+    model = SVC(kernel="precomputed", C=C, max_iter=max_iter).fit(k_train, y_train)
+    return Fit(model.predict(k_evaluate).astype(np.int64), converged=model.fit_status_ == 0)
+
+
+class KernelModel:
+    """SVCs on one precomputed kernel, for every C asked of it.
+
+    Args:
+        name: a readable name of the kernel (used in reports of non-converged fits).
+        kernel: the (N, N) Gram matrix over the whole dataset, or a function returning it
+            (called once per split, so a derived kernel such as fwd + rev is formed lazily).
+        max_iter: libsvm's iteration limit, -1 for none.
+    """
+
+    def __init__(self, name: str, kernel: np.ndarray | Callable[[], np.ndarray], *, max_iter: int = -1):
+        self.name = name
+        self._kernel = kernel
+        self.max_iter = max_iter
+
+    def kernel(self) -> np.ndarray:
+        """The full (N, N) Gram matrix."""
+        return self._kernel() if callable(self._kernel) else self._kernel
+
+    def fit_predict(
+        self, y: np.ndarray, train: np.ndarray, evaluate: np.ndarray, Cs: Sequence[float | None]
+    ) -> dict[float | None, Fit]:
+        """Slice the kernel once for this split, then fit and predict for each C."""
+        k_train, k_evaluate = slice_kernel(self.kernel(), train, evaluate)
+        return {C: fit_svc(k_train, y[train], k_evaluate, C, max_iter=self.max_iter) for C in Cs}
+
+
+def run_parallel(
+    jobs: Sequence[Callable[[], _T]],
+    n_jobs: int | None = None,
+    on_done: Callable[[], None] | None = None,
+) -> list[_T]:
+    """Run jobs in a thread pool; results come back in the jobs' order.
+
+    ``on_done`` is called (in the caller's thread) after each job finishes, e.g. to advance a
+    progress bar. The first exception raised by a job is re-raised.
+    """
+    n_jobs = n_jobs or default_jobs()
+    results: list[_T | None] = [None] * len(jobs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if n_jobs == 1:
+            for index, job in enumerate(jobs):
+                results[index] = job()
+                if on_done:
+                    on_done()
+            return results  # type: ignore[return-value]
+        with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+            futures = {pool.submit(job): index for index, job in enumerate(jobs)}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                if on_done:
+                    on_done()
+    return results  # type: ignore[return-value]

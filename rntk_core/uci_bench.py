@@ -1,0 +1,152 @@
+"""``rntk bench-uci``: the protocol over many UCI folders, and the paper's Table I metrics.
+
+For each dataset the families are evaluated with :func:`rntk_core.evaluation.evaluate_dataset`
+(one kernel pass, shared SVM fits). The summary over datasets, per family (accuracies are
+fractions in [0, 1]):
+
+- ``mean_accuracy``: the mean test accuracy.
+- ``p95``: the fraction of datasets where the family reaches at least 95% of the best
+  family's accuracy on that dataset.
+- ``pma``: the percentage of the maximum accuracy, as a fraction: the mean over datasets of
+  accuracy / best accuracy on that dataset. (The paper's text calls it "the percentage of the
+  datasets in which a classifier achieves the maximum accuracy", but its Table I values,
+  96-98%, are the percentage of maximum accuracy of Fernandez-Delgado et al. and Arora et al.)
+- ``friedman_rank``: the mean over datasets of the family's rank on that dataset (1 = best,
+  tied accuracies share the average of their ranks).
+
+The best accuracy of a dataset is taken over the families of the run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from scipy.stats import rankdata
+from tqdm import tqdm
+
+from .config import EvaluationConfig
+from .datasets import load_dataset
+from .evaluation import check_families, evaluate_dataset
+
+__all__ = ["format_table", "list_datasets", "run_bench", "table_metrics"]
+
+#: Accuracies are rounded before they are compared, so equal fold counts always tie.
+_DECIMALS = 12
+
+
+def list_datasets(root: Path, names: Sequence[str] | None = None) -> list[str]:
+    """The dataset names to run: ``names``, or every line of ``root/datasets.txt``.
+
+    Raises:
+        ValueError: no datasets.txt (and no names), or a name without a folder in ``root``.
+    """
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder")
+    if not names:
+        listing = root / "datasets.txt"
+        if not listing.is_file():
+            raise ValueError(f"{root}: no datasets.txt; name the datasets with --datasets")
+        names = [line.strip() for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+    missing = [name for name in names if not (root / name).is_dir()]
+    if missing:
+        raise ValueError(f"{root}: no dataset folder for {', '.join(missing)}")
+    return list(dict.fromkeys(names))
+
+
+def bench_dataset(
+    path: Path, config: EvaluationConfig, families: Sequence[str], *, n_jobs: int | None = None,
+    dtype: str = "float32",
+) -> dict[str, Any]:
+    """One dataset's entry of the results: N, T, per-family outcome, seconds."""
+    dataset = load_dataset(path, features_per_step=config.features_per_step)
+    report = evaluate_dataset(dataset, config, families=families, n_jobs=n_jobs, dtype=dtype)
+    outcomes = {
+        family: {key: result[key] for key in ("test_accuracy", "validation_accuracy", "chosen")}
+        for family, result in report["families"].items()
+    }
+    timings = report["timings"]
+    return {
+        "N": dataset.n_samples,
+        "T": dataset.n_steps,
+        "families": outcomes,
+        "seconds": {"kernels": timings["kernels"], "svm": timings["validation"] + timings["test"]},
+        "non_converged": len(report["non_converged"]),
+    }
+
+
+def table_metrics(accuracies: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """Table I's metrics from {dataset: {family: test accuracy}}; every dataset needs every family.
+
+    Returns:
+        {family: {mean_accuracy, p95, pma, friedman_rank}}.
+    """
+    if not accuracies:
+        return {}
+    families = list(next(iter(accuracies.values())))
+    table = np.array([[round(float(row[family]), _DECIMALS) for family in families]
+                      for row in accuracies.values()])  # (datasets, families)
+    best = table.max(axis=1, keepdims=True)
+    ratio = np.divide(table, best, out=np.ones_like(table), where=best > 0)
+    ranks = np.vstack([rankdata(-row, method="average") for row in table])
+    return {
+        family: {
+            "mean_accuracy": float(table[:, j].mean()),
+            "p95": float(np.mean(table[:, j] >= 0.95 * best[:, 0])),
+            "pma": float(ratio[:, j].mean()),
+            "friedman_rank": float(ranks[:, j].mean()),
+        }
+        for j, family in enumerate(families)
+    }
+
+
+def format_table(summary: Mapping[str, Mapping[str, float]], n_datasets: int) -> str:
+    """Table I as text: one column per family, rows Acc. mean / P95 / PMA / Friedman rank."""
+    families = list(summary)
+    width = max([len(name) for name in families] + [8]) + 2
+    rows = [("Acc. mean", "mean_accuracy", True), ("P95", "p95", True), ("PMA", "pma", True),
+            ("Friedman rank", "friedman_rank", False)]
+    lines = [f"Table I over {n_datasets} dataset(s)",
+             "".ljust(15) + "".join(name.rjust(width) for name in families)]
+    for label, key, percent in rows:
+        cells = [f"{100 * summary[f][key]:.2f}%" if percent else f"{summary[f][key]:.2f}" for f in families]
+        lines.append(label.ljust(15) + "".join(cell.rjust(width) for cell in cells))
+    return "\n".join(lines)
+
+
+def run_bench(
+    root: str | Path,
+    out: str | Path,
+    config: EvaluationConfig,
+    *,
+    names: Sequence[str] | None = None,
+    families: Sequence[str] | None = None,
+    n_jobs: int | None = None,
+    progress: bool = True,
+    dtype: str = "float32",
+) -> dict[str, Any]:
+    """Run every dataset, write ``out`` (JSON) and return the results.
+
+    A dataset that fails (bad files, too few samples) is recorded under ``errors`` and left
+    out of the summary; the run goes on.
+    """
+    root = Path(root)
+    datasets = list_datasets(root, names)
+    families = check_families(list(families) if families else list(config.families))
+    results: dict[str, Any] = {"datasets": {}, "summary": {}, "errors": {}}
+    start = time.perf_counter()
+    for name in tqdm(datasets, desc="datasets", unit="dataset", disable=not progress):
+        try:
+            results["datasets"][name] = bench_dataset(root / name, config, families, n_jobs=n_jobs, dtype=dtype)
+        except ValueError as exc:
+            results["errors"][name] = str(exc)
+    accuracies = {name: {family: entry["families"][family]["test_accuracy"] for family in families}
+                  for name, entry in results["datasets"].items()}
+    results["summary"] = table_metrics(accuracies)
+    results["families"] = families
+    results["seconds"] = time.perf_counter() - start
+    Path(out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return results
