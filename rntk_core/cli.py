@@ -78,6 +78,15 @@ def _bench_uci(args: argparse.Namespace) -> int:
     return 0 if results["datasets"] else 2
 
 
+def _add_run_options(command: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that run the evaluation protocol."""
+    command.add_argument("--config", help="evaluation config JSON (default: the paper's protocol)")
+    command.add_argument("--jobs", type=_positive_int, help="SVM threads (default: every core)")
+    command.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                         help="precision of the recurrent kernels")
+    command.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rntk", description=__doc__)
     parser.add_argument("--version", action="version", version=f"rntk {__version__}")
@@ -102,11 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="run the UCI protocol on one dataset: report.json/.csv/.html and gram/*.npy")
     evaluate_cmd.add_argument("data", help="a UCI folder or .zip, a .csv or a .npz")
     evaluate_cmd.add_argument("--out", required=True, help="output folder")
-    evaluate_cmd.add_argument("--config", help="evaluation config JSON (default: the paper's protocol)")
-    evaluate_cmd.add_argument("--jobs", type=_positive_int, help="SVM threads (default: every core)")
-    evaluate_cmd.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                              help="precision of the recurrent kernels")
-    evaluate_cmd.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_run_options(evaluate_cmd)
     evaluate_cmd.set_defaults(handler=_evaluate)
 
     bench_cmd = commands.add_parser(
@@ -116,11 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cmd.add_argument("--families", nargs="+",
                            help="families, e.g. RNN RNN-P RNN-P-CK RBF (default: the config's)")
     bench_cmd.add_argument("--out", required=True, help="results JSON path")
-    bench_cmd.add_argument("--config", help="evaluation config JSON")
-    bench_cmd.add_argument("--jobs", type=_positive_int, help="SVM threads (default: every core)")
-    bench_cmd.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                           help="precision of the recurrent kernels")
-    bench_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_run_options(bench_cmd)
     bench_cmd.set_defaults(handler=_bench_uci)
     return parser
 
