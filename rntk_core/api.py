@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -155,13 +155,15 @@ def gram_grid(
     dtype: str = "float32",
     memory_budget: int | None = None,
     stats: dict | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
 ) -> GramGrid:
     """Every kernel of the grid sigma_u x sigma_b in one fused forward + reversed sweep.
 
     Keys are (kind, pool, layers, direction, sigma_u, sigma_b) for kind in {ck, ntk},
     pool in {last, avg}, layers in 1..``layers``, direction in {fwd, rev, bi}; each
     value is an (N, M) array. Arguments are as for :func:`gram`; ``stats``, if given,
-    receives the tile plan and per-phase seconds.
+    receives the tile plan and per-phase seconds; ``on_tile(done, total)`` is called after
+    each tile, and an exception it raises stops the computation between tiles.
     """
     layers = check_layers(layers)
     sigma_w = check_sigma(sigma_w, "sigma_w")
@@ -174,7 +176,7 @@ def gram_grid(
     readouts = compute_readouts(
         x, y, directions=("fwd", "rev"), sigma_w=sigma_w,
         sigma_u=[u for u, _ in pairs], sigma_b=[b for _, b in pairs],
-        layers=layers, dtype=dtype, memory_budget=memory_budget, stats=stats,
+        layers=layers, dtype=dtype, memory_budget=memory_budget, stats=stats, on_tile=on_tile,
     )
     if sigma_v != 1.0:
         readouts *= sigma_v**2

@@ -208,9 +208,57 @@ def recurrent_candidates(
     return candidates
 
 
+# --------------------------------------------------------------------------- progress
+
+
+class EvaluationCancelled(Exception):
+    """Raised between tiles or fits once ``should_cancel()`` returns True."""
+
+
+@dataclass
+class Progress:
+    """Where progress goes: tqdm bars on stderr and/or a callback, plus a cancel check."""
+
+    bars: bool = False
+    on_progress: Callable[[str, int, int], None] | None = None
+    should_cancel: Callable[[], bool] | None = None
+
+    def check(self) -> None:
+        if self.should_cancel is not None and self.should_cancel():
+            raise EvaluationCancelled("the evaluation was cancelled")
+
+
+class _Phase:
+    """One phase's counter: advances the bar, reports (stage, done, total), checks cancel."""
+
+    def __init__(self, phase: str, total: int, progress: Progress, bar: tqdm) -> None:
+        self.phase, self.total, self.done = phase, total, 0
+        self.progress, self.bar = progress, bar
+
+    def update(self, count: int = 1) -> None:
+        self.done += count
+        self.bar.update(count)
+        if self.progress.on_progress is not None:
+            self.progress.on_progress(self.phase, self.done, self.total)
+        self.progress.check()
+
+
+@contextmanager
+def _bar(phase: str, total: int, progress: Progress) -> Iterator[_Phase]:
+    bar = tqdm(total=total, desc=phase, unit="job", disable=not progress.bars, leave=True,
+               dynamic_ncols=True)
+    counter = _Phase(phase, total, progress, bar)
+    try:
+        counter.update(0)
+        yield counter
+    finally:
+        bar.close()
+
+
 def compute_grids(
     X: np.ndarray, lengths: np.ndarray | None, kernels: Sequence[RecurrentKernel],
     config: EvaluationConfig, on_done: Callable[[], None] | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
 ) -> KernelStore:
     """One :func:`gram_grid` call per distinct (sigma_w, order) among ``kernels``."""
     grids = {}
@@ -218,7 +266,7 @@ def compute_grids(
         steps = X if order is None else X[:, list(order)]
         grids[(sigma_w, order, dtype)] = gram_grid(
             steps, sigma_w=sigma_w, sigma_u=sorted(config.sigma_u), sigma_b=sorted(config.sigma_b),
-            layers=max(config.layers), lengths=lengths, dtype=dtype,
+            layers=max(config.layers), lengths=lengths, dtype=dtype, on_tile=on_tile,
         )
         if on_done:
             on_done()
@@ -259,7 +307,7 @@ def _baseline(family: str, rows: np.ndarray, config: EvaluationConfig, max_iter:
 
 def build_plan(
     families: Sequence[str], X: np.ndarray, lengths: np.ndarray | None, config: EvaluationConfig,
-    *, max_iter: int = -1, progress: bool = False, dtype: str = "float32",
+    *, max_iter: int = -1, progress: Progress = Progress(), dtype: str = "float32",
 ) -> Plan:
     """Candidates and models for ``families``; computes the recurrent grids and baseline kernels.
 
@@ -277,7 +325,8 @@ def build_plan(
     store = None
     with _bar("kernels", n_grids + len(baselines), progress) as bar:
         if kernels:
-            store = compute_grids(X, lengths, kernels, config, on_done=bar.update)
+            store = compute_grids(X, lengths, kernels, config, on_done=bar.update,
+                                  on_tile=lambda done, total: progress.check())
             for kernel in kernels:
                 models[kernel] = KernelModel(kernel.name(), functools.partial(store.kernel, kernel),
                                              max_iter=max_iter)
@@ -299,7 +348,8 @@ FitCache = dict[tuple[str, Hashable, float | None], Fit]
 def fit_splits(
     models: Mapping[Hashable, Any], y: np.ndarray,
     requests: Mapping[str, tuple[np.ndarray, np.ndarray, Mapping[Hashable, Sequence[float | None]]]],
-    cache: FitCache, *, n_jobs: int | None = None, phase: str = "fits", progress: bool = False,
+    cache: FitCache, *, n_jobs: int | None = None, phase: str = "fits",
+    progress: Progress = Progress(),
 ) -> None:
     """Fit every requested (model, C) of every split once, in parallel, into ``cache``.
 
@@ -345,7 +395,7 @@ class FamilyOutcome:
 
 
 def validate(plan: Plan, y: np.ndarray, train: np.ndarray, validation: np.ndarray, cache: FitCache,
-             *, n_jobs: int | None, progress: bool) -> dict[str, FamilyOutcome]:
+             *, n_jobs: int | None, progress: Progress) -> dict[str, FamilyOutcome]:
     """Score every candidate on the validation indices and choose each family's ties.
 
     Baseline models are queued first: their large-C fits are the slowest (RBF at C = 1e6 takes
@@ -365,7 +415,7 @@ def validate(plan: Plan, y: np.ndarray, train: np.ndarray, validation: np.ndarra
 
 def score_folds(plan: Plan, outcomes: Mapping[str, FamilyOutcome], y: np.ndarray, n_classes: int,
                folds: Sequence[tuple[np.ndarray, np.ndarray]], cache: FitCache,
-               *, n_jobs: int | None, progress: bool) -> None:
+               *, n_jobs: int | None, progress: Progress) -> None:
     """Fit the chosen candidates on each fold, vote, and store the fold accuracies."""
     chosen = {family: [plan.candidates[family][i] for i in outcome.chosen]
               for family, outcome in outcomes.items()}
@@ -519,15 +569,6 @@ def _jsonable(value: Any) -> Any:
 
 
 @contextmanager
-def _bar(phase: str, total: int, enabled: bool) -> Iterator[tqdm]:
-    bar = tqdm(total=total, desc=phase, unit="job", disable=not enabled, leave=True, dynamic_ncols=True)
-    try:
-        yield bar
-    finally:
-        bar.close()
-
-
-@contextmanager
 def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
     start = time.perf_counter()
     try:
@@ -543,6 +584,8 @@ def evaluate_dataset(
     families: Sequence[str] | None = None,
     out_dir: str | Path | None = None,
     progress: bool = False,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
     n_jobs: int | None = None,
     max_iter: int = -1,
     dtype: str = "float32",
@@ -557,6 +600,9 @@ def evaluate_dataset(
         out_dir: if given, writes ``gram/*.npy`` (the selected recurrent kernels) and
             report.json / report.csv / report.html there.
         progress: show tqdm bars (stderr) for the phases.
+        on_progress: called with (stage, done, total) as each phase advances.
+        should_cancel: polled between tiles and between fits; once it returns True the
+            evaluation stops with :class:`EvaluationCancelled`.
         n_jobs: SVM worker threads (default: every core).
         max_iter: libsvm's iteration limit (-1: none); fits that hit it are reported.
         dtype: the recurrent kernels' precision, ``"float32"`` (the engine's default) or
@@ -566,6 +612,7 @@ def evaluate_dataset(
     """
     start = time.perf_counter()
     timings = {"load": load_seconds}
+    progress = Progress(bars=progress, on_progress=on_progress, should_cancel=should_cancel)
     names = check_families(list(families) if families is not None else list(config.families))
     splits, protocol = resolve_splits(dataset, config.protocol, config.seed)
     X, x_scale = normalise(dataset.X, config.normalize)
@@ -611,6 +658,6 @@ def evaluate_path(
     """Load a dataset (UCI folder / zip, CSV, NPZ) and :func:`evaluate_dataset` it."""
     start = time.perf_counter()
     dataset = load_dataset(path, features_per_step=config.features_per_step)
-    with _bar("load", 1, options.get("progress", False)) as bar:  # shown once it succeeded
+    with _bar("load", 1, Progress(bars=options.get("progress", False))) as bar:  # shown once it succeeded
         bar.update()
     return evaluate_dataset(dataset, config, load_seconds=time.perf_counter() - start, **options)

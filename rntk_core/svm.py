@@ -124,8 +124,13 @@ def run_parallel(
             return results  # type: ignore[return-value]
         with ThreadPoolExecutor(max_workers=n_jobs) as pool:
             futures = {pool.submit(job): index for index, job in enumerate(jobs)}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                if on_done:
-                    on_done()
+            try:
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    if on_done:
+                        on_done()
+            except BaseException:
+                # A failed job or a cancel from on_done: drop the queued fits, let running ones end.
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     return results  # type: ignore[return-value]

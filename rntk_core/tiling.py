@@ -12,7 +12,7 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
@@ -141,10 +141,12 @@ def compute_readouts(
     max_tile: int | None = None,
     devices: Sequence[jax.Device] | None = None,
     stats: dict | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """All readouts for all (sigma_u[g], sigma_b[g]) pairs, with sigma_v = 1.
 
     ``stats``, if given, receives the tile plan, tile counts and per-phase seconds.
+    ``on_tile(done, total)`` runs after each tile; an exception from it stops the work.
 
     Returns (D, 4, L, G, N, M) in ``dtype``: directions as given, readouts in
     ``recurrent.READOUTS`` order, the l-layer kernel at index l - 1.
@@ -177,7 +179,10 @@ def compute_readouts(
             devices=[str(d) for d in devices], arccos=arccos_method,
             seconds_prepare=0.0, seconds_tiles=0.0, tiles_computed=0,
         )
-        for g0 in range(0, groups, plan.group_size):
+        chunks = range(0, groups, plan.group_size)
+        tiles_per_chunk = len(_tile_origins(n_rows, n_cols, side, symmetric))
+        progress = _TileProgress(on_tile, len(chunks) * tiles_per_chunk)
+        for g0 in chunks:
             g1 = min(groups, g0 + plan.group_size)
             # Every group chunk gets the same shape, so one compilation serves them all.
             su = np.concatenate([sigma_u[g0:g1], np.full(plan.group_size - (g1 - g0), sigma_u[g0])])
@@ -194,10 +199,32 @@ def compute_readouts(
                 side_x, side_y, block, side, symmetric, devices, g1 - g0,
                 sigma_w=np.asarray(sigma_w, np_dtype), sigma_u=su.astype(np_dtype),
                 sigma_b=sb.astype(np_dtype), layers=layers, masked=masked,
-                arccos_method=arccos_method,
+                arccos_method=arccos_method, on_collected=progress.advance,
             )
             stats["seconds_tiles"] += time.perf_counter() - started
         return out
+
+
+def _tile_origins(n_rows: int, n_cols: int, side: int, symmetric: bool) -> list[tuple[int, int]]:
+    """Top-left corners of the tiles to compute; only those on or above the diagonal for K(X, X)."""
+    return [
+        (r, c)
+        for r in range(0, n_rows, side)
+        for c in range(0, n_cols, side)
+        if not symmetric or c >= r
+    ]
+
+
+@dataclass
+class _TileProgress:
+    callback: Callable[[int, int], None] | None
+    total: int
+    done: int = 0
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.callback is not None:
+            self.callback(self.done, self.total)
 
 
 def _run_tiles(
@@ -208,15 +235,12 @@ def _run_tiles(
     symmetric: bool,
     devices: list[jax.Device],
     used_groups: int,
+    on_collected: Callable[[], None],
     **params,
 ) -> int:
     """Compute the tiles into ``out``; returns how many were computed."""
     n_rows, n_cols = out.shape[-2:]
-    row_starts = range(0, n_rows, side)
-    col_starts = range(0, n_cols, side)
-    tiles = [
-        (r, c) for r in row_starts for c in col_starts if not symmetric or c >= r
-    ]
+    tiles = _tile_origins(n_rows, n_cols, side, symmetric)
     scalars = {k: params.pop(k) for k in ("sigma_w", "sigma_u", "sigma_b")}
     placed = {d: {k: jax.device_put(v, d) for k, v in scalars.items()} for d in devices}
     # A bounded window of tiles in flight keeps every device busy and memory bounded.
@@ -234,6 +258,7 @@ def _run_tiles(
         out[..., r : r + rows, c : c + cols] = block[..., :rows, :cols]
         if symmetric and c != r:
             out[..., c : c + cols, r : r + rows] = np.swapaxes(block[..., :rows, :cols], -1, -2)
+        on_collected()
 
     for index, (r, c) in enumerate(tiles):
         device = devices[index % len(devices)]

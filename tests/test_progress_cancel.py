@@ -1,0 +1,62 @@
+"""Progress reporting and cancellation between tiles and between fits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rntk_core
+from rntk_core.config import EvaluationConfig
+from rntk_core.datasets import load_dataset
+from rntk_core.evaluation import EvaluationCancelled, evaluate_dataset
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SMALL = EvaluationConfig(families=["RNN", "RBF"], sigma_u=[0.5], sigma_b=[0.1], layers=[1], C=[1, 100])
+
+
+class Stop(Exception):
+    pass
+
+
+def test_on_tile_reports_every_tile_and_can_stop_between_tiles():
+    x = np.random.default_rng(0).standard_normal((40, 5))
+    seen: list[tuple[int, int]] = []
+    stats: dict = {}
+    rntk_core.gram_grid(x, sigma_u=0.5, sigma_b=0.1, layers=1, memory_budget=100_000,
+                        stats=stats, on_tile=lambda done, total: seen.append((done, total)))
+    assert len(seen) == stats["tiles_computed"] > 1
+    assert seen[-1][0] == seen[-1][1] == len(seen)
+
+    def stop_after_two(done: int, total: int) -> None:
+        if done == 2:
+            raise Stop
+    with pytest.raises(Stop):
+        rntk_core.gram_grid(x, sigma_u=0.5, sigma_b=0.1, layers=1, memory_budget=100_000,
+                            on_tile=stop_after_two)
+
+
+def test_evaluation_reports_stages_and_honours_cancel(tmp_path):
+    iris = load_dataset(SHARED / "data" / "uci" / "iris")
+    events: list[tuple[str, int, int]] = []
+    report = evaluate_dataset(iris, SMALL, on_progress=lambda *event: events.append(event))
+    stages = [stage for stage, _, _ in events]
+    assert {"kernels", "validation fits", "test folds"} <= set(stages)
+    for stage in {"kernels", "validation fits", "test folds"}:
+        last = [e for e in events if e[0] == stage][-1]
+        assert last[1] == last[2] > 0  # every phase ends complete
+    assert report["families"]["RNN"]["test_accuracy"] > 0.9
+
+    cancelled_at: list[str] = []
+
+    def should_cancel() -> bool:
+        return any(stage == "validation fits" and done >= 1 for stage, done, _ in cancelled_at)
+
+    with pytest.raises(EvaluationCancelled):
+        evaluate_dataset(iris, SMALL, out_dir=tmp_path / "out", n_jobs=1,
+                         on_progress=lambda *event: cancelled_at.append(event),
+                         should_cancel=should_cancel)
+    # It stopped right after the first fit: no test fold ran and no report was written.
+    assert not any(stage == "test folds" for stage, _, _ in cancelled_at)
+    assert not (tmp_path / "out" / "report.json").exists()
