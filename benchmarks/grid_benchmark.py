@@ -107,7 +107,7 @@ def main() -> None:
     print(f"paper grid N={grid['N']} T={grid['T']} (4 sigma pairs x L 1..2 x CK/NTK x last/avg x fwd/rev/bi)")
     print(f"  fused gram_grid: median {grid['fused_seconds']:.2f} s of {len(grid['fused_all'])} runs "
           f"{[round(s, 2) for s in grid['fused_all']]}")
-    print(f"  phases: " + ", ".join(f"{k[8:]} {v:.2f} s" for k, v in grid["phases"].items()))
+    print("  phases: " + ", ".join(f"{k[8:]} {v:.2f} s" for k, v in grid["phases"].items()))
     print(f"  plan: {grid['plan']}")
     if "ratio" in grid:
         print(f"  baseline, {grid['baseline_calls']} jitted lax.scan calls: median "

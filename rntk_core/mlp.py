@@ -51,7 +51,6 @@ rows of X and Y) get c = 1 exactly at every layer. ``mlp_kernels(X)`` is exactly
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import numpy as np
