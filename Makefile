@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test bench clean
+.PHONY: install test bench serve clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -19,6 +19,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.grid_benchmark
+
+serve: $(STAMP)
+	$(VENV)/bin/rntk serve --host 127.0.0.1 --port 8000
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,34 @@
+"""The `rntk` console script: the service commands here, everything else from rntk_core.
+
+`serve` and `worker` live outside rntk_core so that the engine never imports the service.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rntk_core import cli as core_cli
+
+SERVICE_COMMANDS = {
+    "serve": "start the HTTP API (and an embedded worker when RNTK_BROKER_URL is unset)",
+    "worker": "start a Celery worker for RNTK_BROKER_URL (one per GPU)",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SERVICE_COMMANDS:
+        from app.serve import serve_main, worker_main
+
+        return (serve_main if argv[0] == "serve" else worker_main)(argv[1:])
+    if not argv or argv[0] in ("-h", "--help"):
+        core_cli.build_parser().print_help()
+        print("\nservice commands:")
+        for name, text in SERVICE_COMMANDS.items():
+            print(f"  {name:10s}{text}  (rntk {name} --help)")
+        return 0 if argv else 2
+    return core_cli.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""A job's artifacts: the list, and downloads with HTTP Range support."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse
+
+from app.deps import current_owner, get_store
+from app.routes.jobs import owned_job
+from app.store import Store
+
+router = APIRouter(tags=["artifacts"])
+
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(.+)$", re.IGNORECASE)
+_SPEC = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+
+
+def range_ok(header: str, size: int) -> bool:
+    """Whether a Range header is well formed and every range in it is satisfiable."""
+    match = _RANGE.match(header)
+    if not match:
+        return False
+    for spec in match.group(1).split(","):
+        part = _SPEC.match(spec)
+        if not part or (not part.group(1) and not part.group(2)):
+            return False
+        start, end = part.group(1), part.group(2)
+        if start:
+            if int(start) >= size or (end and int(end) < int(start)):
+                return False
+        elif int(end) == 0 or size == 0:
+            return False
+    return True
+
+
+@router.get("/jobs/{job_id}/artifacts", summary="The job's artifacts: name, size, sha256, media type, url")
+def list_artifacts(job_id: str, owner: str = Depends(current_owner),
+                   store: Store = Depends(get_store)) -> list[dict]:
+    owned_job(store, job_id, owner)
+    return [{**entry, "url": f"/jobs/{job_id}/artifacts/{entry['name']}"} for entry in store.manifest(job_id)]
+
+
+@router.get("/jobs/{job_id}/artifacts/{name:path}", summary="Download one artifact (Range supported)",
+            response_class=FileResponse)
+def download_artifact(job_id: str, name: str, request: Request, owner: str = Depends(current_owner),
+                      store: Store = Depends(get_store)):
+    owned_job(store, job_id, owner)
+    entries = {entry["name"]: entry for entry in store.manifest(job_id)}
+    entry = entries.get(name)  # only names the worker listed: no traversal, no private files
+    root = store.artifacts_dir(job_id).resolve()
+    path = (root / name).resolve() if entry else None
+    if entry is None or path is None or root not in path.parents or not path.is_file():
+        raise HTTPException(404, f"job {job_id!r} has no artifact {name!r}")
+    size = path.stat().st_size
+    header = request.headers.get("range")
+    if header is not None and not range_ok(header, size):
+        return JSONResponse({"detail": f"range {header!r} not satisfiable for {size} bytes"},
+                            status_code=416, headers={"Content-Range": f"bytes */{size}"})
+    return FileResponse(path, media_type=entry["media_type"], filename=path.name,
+                        headers={"X-Content-SHA256": entry["sha256"]})

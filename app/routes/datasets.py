@@ -1,0 +1,92 @@
+"""POST /datasets (streamed upload, validated, content-addressed per owner), GET /datasets/{id}."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+
+from app.deps import current_owner, get_settings_dep, get_store
+from app.settings import Settings
+from app.store import Store, now
+from app.uploads import StreamedFile, parse_multipart, safe_filename
+
+router = APIRouter(tags=["datasets"])
+
+SUFFIXES = (".csv", ".npz", ".zip")
+_PUBLIC = ("id", "format", "n_samples", "n_steps", "n_features", "n_classes", "sha256",
+           "filename", "size", "created_at")
+
+
+def public_dataset(meta: dict) -> dict:
+    return {key: meta.get(key) for key in _PUBLIC}
+
+
+def _validate(path: Path, settings: Settings, features_per_step: int = 1):
+    from rntk_core.datasets import DatasetError, DatasetLimits, load_dataset
+
+    limits = DatasetLimits(max_samples=settings.max_samples, max_steps=settings.max_steps)
+    try:
+        return load_dataset(path, features_per_step=features_per_step, limits=limits)
+    except DatasetError as exc:
+        message = str(exc).replace(str(path.parent) + "/", "").replace(str(path.parent), "")
+        raise HTTPException(422, f"invalid dataset: {message}") from None
+
+
+def ingest(store: Store, settings: Settings, owner: str, upload: StreamedFile, folder: Path) -> dict:
+    """Validate one streamed upload and store it under ``datasets/<owner>/<sha256>/``."""
+    filename = safe_filename(upload.filename)
+    suffix = Path(filename).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise HTTPException(422, f"{filename}: unsupported file type {suffix or '(no extension)'!r}; "
+                                 "upload a .csv, a .npz, or a .zip of a UCI dataset folder")
+    if upload.size == 0:
+        raise HTTPException(422, f"{filename}: the file is empty")
+    existing = store.dataset_meta(owner, upload.sha256)
+    if existing is not None:
+        return existing
+    named = folder / filename
+    upload.path.rename(named)
+    dataset = _validate(named, settings)
+    meta = {"id": upload.sha256, "sha256": upload.sha256, "format": dataset.format,
+            "n_samples": dataset.n_samples, "n_steps": dataset.n_steps,
+            "n_features": dataset.n_features, "n_classes": dataset.n_classes,
+            "filename": filename, "file": filename, "size": upload.size, "created_at": now()}
+    return store.commit_dataset(owner, upload.sha256, named, meta)
+
+
+async def receive_upload(request: Request, store: Store, settings: Settings, owner: str,
+                         ) -> tuple[dict, dict[str, str]]:
+    """Stream the multipart body to a private folder, ingest its ``file``; also the text fields."""
+    folder = store.upload_tmp()
+    try:
+        form = await parse_multipart(request, folder, settings.max_upload_bytes)
+        upload = form.files.get("file")
+        if upload is None:
+            raise HTTPException(422, "missing the multipart field 'file'")
+        meta = await run_in_threadpool(ingest, store, settings, owner, upload, folder)
+        return meta, form.fields
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@router.post("/datasets", status_code=201, summary="Upload a dataset (.csv, .npz, or .zip of a UCI folder)",
+             openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
+                 "schema": {"type": "object", "required": ["file"],
+                            "properties": {"file": {"type": "string", "format": "binary"}}}}}}})
+async def upload_dataset(request: Request, owner: str = Depends(current_owner),
+                         store: Store = Depends(get_store),
+                         settings: Settings = Depends(get_settings_dep)) -> dict:
+    meta, _ = await receive_upload(request, store, settings, owner)
+    return public_dataset(meta)
+
+
+@router.get("/datasets/{dataset_id}", summary="A dataset's shape and format")
+def get_dataset(dataset_id: str, owner: str = Depends(current_owner),
+                store: Store = Depends(get_store)) -> dict:
+    meta = store.dataset_meta(owner, dataset_id)
+    if meta is None:
+        raise HTTPException(404, f"no dataset {dataset_id!r}")
+    return public_dataset(meta)

@@ -1,0 +1,87 @@
+"""Liveness, readiness, and Prometheus metrics."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
+
+from app.deps import current_owner
+from app.store import JOB_STATES, Store
+
+router = APIRouter(tags=["health"])
+
+DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 12 * 3600, float("inf"))
+
+
+@router.get("/healthz", summary="Alive")
+def healthz() -> dict:
+    return {"status": "ok"}
+
+
+def _broker_ok(request: Request) -> tuple[bool, str]:
+    settings = request.app.state.settings
+    if settings.embedded:
+        folder = settings.broker_dir / "messages"
+        ok = folder.is_dir() and os.access(folder, os.W_OK)
+        return ok, "filesystem broker folder writable" if ok else "filesystem broker folder missing or read-only"
+    try:
+        with request.app.state.celery.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=2)
+        return True, "broker reachable"
+    except Exception as exc:
+        return False, f"broker unreachable: {type(exc).__name__}"
+
+
+def _data_dir_ok(store: Store) -> tuple[bool, str]:
+    try:
+        with tempfile.NamedTemporaryFile(dir=store.root, prefix=".readyz-"):
+            pass
+        return True, "data dir writable"
+    except OSError as exc:
+        return False, f"data dir not writable: {exc.strerror}"
+
+
+@router.get("/readyz", summary="Ready: broker reachable and data dir writable (503 otherwise)")
+async def readyz(request: Request):
+    broker, broker_note = await run_in_threadpool(_broker_ok, request)
+    data, data_note = await run_in_threadpool(_data_dir_ok, request.app.state.store)
+    body = {"status": "ready" if broker and data else "not ready",
+            "broker": broker_note, "data_dir": data_note,
+            "mode": "embedded" if request.app.state.settings.embedded else "broker"}
+    return JSONResponse(body if broker and data else {**body, "detail": "not ready"},
+                        status_code=200 if broker and data else 503)
+
+
+def _metrics(store: Store) -> bytes:
+    registry = CollectorRegistry()
+    jobs = Gauge("rntk_jobs", "Jobs by state", ["state"], registry=registry)
+    depth = Gauge("rntk_queue_depth", "Jobs queued and not yet running", registry=registry)
+    durations = Histogram("rntk_job_duration_seconds", "Run time of finished jobs (started to finished)",
+                          ["state"], buckets=DURATION_BUCKETS, registry=registry)
+    counts = dict.fromkeys(JOB_STATES, 0)
+    for record in store.iter_jobs():
+        if record.get("deleted"):
+            continue
+        state = record.get("state")
+        counts[state] = counts.get(state, 0) + 1
+        if record.get("started_at") and record.get("finished_at"):
+            durations.labels(state).observe(max(0.0, record["finished_at"] - record["started_at"]))
+    for state, count in counts.items():
+        jobs.labels(state).set(count)
+    depth.set(counts.get("queued", 0))
+    Gauge("rntk_metrics_generated_timestamp_seconds", "When this scrape was computed",
+          registry=registry).set(time.time())
+    return generate_latest(registry)
+
+
+@router.get("/metrics", summary="Prometheus metrics: jobs by state, job durations, queue depth",
+            dependencies=[Depends(current_owner)])
+async def metrics(request: Request) -> Response:
+    body = await run_in_threadpool(_metrics, request.app.state.store)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,65 @@
+"""The service's settings: one pydantic-settings class read from ``RNTK_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    """Everything the API and the workers read from the environment (prefix ``RNTK_``).
+
+    ``broker_url`` None means the embedded mode: a kombu "filesystem" transport under
+    ``data_dir/broker`` and a worker subprocess started by ``rntk serve``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RNTK_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("rntk-data"), description="Datasets, job records, artifacts, embedded broker.")
+    broker_url: str | None = Field(default=None, description="e.g. redis://127.0.0.1:6379/0; unset = embedded.")
+    api_keys: str = Field(default="", description="Comma-separated bearer keys; empty = no auth (loopback only).")
+    max_upload_mb: float = Field(default=512, gt=0)
+    max_samples: int = Field(default=100_000, ge=1, description="Largest N of an uploaded dataset.")
+    max_steps: int = Field(default=10_000, ge=1, description="Largest T of an uploaded dataset.")
+    job_time_limit_s: float = Field(default=6 * 3600, gt=0, description="Soft time limit of one job attempt.")
+    heartbeat_s: float = Field(default=10, gt=0, description="How often a running job refreshes its heartbeat.")
+    # 100 s plus one sweep period (15 s) keeps detection of a dead job under 2 minutes.
+    dead_after_s: float = Field(default=100, gt=0, description="A running job whose heartbeat is older is re-run.")
+    max_attempts: int = Field(default=3, ge=1, description="Attempts before a job that kills its worker fails.")
+    sweep_s: float = Field(default=15, gt=0, description="Interval of the recovery sweep in the API process.")
+    max_queued_jobs: int = Field(default=100, ge=1, description="Queued + running jobs per owner (429 past it).")
+    queue: str = Field(default="rntk-jobs", description="The Celery queue name.")
+    redis_key_prefix: str = Field(default="", description="kombu global_keyprefix for the Redis broker.")
+
+    @field_validator("broker_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def keys(self) -> list[str]:
+        """The configured API keys, stripped, empties dropped."""
+        return [key.strip() for key in self.api_keys.split(",") if key.strip()]
+
+    @property
+    def embedded(self) -> bool:
+        return self.broker_url is None
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own :class:`Settings` instead)."""
+    return Settings()

@@ -1,0 +1,211 @@
+"""Fixtures for the service tests: real uvicorn and Celery worker subprocesses, real Redis.
+
+Every subprocess gets its own session; finalizers SIGTERM then SIGKILL its whole process
+tree (found through /proc), so no test leaves a server or worker behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+IRIS = REPO.parent / "shared" / "data" / "uci" / "iris"
+REDIS_URL = os.environ.get("RNTK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+#: A small evaluation (about 5 s on 2 CPU cores, JAX import included).
+SMALL_CONFIG = {"families": ["RNN", "RBF"], "sigma_u": [0.5], "sigma_b": [0.1], "layers": [1], "C": [1, 100]}
+#: A longer one (about 10 s), so a worker can be killed in the middle of it.
+LONGER_CONFIG = {"families": ["RNN", "RNN-P", "BI-RNN", "RNN-AVG", "BI-RNN-AVG", "RBF"],
+                 "sigma_u": [0.25, 0.5, 1.0, 1.5], "sigma_b": [0.001, 0.1, 0.5], "layers": [1, 2, 3],
+                 "C": [0.01, 1, 100, 1e4, 1e6]}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (from /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` to the process and every descendant at once (as kill -9 of a tree)."""
+    for pid in [process.pid, *descendants(process.pid)]:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    tree = descendants(process.pid)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        pass
+    for pid in [process.pid, *tree]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+class Service:
+    """A running ``rntk serve`` (and optionally workers) with an httpx client."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str], logs: Path) -> None:
+        self.data_dir, self.env, self.logs = data_dir, env, logs
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.processes: list[subprocess.Popen] = []
+        self.server: subprocess.Popen | None = None
+
+    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
+        log = open(self.logs / log_name, "ab")
+        process = subprocess.Popen([sys.executable, "-m", "app.serve", *args], cwd=REPO, env=self.env,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.processes.append(process)
+        return process
+
+    def start_server(self, timeout: float = 60) -> None:
+        self.server = self._spawn(["serve", "--host", "127.0.0.1", "--port", str(self.port),
+                                   "--data-dir", str(self.data_dir), "--log-level", "warning"], "serve.log")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.server.poll() is not None:
+                raise RuntimeError(f"server exited: {(self.logs / 'serve.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(self.base + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("server did not come up")
+
+    def start_worker(self) -> subprocess.Popen:
+        return self._spawn(["worker", "--data-dir", str(self.data_dir), "--loglevel", "INFO"],
+                           f"worker{len(self.processes)}.log")
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.base, headers=headers, timeout=30)
+
+    def log_tail(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.logs.glob("*.log"))
+
+    def close(self) -> None:
+        for process in reversed(self.processes):
+            stop(process)
+
+
+@pytest.fixture
+def service_factory(tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    """Build a :class:`Service` with ``RNTK_*`` overrides; every process is stopped afterwards."""
+    made: list[Service] = []
+
+    def make(**settings: str) -> Service:
+        env = {key: value for key, value in os.environ.items() if not key.startswith("RNTK_")}
+        env.update({"RNTK_HEARTBEAT_S": "1", "RNTK_SWEEP_S": "1", "PYTHONUNBUFFERED": "1",
+                    "JAX_PLATFORMS": "cpu", "RNTK_QUEUE": f"rntk-test-{uuid.uuid4().hex[:8]}"})
+        env.update({f"RNTK_{key.upper()}": str(value) for key, value in settings.items()})
+        root = tmp_path / f"service{len(made)}"
+        (root / "logs").mkdir(parents=True)
+        service = Service(root / "data", env, root / "logs")
+        made.append(service)
+        return service
+
+    yield make
+    for service in made:
+        service.close()
+
+
+@pytest.fixture
+def redis_broker() -> Iterator[dict[str, str]]:
+    """Settings for the Redis mode with a unique queue and key prefix; keys removed afterwards.
+
+    Skips when Redis is unreachable, except under CI=true, where that is a failure.
+    """
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis at {REDIS_URL} is unreachable under CI=true: {exc}")
+        pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc}); the Redis-mode tests need it")
+    tag = uuid.uuid4().hex[:10]
+    prefix = f"rntk-test-{tag}:"
+    yield {"broker_url": REDIS_URL, "redis_key_prefix": prefix, "queue": f"rntk-test-{tag}"}
+    for key in client.scan_iter(match=f"{prefix}*", count=500):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def iris_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``../shared/data/uci/iris`` zipped as a folder, as a user would upload it."""
+    if not IRIS.is_dir():
+        pytest.skip(f"{IRIS} is missing")
+    path = tmp_path_factory.mktemp("upload") / "iris.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(IRIS.iterdir()):
+            archive.write(file, f"iris/{file.name}")
+    return path
+
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def wait_for(client: httpx.Client, job_id: str, states: set[str], timeout: float = 150,
+             condition: Callable[[dict], bool] | None = None) -> dict:
+    """Poll GET /jobs/{id} until its state is in ``states`` (and ``condition`` holds)."""
+    deadline = time.monotonic() + timeout
+    job: dict = {}
+    while time.monotonic() < deadline:
+        response = client.get(f"/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        job = response.json()
+        if job["state"] in states and (condition is None or condition(job)):
+            return job
+        if job["state"] in TERMINAL - states:
+            raise AssertionError(f"job {job_id} ended {job['state']} while waiting for {states}: {job}")
+        time.sleep(0.2)
+    raise TimeoutError(f"job {job_id} not in {states} after {timeout} s: {job}")

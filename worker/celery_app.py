@@ -1,0 +1,113 @@
+"""The Celery application, configured for long, memory-hungry GPU jobs.
+
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a message is acknowledged only after
+  the job returns, and requeued if the pool child dies under it.
+- prefetch 1, concurrency 1: a worker holds one job at a time (run one worker per GPU).
+- the broker's ``visibility_timeout`` is longer than the job time limit, so Redis does not
+  redeliver a job that is still running. Dead jobs are found by their heartbeat instead
+  (:mod:`worker.recovery`), because that timeout is hours long.
+- no result backend: job state lives in the service's own records (:mod:`app.store`).
+
+This module must stay free of JAX (and of ``rntk_core``, which imports it): the worker's
+main process imports it before forking its pool child, and JAX must only be imported in
+the child (see :mod:`worker.tasks`).
+
+Broker: ``RNTK_BROKER_URL`` (e.g. Redis), or, when it is unset, the embedded server-less
+kombu "filesystem" transport with its folders under ``RNTK_DATA_DIR/broker``.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_init
+
+from app.settings import Settings, get_settings
+
+__all__ = ["TASK_NAME", "broker_options", "ensure_broker_dirs", "make_celery", "celery_app"]
+
+TASK_NAME = "rntk.run_job"
+
+
+def broker_options(settings: Settings) -> tuple[str, dict]:
+    """The broker URL and transport options for ``settings``."""
+    visibility = int(settings.job_time_limit_s) + 3600
+    if settings.embedded:
+        folder = settings.broker_dir.resolve()
+        messages, processed, control = folder / "messages", folder / "processed", folder / "control"
+        return "filesystem://", {
+            "data_folder_in": str(messages),
+            "data_folder_out": str(messages),
+            "processed_folder": str(processed),
+            "store_processed": False,
+            "control_folder": str(control),
+            "visibility_timeout": visibility,
+        }
+    options: dict = {"visibility_timeout": visibility, "socket_connect_timeout": 3, "socket_timeout": 10}
+    if settings.redis_key_prefix:
+        options["global_keyprefix"] = settings.redis_key_prefix
+    return settings.broker_url, options
+
+
+def ensure_broker_dirs(settings: Settings) -> None:
+    """Create the embedded broker's folders (the filesystem transport needs them to exist)."""
+    if settings.embedded:
+        for name in ("messages", "processed", "control"):
+            (settings.broker_dir / name).mkdir(parents=True, exist_ok=True)
+
+
+@worker_init.connect
+def _worker_dirs(**_: object) -> None:
+    ensure_broker_dirs(get_settings())
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """Embedded mode: end this worker when the ``rntk serve`` that started it dies (even by kill -9)."""
+    import os
+    import signal
+
+    expected = os.environ.get("RNTK_EMBEDDED_PARENT_PID")
+    if not expected:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the supervisor's own stop() still applies
+        return
+    if os.getppid() != int(expected):  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    url, options = broker_options(settings)
+    app = Celery("rntk", broker=url, include=["worker.tasks"])
+    app.conf.update(
+        broker_transport_options=options,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=3,
+        result_backend=None,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=1,
+        task_default_queue=settings.queue,
+        task_soft_time_limit=settings.job_time_limit_s,
+        task_time_limit=settings.job_time_limit_s + 60,
+        task_serializer="json",
+        accept_content=["json"],
+        # publishing fails fast when the broker is down; the recovery sweep re-sends later
+        task_publish_retry=False,
+        worker_send_task_events=False,
+        worker_enable_remote_control=not settings.embedded,
+        worker_hijack_root_logger=False,
+        # one job per child: a fresh process per attempt keeps device memory from piling up
+        worker_max_tasks_per_child=1,
+    )
+    return app
+
+
+celery_app = make_celery()

@@ -1,0 +1,162 @@
+"""Heartbeats, enqueueing, and the sweep that re-runs dead jobs and re-sends lost messages.
+
+A running job's worker refreshes ``jobs/<id>/heartbeat.json`` every ``heartbeat_s``. The
+sweep (run periodically by the API process, see :func:`app.main.create_app`) then:
+
+(a) re-enqueues a ``running`` job whose heartbeat is older than ``dead_after_s`` (its worker
+    was killed, even with kill -9 of the whole process tree), with a new message id; once
+    ``attempts`` reached ``max_attempts`` it fails the job with a clear error instead;
+(b) re-sends a ``queued`` job whose message was never accepted by the broker
+    (``enqueued_at`` is null, e.g. it was submitted while the broker was down).
+
+Exactly once: every send carries the record's current ``message_id`` as the Celery task id;
+a task whose id is not the record's (a superseded message that the broker redelivers
+later), or whose job already finished, does nothing (see :func:`worker.tasks.claim`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from typing import Any
+
+from app.settings import Settings
+from app.store import Store, now
+
+__all__ = ["enqueue", "heartbeat_age", "sweep", "Heartbeat", "Sweeper"]
+
+log = logging.getLogger("rntk.recovery")
+
+
+def enqueue(store: Store, celery: Any, settings: Settings, job_id: str) -> bool:
+    """Send the job's current message; record ``enqueued_at`` or the send error. True if sent."""
+    record = store.read_job(job_id)
+    if record is None or record.get("state") != "queued":
+        return False
+    message_id = record["message_id"]
+    try:
+        celery.send_task("rntk.run_job", args=[job_id], task_id=message_id, queue=settings.queue,
+                         retry=False)
+    except Exception as exc:  # broker down: the sweep re-sends it later
+        log.warning("could not enqueue job %s: %s", job_id, exc)
+
+        def failed(rec: dict) -> None:
+            rec["enqueue_error"] = f"{type(exc).__name__}: {exc}"[:500]
+
+        store.update_job(job_id, failed)
+        return False
+
+    def sent(rec: dict) -> None:
+        if rec.get("message_id") == message_id:
+            rec["enqueued_at"] = now()
+            rec.pop("enqueue_error", None)
+
+    store.update_job(job_id, sent)
+    return True
+
+
+def heartbeat_age(store: Store, record: dict) -> float:
+    """Seconds since the running job last showed life (its heartbeat, else its start)."""
+    beat = store.read_heartbeat(record["id"])
+    last = (beat or {}).get("at") or record.get("started_at") or record.get("created_at") or 0.0
+    return now() - float(last)
+
+
+def sweep(store: Store, celery: Any, settings: Settings) -> dict[str, list[str]]:
+    """One pass over the job records; returns the ids it requeued, failed and re-sent."""
+    actions: dict[str, list[str]] = {"requeued": [], "failed": [], "resent": []}
+    for record in list(store.iter_jobs()):
+        job_id = record["id"]
+        state = record.get("state")
+        if record.get("deleted"):
+            continue
+        if state == "running" and heartbeat_age(store, record) > settings.dead_after_s:
+            outcome: dict[str, str] = {}
+
+            def revive(rec: dict) -> None:
+                if rec.get("state") != "running" or heartbeat_age(store, rec) <= settings.dead_after_s:
+                    return  # it moved on meanwhile
+                attempts = int(rec.get("attempts", 0))
+                if attempts >= settings.max_attempts:
+                    rec.update(state="failed", finished_at=now(), error={
+                        "type": "WorkerLost",
+                        "message": f"the job's worker died during each of its {attempts} attempts "
+                                   "(killed, out of memory, or crashed); giving up after "
+                                   f"{settings.max_attempts} attempts",
+                    })
+                    outcome["action"] = "failed"
+                else:
+                    rec.update(state="queued", message_id=uuid.uuid4().hex, enqueued_at=None,
+                               progress={"stage": "requeued", "done": 0, "total": 1})
+                    rec.setdefault("requeues", []).append(
+                        {"at": now(), "reason": f"no heartbeat for over {settings.dead_after_s:g} s"})
+                    outcome["action"] = "requeued"
+
+            store.update_job(job_id, revive)
+            if outcome.get("action") == "requeued":
+                log.warning("job %s: worker lost, requeued", job_id)
+                enqueue(store, celery, settings, job_id)
+                actions["requeued"].append(job_id)
+            elif outcome.get("action") == "failed":
+                log.warning("job %s: worker lost too often, failed", job_id)
+                actions["failed"].append(job_id)
+        elif state == "queued" and record.get("enqueued_at") is None:
+            if now() - float(record.get("created_at", 0)) > 2.0:  # leave the API's own send alone
+                if enqueue(store, celery, settings, job_id):
+                    actions["resent"].append(job_id)
+    return actions
+
+
+class Heartbeat:
+    """A daemon thread that refreshes the job's heartbeat file every ``interval`` seconds."""
+
+    def __init__(self, store: Store, job_id: str, interval: float, info: dict) -> None:
+        self.store, self.job_id, self.interval = store, job_id, interval
+        self.info = {**info, "pid": os.getpid(), "ppid": os.getppid(), "host": socket.gethostname()}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+
+    def beat(self) -> None:
+        self.store.write_heartbeat(self.job_id, self.info)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+            except OSError as exc:  # a full disk must not kill the job; the sweep may rerun it
+                log.warning("heartbeat of job %s failed: %s", self.job_id, exc)
+
+    def __enter__(self) -> "Heartbeat":
+        self.beat()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class Sweeper:
+    """Runs :func:`sweep` every ``settings.sweep_s`` seconds in a daemon thread."""
+
+    def __init__(self, store: Store, celery: Any, settings: Settings) -> None:
+        self.store, self.celery, self.settings = store, celery, settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rntk-sweeper", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.sweep_s):
+            try:
+                sweep(self.store, self.celery, self.settings)
+            except Exception:  # keep sweeping; one bad record must not stop recovery
+                log.exception("recovery sweep failed")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

@@ -1,0 +1,259 @@
+"""Run one job: record -> evaluation -> artifacts -> record.
+
+JAX is imported only here, inside the task, i.e. in the prefork pool's child process (the
+worker runs ``--pool=prefork --concurrency=1`` with ``worker_max_tasks_per_child=1``: the
+main process, which never imports JAX, forks a fresh child per job). A forked child never
+forks again, so no JAX runtime is ever copied across a fork, and device memory is returned
+to the system when each job's child exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import logging
+import mimetypes
+import os
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from app.settings import get_settings
+from app.store import TERMINAL_STATES, Store, atomic_write_json, now
+from worker.celery_app import TASK_NAME, celery_app
+from worker.recovery import Heartbeat
+
+__all__ = ["run_job", "claim", "execute", "scrub"]
+
+log = logging.getLogger("rntk.tasks")
+
+
+class Cancelled(Exception):
+    """The job's owner asked to cancel it."""
+
+
+def scrub(message: str, store: Store) -> str:
+    """Strip server paths from an error message (keep only file names)."""
+    message = message.replace(str(store.root) + os.sep, "").replace(str(store.root), "<data>")
+    return re.sub(r"(?<![\w.])/(?:[^\s'\":,;()]+/)+([^\s'\":,;()/]+)", r"\1", message)[:2000]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _holder_alive(store: Store, record: dict, dead_after_s: float) -> bool:
+    """Whether the attempt that marked this job running may still be alive."""
+    beat = store.read_heartbeat(record["id"]) or {}
+    if now() - float(beat.get("at") or record.get("started_at") or 0) > dead_after_s:
+        return False
+    # a pool child of this very worker process that has died: certainly dead
+    if beat.get("ppid") == os.getppid() and beat.get("pid") != os.getpid() and not _pid_alive(int(beat.get("pid", 0))):
+        return False
+    return True
+
+
+def claim(store: Store, job_id: str, message_id: str, max_attempts: int, dead_after_s: float) -> dict | None:
+    """Mark the job running for this message, or return None when this message must do nothing."""
+    outcome: dict[str, Any] = {}
+
+    def change(rec: dict) -> None:
+        state = rec.get("state")
+        if rec.get("deleted") or state in TERMINAL_STATES:
+            return
+        if rec.get("message_id") != message_id:
+            return  # a superseded message (the job was requeued with a new one)
+        if state == "running" and _holder_alive(store, rec, dead_after_s):
+            return  # a duplicate delivery while the first one runs
+        if rec.get("cancel_requested") or store.cancel_requested(job_id):
+            rec.update(state="cancelled", finished_at=now())
+            return
+        attempts = int(rec.get("attempts", 0)) + 1
+        rec["attempts"] = attempts
+        if attempts > max_attempts:
+            rec.update(state="failed", finished_at=now(), error={
+                "type": "WorkerLost",
+                "message": f"the job's worker died during each of its {attempts - 1} attempts; "
+                           f"giving up after {max_attempts} attempts"})
+            return
+        rec.update(state="running", started_at=now(), finished_at=None, error=None,
+                   progress={"stage": "starting", "done": 0, "total": 1})
+        outcome["record"] = dict(rec)
+
+    store.update_job(job_id, change)
+    return outcome.get("record")
+
+
+def _evaluation_kwargs(function: Callable, on_progress: Callable, should_cancel: Callable) -> dict:
+    """Pass the progress / cancel hooks only if this version of evaluate_dataset has them."""
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return {}
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    kwargs = {}
+    if accepts_any or "on_progress" in parameters:
+        kwargs["on_progress"] = on_progress
+    if accepts_any or "should_cancel" in parameters:
+        kwargs["should_cancel"] = should_cancel
+    return kwargs
+
+
+def _manifest(folder: Path) -> list[dict]:
+    entries = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        name = path.relative_to(folder).as_posix()
+        media = "application/octet-stream" if name.endswith(".npy") else (
+            mimetypes.guess_type(name)[0] or "application/octet-stream")
+        entries.append({"name": name, "size": path.stat().st_size, "sha256": digest.hexdigest(),
+                        "media_type": media})
+    return entries
+
+
+def _install_artifacts(store: Store, job_id: str, staged: Path) -> list[dict]:
+    """Replace the job's artifacts with ``staged`` (one rename), so one set ever exists."""
+    manifest = _manifest(staged)
+    final = store.artifacts_dir(job_id)
+    if final.exists():
+        trash = final.with_name(f".artifacts.trash.{uuid.uuid4().hex}")
+        os.rename(final, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    os.rename(staged, final)
+    atomic_write_json(store.job_dir(job_id) / "manifest.json", manifest)
+    return manifest
+
+
+def summarise(report: dict) -> dict:
+    """Per family: the test accuracy and the chosen configuration(s)."""
+    return {family: {"test_accuracy": result.get("test_accuracy"), "chosen": result.get("chosen")}
+            for family, result in (report.get("families") or {}).items()}
+
+
+def execute(store: Store, record: dict, settings: Any) -> None:
+    """Evaluate the job's dataset into a staged folder and install it; update the record."""
+    job_id = record["id"]
+    last_write = [0.0]
+
+    def set_progress(stage: str, done: int, total: int, force: bool = False) -> None:
+        if not force and done < total and time.monotonic() - last_write[0] < 0.5:
+            return
+        last_write[0] = time.monotonic()
+        store.update_job(job_id, lambda rec: rec.update(progress={"stage": stage, "done": int(done),
+                                                                   "total": int(total)}))
+
+    def should_cancel() -> bool:
+        return store.cancel_requested(job_id)
+
+    def check_cancel() -> None:
+        if should_cancel():
+            raise Cancelled()
+
+    # a killed earlier attempt may have left its staged folder: this attempt replaces it
+    for leftover in store.job_dir(job_id).glob(".artifacts.*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    staged = store.job_dir(job_id) / f".artifacts.{record['attempts']}.{uuid.uuid4().hex[:8]}"
+    try:
+        set_progress("loading", 0, 1, force=True)
+        # JAX arrives with rntk_core: only here, in the pool child. Allocate device memory as
+        # needed rather than 75% up front, so the engine's tile budget is what bounds it.
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        from rntk_core.config import parse_config
+        from rntk_core.datasets import DatasetLimits, load_dataset
+        from rntk_core.evaluation import evaluate_dataset
+
+        config = parse_config(record["config"])
+        path = store.dataset_file(record["owner"], record["dataset_id"])
+        if path is None:
+            raise FileNotFoundError("the job's dataset no longer exists")
+        limits = DatasetLimits(max_samples=settings.max_samples, max_steps=settings.max_steps)
+        dataset = load_dataset(path, features_per_step=config.features_per_step, limits=limits)
+        check_cancel()
+        set_progress("evaluating", 0, 1, force=True)
+        kwargs = _evaluation_kwargs(evaluate_dataset, set_progress, should_cancel)
+        report = evaluate_dataset(dataset, config, out_dir=staged, progress=False, **kwargs)
+        check_cancel()
+        set_progress("writing", 0, 1, force=True)
+        gram_mode = (record.get("artifacts") or {}).get("gram", "selected")
+        if gram_mode == "none":
+            shutil.rmtree(staged / "gram", ignore_errors=True)
+            report_path = staged / "report.json"
+            if report_path.exists():
+                written = json.loads(report_path.read_text())
+                written["grams"] = []
+                atomic_write_json(report_path, written)
+        manifest = _install_artifacts(store, job_id, staged)
+        summary = summarise(report)
+
+        def succeed(rec: dict) -> None:
+            if rec.get("message_id") != record["message_id"] or rec.get("state") != "running":
+                return
+            rec.update(state="succeeded", finished_at=now(), summary=summary, error=None,
+                       artifact_count=len(manifest),
+                       progress={"stage": "done", "done": 1, "total": 1})
+
+        final = store.update_job(job_id, succeed)
+        if final is not None and final.get("deleted"):
+            store.remove_artifacts(job_id)
+    except Cancelled:
+        _finish(store, record, "cancelled", None)
+    except SoftTimeLimitExceeded:
+        _finish(store, record, "failed", {
+            "type": "TimeLimitExceeded",
+            "message": f"the job ran past its time limit of {settings.job_time_limit_s:g} s"})
+    except Exception as exc:  # every other failure is the job's, reported without traceback
+        if should_cancel():  # the engine's own "cancelled" exception, whatever its name
+            _finish(store, record, "cancelled", None)
+            return
+        log.exception("job %s failed", job_id)
+        kind = type(exc).__name__
+        message = scrub(str(exc), store) or kind
+        if isinstance(exc, (MemoryError,)):
+            message = "out of memory"
+        _finish(store, record, "failed", {"type": kind, "message": message})
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def _finish(store: Store, record: dict, state: str, error: dict | None) -> None:
+    def change(rec: dict) -> None:
+        if rec.get("message_id") != record["message_id"] or rec.get("state") != "running":
+            return
+        rec.update(state=state, finished_at=now(), error=error)
+
+    store.update_job(record["id"], change)
+
+
+@celery_app.task(name=TASK_NAME, bind=True)
+def run_job(self: Any, job_id: str) -> str:
+    """The Celery entry point: claim the job for this message, run it with a heartbeat."""
+    settings = get_settings()
+    store = Store(settings.data_dir)
+    message_id = self.request.id
+    record = claim(store, job_id, message_id, settings.max_attempts, settings.dead_after_s)
+    if record is None:
+        log.info("job %s: nothing to do for message %s", job_id, message_id)
+        return "skipped"
+    log.info("job %s: attempt %s", job_id, record["attempts"])
+    with Heartbeat(store, job_id, settings.heartbeat_s,
+                   {"attempt": record["attempts"], "message_id": message_id}):
+        execute(store, record, settings)
+    with contextlib.suppress(KeyError):
+        return (store.read_job(job_id) or {}).get("state", "gone")
+    return "gone"
