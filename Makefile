@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test bench serve clean
+.PHONY: install test bench serve clean browser-deps
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -14,7 +14,14 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-test: $(STAMP)
+# The page test drives Debian's chromium; install it where we can (root with apt), else it skips.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: chromium is not installed (apt-get install chromium); the browser test will skip"; fi; }
+
+test: $(STAMP) browser-deps
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
