@@ -59,8 +59,8 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> FastA
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal server error"}, status_code=500)
 
-    from app.routes import artifacts, datasets, health, jobs
+    from app.routes import artifacts, datasets, health, jobs, pages
 
-    for module in (health, datasets, jobs, artifacts):
+    for module in (health, datasets, jobs, artifacts, pages):
         app.include_router(module.router)
     return app
