@@ -98,7 +98,9 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     _data_dir_env(args.data_dir)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from app.logs import setup_logging
+
+    setup_logging(args.log_level)  # JSON lines, uvicorn's included (log_config=None below)
 
     from app.settings import Settings
 
@@ -133,7 +135,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
         uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
-                    access_log=False)
+                    access_log=False, log_config=None)
     finally:
         if supervisor:
             supervisor.stop()
@@ -147,6 +149,9 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--loglevel", default="INFO")
     args = parser.parse_args(argv)
     _data_dir_env(args.data_dir)
+    from app.logs import setup_logging
+
+    setup_logging(args.loglevel)  # the Celery worker it becomes sets up the same (worker/celery_app.py)
 
     from app.settings import Settings
 

@@ -19,7 +19,7 @@ kombu "filesystem" transport with its folders under ``RNTK_DATA_DIR/broker``.
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import setup_logging, worker_init, worker_process_init
 
 from app.settings import Settings, get_settings
 
@@ -53,6 +53,24 @@ def ensure_broker_dirs(settings: Settings) -> None:
     if settings.embedded:
         for name in ("messages", "processed", "control"):
             (settings.broker_dir / name).mkdir(parents=True, exist_ok=True)
+
+
+@setup_logging.connect
+def _json_logs(loglevel: object = None, **_: object) -> None:
+    """JSON-lines logs for the worker (a receiver here also keeps Celery's own setup away)."""
+    from app.logs import setup_logging as setup_json_logging
+
+    setup_json_logging(loglevel or "INFO")
+
+
+@worker_process_init.connect
+def _json_logs_in_child(**_: object) -> None:
+    """The pool child inherits the handler; install it again in case a library replaced it."""
+    import logging
+
+    from app.logs import setup_logging as setup_json_logging
+
+    setup_json_logging(logging.getLogger().level or "INFO")
 
 
 @worker_init.connect

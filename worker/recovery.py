@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import uuid
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from app.settings import Settings
 from app.store import Store, now
 
-__all__ = ["enqueue", "heartbeat_age", "sweep", "Heartbeat", "Sweeper"]
+__all__ = ["enqueue", "heartbeat_age", "sweep", "device_memory", "Heartbeat", "Sweeper"]
 
 log = logging.getLogger("rntk.recovery")
 
@@ -97,11 +98,11 @@ def sweep(store: Store, celery: Any, settings: Settings) -> dict[str, list[str]]
 
             store.update_job(job_id, revive)
             if outcome.get("action") == "requeued":
-                log.warning("job %s: worker lost, requeued", job_id)
+                log.warning("job %s: worker lost, requeued", job_id, extra={"job_id": job_id})
                 enqueue(store, celery, settings, job_id)
                 actions["requeued"].append(job_id)
             elif outcome.get("action") == "failed":
-                log.warning("job %s: worker lost too often, failed", job_id)
+                log.warning("job %s: worker lost too often, failed", job_id, extra={"job_id": job_id})
                 actions["failed"].append(job_id)
         elif state == "queued" and record.get("enqueued_at") is None:
             if now() - float(record.get("created_at", 0)) > 2.0:  # leave the API's own send alone
@@ -110,8 +111,40 @@ def sweep(store: Store, celery: Any, settings: Settings) -> dict[str, list[str]]
     return actions
 
 
+def device_memory() -> list[dict] | None:
+    """Memory in use on each accelerator this process uses, or None where it cannot be read.
+
+    Read from JAX's ``Device.memory_stats()`` only once the job itself has imported JAX (the
+    heartbeat never imports it: the worker's main process must stay free of JAX). CPU
+    devices report no stats, so on CPU this is None and the metric is not emitted.
+    """
+    jax = sys.modules.get("jax")
+    if jax is None:
+        return None
+    try:
+        devices = jax.local_devices()
+    except Exception:  # the backend is still initialising, or failed to
+        return None
+    found = []
+    for device in devices:
+        try:
+            stats = device.memory_stats()
+        except Exception:
+            stats = None
+        if stats and "bytes_in_use" in stats:
+            found.append({"device": f"{device.platform}:{device.id}",
+                          "bytes_in_use": int(stats["bytes_in_use"]),
+                          "peak_bytes_in_use": int(stats.get("peak_bytes_in_use", 0)),
+                          "bytes_limit": int(stats.get("bytes_limit", 0))})
+    return found or None
+
+
 class Heartbeat:
-    """A daemon thread that refreshes the job's heartbeat file every ``interval`` seconds."""
+    """A daemon thread that refreshes the job's heartbeat file every ``interval`` seconds.
+
+    The file carries the worker's host, pids and attempt, and the job's device memory in use
+    where JAX can report it (:func:`device_memory`), for ``/metrics``.
+    """
 
     def __init__(self, store: Store, job_id: str, interval: float, info: dict) -> None:
         self.store, self.job_id, self.interval = store, job_id, interval
@@ -120,14 +153,15 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
 
     def beat(self) -> None:
-        self.store.write_heartbeat(self.job_id, self.info)
+        memory = device_memory()
+        self.store.write_heartbeat(self.job_id, {**self.info, "device_memory": memory} if memory else self.info)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
                 self.beat()
             except OSError as exc:  # a full disk must not kill the job; the sweep may rerun it
-                log.warning("heartbeat of job %s failed: %s", self.job_id, exc)
+                log.warning("heartbeat of job %s failed: %s", self.job_id, exc, extra={"job_id": self.job_id})
 
     def __enter__(self) -> "Heartbeat":
         self.beat()

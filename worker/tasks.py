@@ -18,6 +18,7 @@ import mimetypes
 import os
 import re
 import shutil
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any, Callable
 
 from celery.exceptions import SoftTimeLimitExceeded
 
+from app.logs import job_context
 from app.settings import get_settings
 from app.store import TERMINAL_STATES, Store, atomic_write_json, now
 from worker.celery_app import TASK_NAME, celery_app
@@ -89,8 +91,8 @@ def claim(store: Store, job_id: str, message_id: str, max_attempts: int, dead_af
                 "message": f"the job's worker died during each of its {attempts - 1} attempts; "
                            f"giving up after {max_attempts} attempts"})
             return
-        rec.update(state="running", started_at=now(), finished_at=None, error=None,
-                   progress={"stage": "starting", "done": 0, "total": 1})
+        rec.update(state="running", started_at=now(), finished_at=None, error=None, worker=socket.gethostname(),
+                   progress={"stage": "starting", "done": 0, "total": 1}, phase_seconds={})
         outcome["record"] = dict(rec)
 
     store.update_job(job_id, change)
@@ -140,6 +142,40 @@ def _install_artifacts(store: Store, job_id: str, staged: Path) -> list[dict]:
     return manifest
 
 
+class PhaseClock:
+    """Seconds spent in each progress stage of one attempt (``loading``, ``kernels``, ...)."""
+
+    def __init__(self) -> None:
+        self._totals: dict[str, float] = {}
+        self._stage: str | None = None
+        self._since = time.monotonic()
+
+    def enter(self, stage: str) -> bool:
+        """Switch to ``stage`` (charging the time since the last switch); True if it changed."""
+        if stage == self._stage:
+            return False
+        self._charge()
+        self._stage = stage
+        return True
+
+    def _charge(self) -> None:
+        moment = time.monotonic()
+        if self._stage is not None:
+            self._totals[self._stage] = self._totals.get(self._stage, 0.0) + moment - self._since
+        self._since = moment
+
+    def seconds(self) -> dict[str, float]:
+        """The totals so far, the current stage included."""
+        self._charge()
+        return {stage: round(value, 3) for stage, value in self._totals.items()}
+
+    def stop(self) -> dict[str, float]:
+        """The final totals; no stage is running afterwards."""
+        totals = self.seconds()
+        self._stage = None
+        return totals
+
+
 def summarise(report: dict) -> dict:
     """Per family: the test accuracy and the chosen configuration(s)."""
     return {family: {"test_accuracy": result.get("test_accuracy"), "chosen": result.get("chosen")}
@@ -150,13 +186,15 @@ def execute(store: Store, record: dict, settings: Any) -> None:
     """Evaluate the job's dataset into a staged folder and install it; update the record."""
     job_id = record["id"]
     last_write = [0.0]
+    phases = PhaseClock()
 
     def set_progress(stage: str, done: int, total: int, force: bool = False) -> None:
-        if not force and done < total and time.monotonic() - last_write[0] < 0.5:
+        changed = phases.enter(stage)
+        if not force and not changed and done < total and time.monotonic() - last_write[0] < 0.5:
             return
         last_write[0] = time.monotonic()
-        store.update_job(job_id, lambda rec: rec.update(progress={"stage": stage, "done": int(done),
-                                                                   "total": int(total)}))
+        store.update_job(job_id, lambda rec: rec.update(
+            progress={"stage": stage, "done": int(done), "total": int(total)}, phase_seconds=phases.seconds()))
 
     def should_cancel() -> bool:
         return store.cancel_requested(job_id)
@@ -201,41 +239,47 @@ def execute(store: Store, record: dict, settings: Any) -> None:
         manifest = _install_artifacts(store, job_id, staged)
         summary = summarise(report)
 
+        phase_seconds = phases.stop()
+
         def succeed(rec: dict) -> None:
             if rec.get("message_id") != record["message_id"] or rec.get("state") != "running":
                 return
             rec.update(state="succeeded", finished_at=now(), summary=summary, error=None,
-                       artifact_count=len(manifest),
+                       artifact_count=len(manifest), phase_seconds=phase_seconds,
+                       timings=report.get("timings"),
                        progress={"stage": "done", "done": 1, "total": 1})
 
         final = store.update_job(job_id, succeed)
         if final is not None and final.get("deleted"):
             store.remove_artifacts(job_id)
     except Cancelled:
-        _finish(store, record, "cancelled", None)
+        _finish(store, record, "cancelled", None, phases.stop())
     except SoftTimeLimitExceeded:
         _finish(store, record, "failed", {
             "type": "TimeLimitExceeded",
-            "message": f"the job ran past its time limit of {settings.job_time_limit_s:g} s"})
+            "message": f"the job ran past its time limit of {settings.job_time_limit_s:g} s"}, phases.stop())
     except Exception as exc:  # every other failure is the job's, reported without traceback
         if should_cancel():  # the engine's own "cancelled" exception, whatever its name
-            _finish(store, record, "cancelled", None)
+            _finish(store, record, "cancelled", None, phases.stop())
             return
         log.exception("job %s failed", job_id)
         kind = type(exc).__name__
         message = scrub(str(exc), store) or kind
         if isinstance(exc, (MemoryError,)):
             message = "out of memory"
-        _finish(store, record, "failed", {"type": kind, "message": message})
+        _finish(store, record, "failed", {"type": kind, "message": message}, phases.stop())
     finally:
         shutil.rmtree(staged, ignore_errors=True)
 
 
-def _finish(store: Store, record: dict, state: str, error: dict | None) -> None:
+def _finish(store: Store, record: dict, state: str, error: dict | None,
+            phase_seconds: dict[str, float] | None = None) -> None:
     def change(rec: dict) -> None:
         if rec.get("message_id") != record["message_id"] or rec.get("state") != "running":
             return
         rec.update(state=state, finished_at=now(), error=error)
+        if phase_seconds is not None:
+            rec["phase_seconds"] = phase_seconds
 
     store.update_job(record["id"], change)
 
@@ -243,17 +287,20 @@ def _finish(store: Store, record: dict, state: str, error: dict | None) -> None:
 @celery_app.task(name=TASK_NAME, bind=True)
 def run_job(self: Any, job_id: str) -> str:
     """The Celery entry point: claim the job for this message, run it with a heartbeat."""
-    settings = get_settings()
-    store = Store(settings.data_dir)
-    message_id = self.request.id
-    record = claim(store, job_id, message_id, settings.max_attempts, settings.dead_after_s)
-    if record is None:
-        log.info("job %s: nothing to do for message %s", job_id, message_id)
-        return "skipped"
-    log.info("job %s: attempt %s", job_id, record["attempts"])
-    with Heartbeat(store, job_id, settings.heartbeat_s,
-                   {"attempt": record["attempts"], "message_id": message_id}):
-        execute(store, record, settings)
-    with contextlib.suppress(KeyError):
-        return (store.read_job(job_id) or {}).get("state", "gone")
-    return "gone"
+    with job_context(job_id):  # every log line of this job carries its id
+        settings = get_settings()
+        store = Store(settings.data_dir)
+        message_id = self.request.id
+        record = claim(store, job_id, message_id, settings.max_attempts, settings.dead_after_s)
+        if record is None:
+            log.info("job %s: nothing to do for message %s", job_id, message_id)
+            return "skipped"
+        log.info("job %s: attempt %s", job_id, record["attempts"], extra={"attempt": record["attempts"]})
+        with Heartbeat(store, job_id, settings.heartbeat_s,
+                       {"attempt": record["attempts"], "message_id": message_id}):
+            execute(store, record, settings)
+        with contextlib.suppress(KeyError):
+            state = (store.read_job(job_id) or {}).get("state", "gone")
+            log.info("job %s: %s", job_id, state, extra={"state": state})
+            return state
+        return "gone"

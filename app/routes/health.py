@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.deps import current_owner
-from app.store import JOB_STATES, Store
+from app.metrics import render_metrics
+from app.store import Store
 
 router = APIRouter(tags=["health"])
-
-DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 12 * 3600, float("inf"))
 
 
 @router.get("/healthz", summary="Alive")
@@ -58,30 +56,9 @@ async def readyz(request: Request):
                         status_code=200 if broker and data else 503)
 
 
-def _metrics(store: Store) -> bytes:
-    registry = CollectorRegistry()
-    jobs = Gauge("rntk_jobs", "Jobs by state", ["state"], registry=registry)
-    depth = Gauge("rntk_queue_depth", "Jobs queued and not yet running", registry=registry)
-    durations = Histogram("rntk_job_duration_seconds", "Run time of finished jobs (started to finished)",
-                          ["state"], buckets=DURATION_BUCKETS, registry=registry)
-    counts = dict.fromkeys(JOB_STATES, 0)
-    for record in store.iter_jobs():
-        if record.get("deleted"):
-            continue
-        state = record.get("state")
-        counts[state] = counts.get(state, 0) + 1
-        if record.get("started_at") and record.get("finished_at"):
-            durations.labels(state).observe(max(0.0, record["finished_at"] - record["started_at"]))
-    for state, count in counts.items():
-        jobs.labels(state).set(count)
-    depth.set(counts.get("queued", 0))
-    Gauge("rntk_metrics_generated_timestamp_seconds", "When this scrape was computed",
-          registry=registry).set(time.time())
-    return generate_latest(registry)
-
-
-@router.get("/metrics", summary="Prometheus metrics: jobs by state, job durations, queue depth",
+@router.get("/metrics", summary="Prometheus metrics: jobs by state, job and phase durations, queue depth, "
+                             "worker heartbeats, GPU memory, requeues",
             dependencies=[Depends(current_owner)])
 async def metrics(request: Request) -> Response:
-    body = await run_in_threadpool(_metrics, request.app.state.store)
+    body = await run_in_threadpool(render_metrics, request.app.state.store)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
