@@ -187,6 +187,9 @@ def execute(store: Store, record: dict, settings: Any) -> None:
     job_id = record["id"]
     last_write = [0.0]
     phases = PhaseClock()
+    # Celery's soft limit is a signal, and an import in flight (JAX's) can swallow it; this
+    # deadline, checked between tiles, fits and phases, enforces the limit regardless.
+    deadline = time.monotonic() + settings.job_time_limit_s
 
     def set_progress(stage: str, done: int, total: int, force: bool = False) -> None:
         changed = phases.enter(stage)
@@ -197,6 +200,8 @@ def execute(store: Store, record: dict, settings: Any) -> None:
             progress={"stage": stage, "done": int(done), "total": int(total)}, phase_seconds=phases.seconds()))
 
     def should_cancel() -> bool:
+        if time.monotonic() > deadline:
+            raise SoftTimeLimitExceeded()
         return store.cancel_requested(job_id)
 
     def check_cancel() -> None:
@@ -226,7 +231,7 @@ def execute(store: Store, record: dict, settings: Any) -> None:
         set_progress("evaluating", 0, 1, force=True)
         kwargs = _evaluation_kwargs(evaluate_dataset, set_progress, should_cancel)
         report = evaluate_dataset(dataset, config, out_dir=staged, progress=False, **kwargs)
-        check_cancel()
+        check_cancel()  # also the deadline, so a late report is never installed
         set_progress("writing", 0, 1, force=True)
         gram_mode = (record.get("artifacts") or {}).get("gram", "selected")
         if gram_mode == "none":
@@ -259,7 +264,7 @@ def execute(store: Store, record: dict, settings: Any) -> None:
             "type": "TimeLimitExceeded",
             "message": f"the job ran past its time limit of {settings.job_time_limit_s:g} s"}, phases.stop())
     except Exception as exc:  # every other failure is the job's, reported without traceback
-        if should_cancel():  # the engine's own "cancelled" exception, whatever its name
+        if store.cancel_requested(job_id):  # the engine's own "cancelled" exception, whatever its name
             _finish(store, record, "cancelled", None, phases.stop())
             return
         log.exception("job %s failed", job_id)
