@@ -43,9 +43,10 @@ def enqueue(store: Store, celery: Any, settings: Settings, job_id: str) -> bool:
                          retry=False)
     except Exception as exc:  # broker down: the sweep re-sends it later
         log.warning("could not enqueue job %s: %s", job_id, exc)
+        error = f"{type(exc).__name__}: {exc}"[:500]
 
         def failed(rec: dict) -> None:
-            rec["enqueue_error"] = f"{type(exc).__name__}: {exc}"[:500]
+            rec["enqueue_error"] = error
 
         store.update_job(job_id, failed)
         return False

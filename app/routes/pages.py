@@ -147,14 +147,22 @@ def jobs_page(request: Request, state: str | None = None, store: Store = Depends
     return _page("rntk jobs", body, refresh=_ACTIVE_REFRESH_S if active else _IDLE_REFRESH_S)
 
 
-@router.get("/jobs/{job_id}/page", response_class=HTMLResponse)
-def job_page(job_id: str, request: Request, store: Store = Depends(get_store)) -> Response:
+def _page_job(request: Request, store: Store, job_id: str) -> tuple[dict | None, Response | None]:
+    """The caller's job, or the response to send instead (key form, or 404)."""
     owner, early = _authenticate(request)
     if early is not None:
-        return early
+        return None, early
     record = _owned(store, job_id, owner)
     if record is None:
-        return _not_found(job_id)
+        return None, _not_found(job_id)
+    return record, None
+
+
+@router.get("/jobs/{job_id}/page", response_class=HTMLResponse)
+def job_page(job_id: str, request: Request, store: Store = Depends(get_store)) -> Response:
+    record, early = _page_job(request, store, job_id)
+    if early is not None:
+        return early
     job = escape(record["id"])
     artifacts = {entry["name"]: entry for entry in store.manifest(record["id"])}
     facts = [("state", _state(record)), ("progress", _progress(record)),
@@ -179,12 +187,9 @@ def job_page(job_id: str, request: Request, store: Store = Depends(get_store)) -
 
 @router.get("/jobs/{job_id}/page/report.html")
 def job_report(job_id: str, request: Request, store: Store = Depends(get_store)) -> Response:
-    owner, early = _authenticate(request)
+    record, early = _page_job(request, store, job_id)
     if early is not None:
         return early
-    record = _owned(store, job_id, owner)
-    if record is None:
-        return _not_found(job_id)
     entry = next((e for e in store.manifest(record["id"]) if e["name"] == "report.html"), None)
     path = store.artifacts_dir(record["id"]) / "report.html"
     if entry is None or not path.is_file():
