@@ -477,31 +477,39 @@ def family_report(plan: Plan, outcomes: Mapping[str, FamilyOutcome]) -> tuple[li
     return configurations, families
 
 
-def selected_kernels(plan: Plan, outcomes: Mapping[str, FamilyOutcome]) -> dict[RecurrentKernel, dict]:
-    """Distinct chosen recurrent kernels -> {file stem, families, note}, in family order."""
+def selected_kernels(plan: Plan, outcomes: Mapping[str, FamilyOutcome],
+                     everything: bool = False) -> dict[RecurrentKernel, dict]:
+    """Distinct chosen recurrent kernels -> {family, families, note, selected}, in family order.
+
+    With ``everything``, every recurrent kernel of the grid follows the chosen ones.
+    """
     selected: dict[RecurrentKernel, dict] = {}
-    for family, outcome in outcomes.items():
-        for index in outcome.chosen:
-            candidate = plan.candidates[family][index]
-            if not isinstance(candidate.model, RecurrentKernel):
-                continue
-            entry = selected.setdefault(candidate.model, {"families": [], "note": candidate.note,
-                                                          "family": family})
-            if family not in entry["families"]:
-                entry["families"].append(family)
+    for pass_all in (False, True) if everything else (False,):
+        for family, outcome in outcomes.items():
+            indices = range(len(plan.candidates[family])) if pass_all else outcome.chosen
+            for index in indices:
+                candidate = plan.candidates[family][index]
+                if not isinstance(candidate.model, RecurrentKernel):
+                    continue
+                entry = selected.setdefault(candidate.model, {
+                    "families": [], "note": candidate.note, "family": family,
+                    "selected": not pass_all})
+                if not pass_all and family not in entry["families"]:
+                    entry["families"].append(family)
     return selected
 
 
 def write_grams(plan: Plan, outcomes: Mapping[str, FamilyOutcome], out_dir: Path, x_scale: float,
-                uses_lengths: bool) -> tuple[list[dict], np.ndarray | None]:
-    """Save each selected recurrent kernel as ``gram/<name>.npy``; the report's ``grams`` list.
+                uses_lengths: bool, everything: bool = False) -> tuple[list[dict], np.ndarray | None]:
+    """Save each selected (``everything``: every) recurrent kernel as ``gram/<name>.npy``;
+    the report's ``grams`` list.
 
-    Returns the entries and the first saved kernel (for the report's picture).
+    Returns the entries and the first saved kernel, a selected one (for the report's picture).
     """
     entries: list[dict] = []
     first = None
     used: set[str] = set()
-    for kernel, info in selected_kernels(plan, outcomes).items():
+    for kernel, info in selected_kernels(plan, outcomes, everything).items():
         order_index = info["note"]["order_index"] if info["note"] else None
         stem = base = kernel.name(info["family"], order_index)
         for copy in itertools.count(2):  # names round sigma_w to 4 digits: keep them distinct
@@ -514,7 +522,7 @@ def write_grams(plan: Plan, outcomes: Mapping[str, FamilyOutcome], out_dir: Path
         np.save(out_dir / "gram" / f"{stem}.npy", matrix)
         first = matrix if first is None else first
         entry = {"file": f"gram/{stem}.npy", "params": kernel.params(), "x_scale": x_scale,
-                 "families": info["families"]}
+                 "families": info["families"], "selected": info["selected"]}
         if kernel.order is not None:
             entry["order"] = list(kernel.order)
         if uses_lengths:
@@ -590,6 +598,7 @@ def evaluate_dataset(
     max_iter: int = -1,
     dtype: str = "float32",
     load_seconds: float = 0.0,
+    grams: Literal["selected", "all", "none"] = "selected",
 ) -> dict[str, Any]:
     """Run the protocol on one dataset and return the report dict.
 
@@ -609,6 +618,8 @@ def evaluate_dataset(
             ``"float64"`` (about 2.5x the kernel time on CPU; removes float32's near-tie flips
             against the float64 reference table).
         load_seconds: time already spent loading, reported as ``timings["load"]``.
+        grams: which recurrent Gram matrices ``out_dir/gram/`` gets: the selected ones, every
+            one of the grid, or none (the report's picture then shows none either).
     """
     start = time.perf_counter()
     timings = {"load": load_seconds}
@@ -645,7 +656,9 @@ def evaluate_dataset(
     gram = None
     if out_dir is not None:
         out = Path(out_dir)
-        report["grams"], gram = write_grams(plan, outcomes, out, x_scale, dataset.lengths is not None)
+        if grams != "none":
+            report["grams"], gram = write_grams(plan, outcomes, out, x_scale,
+                                                dataset.lengths is not None, grams == "all")
     timings["total"] = load_seconds + time.perf_counter() - start
     if out_dir is not None:
         save_report(report, Path(out_dir), gram, dataset.y)

@@ -60,3 +60,24 @@ def test_evaluation_reports_stages_and_honours_cancel(tmp_path):
     # It stopped right after the first fit: no test fold ran and no report was written.
     assert not any(stage == "test folds" for stage, _, _ in cancelled_at)
     assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_gram_artifacts_selected_all_or_none(tmp_path):
+    """`grams` picks which recurrent Gram matrices a job's artifacts hold."""
+    iris = load_dataset(SHARED / "data" / "uci" / "iris")
+    counts = {}
+    for mode in ("selected", "all", "none"):
+        report = evaluate_dataset(iris, SMALL, out_dir=tmp_path / mode, grams=mode)
+        files = sorted((tmp_path / mode / "gram").glob("*.npy")) if (tmp_path / mode / "gram").exists() else []
+        assert len(files) == len(report["grams"])
+        counts[mode] = len(files)
+        if mode == "all":
+            # RNN over 1 sigma pair x 1 depth x CK/NTK: both kernels, chosen or not
+            assert {entry["params"]["kind"] for entry in report["grams"]} == {"ck", "ntk"}
+            assert any(entry["selected"] for entry in report["grams"])
+            x = iris.X / report["x_scale"]
+            for entry in report["grams"]:
+                expected = rntk_core.gram(x, **entry["params"])
+                actual = np.load(tmp_path / mode / entry["file"])
+                assert np.linalg.norm(actual - expected) <= 1e-5 * np.linalg.norm(expected)
+    assert counts["none"] == 0 < counts["selected"] <= counts["all"] == 2

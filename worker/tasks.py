@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
-import json
 import logging
 import mimetypes
 import os
@@ -230,17 +229,11 @@ def execute(store: Store, record: dict, settings: Any) -> None:
         check_cancel()
         set_progress("evaluating", 0, 1, force=True)
         kwargs = _evaluation_kwargs(evaluate_dataset, set_progress, should_cancel)
-        report = evaluate_dataset(dataset, config, out_dir=staged, progress=False, **kwargs)
+        gram_mode = (record.get("artifacts") or {}).get("gram", "selected")
+        report = evaluate_dataset(dataset, config, out_dir=staged, progress=False,
+                                  grams=gram_mode, **kwargs)
         check_cancel()  # also the deadline, so a late report is never installed
         set_progress("writing", 0, 1, force=True)
-        gram_mode = (record.get("artifacts") or {}).get("gram", "selected")
-        if gram_mode == "none":
-            shutil.rmtree(staged / "gram", ignore_errors=True)
-            report_path = staged / "report.json"
-            if report_path.exists():
-                written = json.loads(report_path.read_text())
-                written["grams"] = []
-                atomic_write_json(report_path, written)
         manifest = _install_artifacts(store, job_id, staged)
         summary = summarise(report)
 
