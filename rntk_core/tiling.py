@@ -195,13 +195,14 @@ def compute_readouts(
             block = out[:, :, :, g0:g1]
             stats["seconds_prepare"] += time.perf_counter() - started
             started = time.perf_counter()
-            stats["tiles_computed"] += _run_tiles(
+            _run_tiles(
                 side_x, side_y, block, side, symmetric, devices, g1 - g0,
                 sigma_w=np.asarray(sigma_w, np_dtype), sigma_u=su.astype(np_dtype),
                 sigma_b=sb.astype(np_dtype), layers=layers, masked=masked,
                 arccos_method=arccos_method, on_collected=progress.advance,
             )
             stats["seconds_tiles"] += time.perf_counter() - started
+        stats["tiles_computed"] = progress.done
         return out
 
 
@@ -237,8 +238,8 @@ def _run_tiles(
     used_groups: int,
     on_collected: Callable[[], None],
     **params,
-) -> int:
-    """Compute the tiles into ``out``; returns how many were computed."""
+) -> None:
+    """Compute the tiles into ``out``."""
     n_rows, n_cols = out.shape[-2:]
     tiles = _tile_origins(n_rows, n_cols, side, symmetric)
     scalars = {k: params.pop(k) for k in ("sigma_w", "sigma_u", "sigma_b")}
@@ -276,4 +277,3 @@ def _run_tiles(
             collect()
     while in_flight:
         collect()
-    return len(tiles)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import logging
 import mimetypes
 import os
@@ -21,7 +20,7 @@ import socket
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -96,21 +95,6 @@ def claim(store: Store, job_id: str, message_id: str, max_attempts: int, dead_af
 
     store.update_job(job_id, change)
     return outcome.get("record")
-
-
-def _evaluation_kwargs(function: Callable, on_progress: Callable, should_cancel: Callable) -> dict:
-    """Pass the progress / cancel hooks only if this version of evaluate_dataset has them."""
-    try:
-        parameters = inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return {}
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    kwargs = {}
-    if accepts_any or "on_progress" in parameters:
-        kwargs["on_progress"] = on_progress
-    if accepts_any or "should_cancel" in parameters:
-        kwargs["should_cancel"] = should_cancel
-    return kwargs
 
 
 def _manifest(folder: Path) -> list[dict]:
@@ -228,10 +212,9 @@ def execute(store: Store, record: dict, settings: Any) -> None:
         dataset = load_dataset(path, features_per_step=config.features_per_step, limits=limits)
         check_cancel()
         set_progress("evaluating", 0, 1, force=True)
-        kwargs = _evaluation_kwargs(evaluate_dataset, set_progress, should_cancel)
         gram_mode = (record.get("artifacts") or {}).get("gram", "selected")
-        report = evaluate_dataset(dataset, config, out_dir=staged, progress=False,
-                                  grams=gram_mode, **kwargs)
+        report = evaluate_dataset(dataset, config, out_dir=staged, progress=False, grams=gram_mode,
+                                  on_progress=set_progress, should_cancel=should_cancel)
         check_cancel()  # also the deadline, so a late report is never installed
         set_progress("writing", 0, 1, force=True)
         manifest = _install_artifacts(store, job_id, staged)
