@@ -167,26 +167,36 @@ async def get_job(job_id: str, owner: str = Depends(current_owner), store: Store
     return job_view(owned_job(store, job_id, owner))
 
 
-def _cancel(store: Store, job_id: str) -> dict | None:
-    """Cancel a queued job at once; ask a running one to stop (it checks between phases)."""
+def _cancel(store: Store, job_id: str) -> tuple[dict | None, bool]:
+    """Cancel a queued job at once; ask a running one to stop (it checks between tiles and fits).
+
+    Returns the record and whether it was still queued or running when the cancel took hold:
+    the state is re-read under the job's lock, so a job finishing meanwhile is not "cancelled".
+    """
     store.request_cancel(job_id)
+    accepted = False
 
     def change(rec: dict) -> None:
+        nonlocal accepted
         if rec.get("state") == "queued":
             rec.update(state="cancelled", finished_at=now(),
                        progress={**(rec.get("progress") or {}), "stage": "cancelled"})
+            accepted = True
         elif rec.get("state") == "running":
             rec["cancel_requested"] = True
+            accepted = True
 
-    return store.update_job(job_id, change)
+    return store.update_job(job_id, change), accepted
 
 
 @router.post("/jobs/{job_id}/cancel", status_code=202, summary="Cancel a queued or running job")
 def cancel_job(job_id: str, owner: str = Depends(current_owner), store: Store = Depends(get_store)) -> dict:
     record = owned_job(store, job_id, owner)
-    if record["state"] in TERMINAL_STATES:
+    updated, accepted = _cancel(store, job_id)
+    record = updated or record
+    if not accepted:
         raise HTTPException(409, f"job {job_id!r} already {record['state']}")
-    return job_view(_cancel(store, job_id) or record)
+    return job_view(record)
 
 
 @router.delete("/jobs/{job_id}", status_code=204, summary="Cancel a job and remove it with its artifacts")
