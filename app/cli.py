@@ -1,4 +1,4 @@
-"""The `rntk` console script: the service commands here, everything else from rntk_core.
+"""The `rntk` console script: the service commands here, everything else from rntk_core.evaluation.cli.
 
 `serve` and `worker` (app.serve) and the client commands (app.client) live outside rntk_core
 so that the engine never imports the service.
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         from app.serve import serve_main, worker_main
 
         return (serve_main if argv[0] == "serve" else worker_main)(argv[1:])
-    from rntk_core import cli as core_cli  # imported here: the client commands never load JAX
+    from rntk_core.evaluation import cli as core_cli  # imported here: the client commands never load JAX
 
     if not argv or argv[0] in ("-h", "--help"):
         core_cli.build_parser().print_help()

@@ -6,8 +6,8 @@ import hmac
 
 from fastapi import HTTPException, Request
 
-from app.settings import Settings
-from app.store import Store, owner_of_key
+from worker.settings import Settings
+from worker.jobs import Store, owner_of_key
 
 __all__ = ["current_owner", "get_store", "get_settings_dep", "match_key", "page_credentials", "PAGE_COOKIE"]
 

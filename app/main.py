@@ -10,8 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.settings import Settings, get_settings
-from app.store import Store
+from worker.settings import Settings, get_settings
+from worker.jobs import Store
 
 __all__ = ["create_app"]
 
@@ -23,7 +23,7 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> FastA
     settings = settings or get_settings()
     store = Store(settings.data_dir)
     from worker.celery_app import ensure_broker_dirs, make_celery
-    from worker.recovery import Sweeper
+    from worker.queue import Sweeper
 
     ensure_broker_dirs(settings)
 

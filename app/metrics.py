@@ -1,6 +1,6 @@
 """Prometheus metrics, computed per scrape from the job records and heartbeats on disk.
 
-The records are the service's state (see :mod:`app.store`), so every scrape is a fresh,
+The records are the service's state (see :mod:`worker.jobs`), so every scrape is a fresh,
 consistent picture that needs no shared in-memory counters between the API and the
 workers. What ``GET /metrics`` exposes:
 
@@ -26,7 +26,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from app.store import JOB_STATES, Store, now
+from worker.jobs import JobState, Store, now
 
 __all__ = ["DURATION_BUCKETS", "PHASE_BUCKETS", "render_metrics"]
 
@@ -59,30 +59,30 @@ def render_metrics(store: Store) -> bytes:
     worker_lost = Counter("rntk_jobs_worker_lost", "Jobs failed because their worker died on every attempt",
                           registry=registry)
 
-    counts = dict.fromkeys(JOB_STATES, 0)
+    counts = dict.fromkeys((state.value for state in JobState), 0)
     seen: dict[str, float] = {}
     requeue_count = retried_count = lost_count = 0
     for record in store.iter_jobs():
-        if record.get("deleted"):
+        if record.deleted:
             continue
-        state = record.get("state")
+        state = record.state.value
         counts[state] = counts.get(state, 0) + 1
-        if record.get("started_at") and record.get("finished_at"):
-            durations.labels(state).observe(max(0.0, record["finished_at"] - record["started_at"]))
-        for phase, seconds in (record.get("phase_seconds") or {}).items():
+        if record.started_at and record.finished_at:
+            durations.labels(state).observe(max(0.0, record.finished_at - record.started_at))
+        for phase, seconds in record.phase_seconds.items():
             if isinstance(seconds, (int, float)):
                 phases.labels(phase).observe(max(0.0, float(seconds)))
-        requeue_count += len(record.get("requeues") or [])
-        retried_count += int(record.get("attempts") or 0) > 1
-        lost_count += (record.get("error") or {}).get("type") == "WorkerLost"
-        worker = record.get("worker")
-        if worker and record.get("finished_at"):
-            seen[worker] = max(seen.get(worker, 0.0), float(record["finished_at"]))
+        requeue_count += len(record.requeues)
+        retried_count += record.attempts > 1
+        lost_count += (record.error.type if record.error else None) == "WorkerLost"
+        worker = record.worker
+        if worker and record.finished_at:
+            seen[worker] = max(seen.get(worker, 0.0), float(record.finished_at))
         if state == "running":
-            beat = _heartbeat(store, record["id"])
+            beat = _heartbeat(store, record.id)
             host = str(beat.get("host") or worker or "unknown")
-            at = float(beat.get("at") or record.get("started_at") or 0.0)
-            beat_age.labels(record["id"], host).set(max(0.0, now() - at))
+            at = float(beat.get("at") or record.started_at or 0.0)
+            beat_age.labels(record.id, host).set(max(0.0, now() - at))
             seen[host] = max(seen.get(host, 0.0), at)
             for device in beat.get("device_memory") or []:
                 if isinstance(device, dict) and isinstance(device.get("bytes_in_use"), (int, float)):

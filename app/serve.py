@@ -97,11 +97,11 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     _data_dir_env(args.data_dir)
-    from app.logs import setup_logging
+    from worker.logs import setup_logging
 
     setup_logging(args.log_level)  # JSON lines, uvicorn's included (log_config=None below)
 
-    from app.settings import Settings
+    from worker.settings import Settings
 
     settings = Settings()
     if not settings.keys and not is_loopback(args.host):
@@ -148,11 +148,11 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--loglevel", default="INFO")
     args = parser.parse_args(argv)
     _data_dir_env(args.data_dir)
-    from app.logs import setup_logging
+    from worker.logs import setup_logging
 
     setup_logging(args.loglevel)  # the Celery worker it becomes sets up the same (worker/celery_app.py)
 
-    from app.settings import Settings
+    from worker.settings import Settings
 
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ step and the readouts (CK/NTK x last/avg), so a single sweep gives them all.
 from __future__ import annotations
 
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -65,34 +66,53 @@ def variance_scales(variances: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray,
     return root.astype(dtype), inv_root.astype(dtype)
 
 
+class Operand(NamedTuple):
+    """One side (X or Y) of a tile, time-major; a pytree, so it passes through ``jit`` whole.
+
+    values: (T, D, n, m) inputs; roots, inv_roots: (T, D, G, L, n) per-sample sqrt(variance)
+    and its inverse (in float64, the variance itself, twice); started: (T, D, n) masks.
+    The sample axis is the last but one of ``values`` and the last of the others.
+    """
+
+    values: jnp.ndarray
+    roots: jnp.ndarray
+    inv_roots: jnp.ndarray
+    started: jnp.ndarray
+
+    def rows(self, rows: slice) -> "Operand":
+        """The samples ``rows`` of every field."""
+        return Operand(self.values[:, :, rows], self.roots[..., rows], self.inv_roots[..., rows],
+                       self.started[..., rows])
+
+
+class Sigmas(NamedTuple):
+    """The hyperparameters of one tile call: sigma_w a scalar, sigma_u and sigma_b (G,)."""
+
+    sigma_w: jnp.ndarray
+    sigma_u: jnp.ndarray
+    sigma_b: jnp.ndarray
+
+
 @partial(jax.jit, static_argnames=("layers", "masked", "arccos_method"))
 def fused_tile(
-    x_a: jnp.ndarray,
-    x_b: jnp.ndarray,
-    root_a: jnp.ndarray,
-    root_b: jnp.ndarray,
-    inv_root_a: jnp.ndarray,
-    inv_root_b: jnp.ndarray,
-    started_a: jnp.ndarray,
-    started_b: jnp.ndarray,
-    sigma_w: jnp.ndarray,
-    sigma_u: jnp.ndarray,
-    sigma_b: jnp.ndarray,
+    a: Operand,
+    b: Operand,
+    sigmas: Sigmas,
     *,
     layers: int,
     masked: bool,
     arccos_method: ArccosMethod,
 ) -> jnp.ndarray:
-    """Every readout of one tile of sample pairs.
+    """Every readout of one tile of sample pairs (ta rows of ``a`` x tb rows of ``b``).
 
-    x_a: (T, D, ta, m), x_b: (T, D, tb, m) time-major inputs.
-    root_*, inv_root_*: (T, D, G, L, t*) per-sample sqrt(variance) and its inverse.
-    started_*: (T, D, t*) masks (ignored unless ``masked``).
-    sigma_u, sigma_b: (G,).
+    ``started`` masks are ignored unless ``masked``.
     In float64 the scales are the variances and the dual follows the spec literally,
     with c = 1 exactly for pairs whose sequences are identical so far (x = x').
     Returns (D, 4, L, G, ta, tb): readouts in READOUTS order, with sigma_v = 1.
     """
+    x_a, root_a, inv_root_a, started_a = a
+    x_b, root_b, inv_root_b, started_b = b
+    sigma_w, sigma_u, sigma_b = sigmas
     directions, tile_a, features = x_a.shape[1:]
     tile_b = x_b.shape[2]
     dtype = x_a.dtype

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -18,9 +17,10 @@ import jax
 import numpy as np
 
 from .inputs import Sequences
-from .recurrent import fused_tile, sample_variances, variance_scales
+from .recurrent import Operand, Sigmas, fused_tile, sample_variances, variance_scales
 
-DEFAULT_MEMORY_BUDGET = int(os.environ.get("RNTK_MEMORY_BUDGET_MB", "1024")) * 2**20
+#: The working set's default device memory; callers pass their own ``memory_budget``.
+DEFAULT_MEMORY_BUDGET = 1024 * 2**20
 # Measured on 2 cores at N=1000: 128-wide tiles run 4x faster than 512 (cache, and
 # more symmetric savings); 64 loses to per-tile overhead.
 DEFAULT_MAX_TILE_CPU = 128
@@ -89,16 +89,6 @@ def _pad_samples(array: np.ndarray, axis: int, size: int) -> np.ndarray:
     return np.pad(array, pad)
 
 
-@dataclass
-class _Side:
-    """One operand (X or Y) prepared for the tile kernel, time-major and padded."""
-
-    values: np.ndarray  # (T, D, Np, m)
-    roots: np.ndarray  # (T, D, G, L, Np)
-    inv_roots: np.ndarray
-    started: np.ndarray  # (T, D, Np)
-
-
 def _prepare(
     seqs: Sequences,
     directions: Sequence[str],
@@ -108,13 +98,14 @@ def _prepare(
     layers: int,
     padded: int,
     dtype: np.dtype,
-) -> _Side:
+) -> Operand:
+    """One operand, time-major, its sample axis zero-padded to ``padded``."""
     oriented = [seqs if d == "fwd" else seqs.reversed() for d in directions]
     values = np.stack([s.values for s in oriented])  # (D, N, T, m)
     started = np.stack([s.started() for s in oriented])  # (D, N, T)
     variances = sample_variances(values, started, sigma_w, sigma_u, sigma_b, layers)
     roots, inv_roots = variance_scales(variances, dtype)  # (D, G, L, T, N)
-    return _Side(
+    return Operand(
         values=_pad_samples(np.transpose(values, (2, 0, 1, 3)).astype(dtype), 2, padded),
         roots=_pad_samples(np.transpose(roots, (3, 0, 1, 2, 4)), 4, padded),
         inv_roots=_pad_samples(np.transpose(inv_roots, (3, 0, 1, 2, 4)), 4, padded),
@@ -195,11 +186,11 @@ def compute_readouts(
             block = out[:, :, :, g0:g1]
             stats["seconds_prepare"] += time.perf_counter() - started
             started = time.perf_counter()
+            sigmas = Sigmas(np.asarray(sigma_w, np_dtype), su.astype(np_dtype), sb.astype(np_dtype))
             _run_tiles(
-                side_x, side_y, block, side, symmetric, devices, g1 - g0,
-                sigma_w=np.asarray(sigma_w, np_dtype), sigma_u=su.astype(np_dtype),
-                sigma_b=sb.astype(np_dtype), layers=layers, masked=masked,
-                arccos_method=arccos_method, on_collected=progress.advance,
+                side_x, side_y, sigmas, block, side=side, symmetric=symmetric, devices=devices,
+                used_groups=g1 - g0, layers=layers, masked=masked, arccos_method=arccos_method,
+                on_collected=progress.advance,
             )
             stats["seconds_tiles"] += time.perf_counter() - started
         stats["tiles_computed"] = progress.done
@@ -229,21 +220,24 @@ class _TileProgress:
 
 
 def _run_tiles(
-    side_x: _Side,
-    side_y: _Side,
+    side_x: Operand,
+    side_y: Operand,
+    sigmas: Sigmas,
     out: np.ndarray,
+    *,
     side: int,
     symmetric: bool,
     devices: list[jax.Device],
     used_groups: int,
+    layers: int,
+    masked: bool,
+    arccos_method: str,
     on_collected: Callable[[], None],
-    **params,
 ) -> None:
     """Compute the tiles into ``out``."""
     n_rows, n_cols = out.shape[-2:]
     tiles = _tile_origins(n_rows, n_cols, side, symmetric)
-    scalars = {k: params.pop(k) for k in ("sigma_w", "sigma_u", "sigma_b")}
-    placed = {d: {k: jax.device_put(v, d) for k, v in scalars.items()} for d in devices}
+    placed = {device: jax.device_put(sigmas, device) for device in devices}
     # A bounded window of tiles in flight keeps every device busy and memory bounded.
     in_flight: deque = deque()
     window = 2 * len(devices)  # >= 2: the host collects one tile while the next runs
@@ -263,15 +257,10 @@ def _run_tiles(
 
     for index, (r, c) in enumerate(tiles):
         device = devices[index % len(devices)]
-        a, b = slice(r, r + side), slice(c, c + side)
-        operands = [
-            side_x.values[:, :, a], side_y.values[:, :, b],
-            side_x.roots[..., a], side_y.roots[..., b],
-            side_x.inv_roots[..., a], side_y.inv_roots[..., b],
-            side_x.started[..., a], side_y.started[..., b],
-        ]
-        operands = [jax.device_put(o, device) for o in operands]
-        result = fused_tile(*operands, **placed[device], **params)
+        rows = jax.device_put(side_x.rows(slice(r, r + side)), device)
+        cols = jax.device_put(side_y.rows(slice(c, c + side)), device)
+        result = fused_tile(rows, cols, placed[device], layers=layers, masked=masked,
+                            arccos_method=arccos_method)
         in_flight.append(((r, c), result))
         if len(in_flight) >= window:
             collect()

@@ -5,8 +5,8 @@
 - prefetch 1, concurrency 1: a worker holds one job at a time (run one worker per GPU).
 - the broker's ``visibility_timeout`` is longer than the job time limit, so Redis does not
   redeliver a job that is still running. Dead jobs are found by their heartbeat instead
-  (:mod:`worker.recovery`), because that timeout is hours long.
-- no result backend: job state lives in the service's own records (:mod:`app.store`).
+  (:mod:`worker.queue`), because that timeout is hours long.
+- no result backend: job state lives in the service's own records (:mod:`worker.jobs`).
 
 This module must stay free of JAX (and of ``rntk_core``, which imports it): the worker's
 main process imports it before forking its pool child, and JAX must only be imported in
@@ -21,7 +21,7 @@ from __future__ import annotations
 from celery import Celery
 from celery.signals import setup_logging, worker_init, worker_process_init
 
-from app.settings import Settings, get_settings
+from worker.settings import Settings, get_settings
 
 __all__ = ["TASK_NAME", "broker_options", "ensure_broker_dirs", "make_celery", "celery_app"]
 
@@ -58,7 +58,7 @@ def ensure_broker_dirs(settings: Settings) -> None:
 @setup_logging.connect
 def _json_logs(loglevel: object = None, **_: object) -> None:
     """JSON-lines logs for the worker (a receiver here also keeps Celery's own setup away)."""
-    from app.logs import setup_logging as setup_json_logging
+    from worker.logs import setup_logging as setup_json_logging
 
     setup_json_logging(loglevel or "INFO")
 
@@ -68,7 +68,7 @@ def _json_logs_in_child(**_: object) -> None:
     """The pool child inherits the handler; install it again in case a library replaced it."""
     import logging
 
-    from app.logs import setup_logging as setup_json_logging
+    from worker.logs import setup_logging as setup_json_logging
 
     setup_json_logging(logging.getLogger().level or "INFO")
 

@@ -9,7 +9,6 @@ to the system when each job's child exits.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import mimetypes
@@ -24,19 +23,17 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from app.logs import job_context
-from app.settings import get_settings
-from app.store import TERMINAL_STATES, Store, atomic_write_json, now
+from worker.logs import job_context
+from worker.settings import get_settings
+from rntk_core.evaluation.cancel import Cancelled
+from rntk_core.evaluation.files import atomic_write_json
+from worker.jobs import JobError, JobRecord, JobState, Progress, Store, now
 from worker.celery_app import TASK_NAME, celery_app
-from worker.recovery import Heartbeat
+from worker.queue import Heartbeat
 
 __all__ = ["run_job", "claim", "execute", "scrub"]
 
 log = logging.getLogger("rntk.tasks")
-
-
-class Cancelled(Exception):
-    """The job's owner asked to cancel it."""
 
 
 def scrub(message: str, store: Store) -> str:
@@ -55,10 +52,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _holder_alive(store: Store, record: dict, dead_after_s: float) -> bool:
+def _holder_alive(store: Store, record: JobRecord, dead_after_s: float) -> bool:
     """Whether the attempt that marked this job running may still be alive."""
-    beat = store.read_heartbeat(record["id"]) or {}
-    if now() - float(beat.get("at") or record.get("started_at") or 0) > dead_after_s:
+    beat = store.read_heartbeat(record.id) or {}
+    if now() - float(beat.get("at") or record.started_at or 0) > dead_after_s:
         return False
     # a pool child of this very worker process that has died: certainly dead
     if beat.get("ppid") == os.getppid() and beat.get("pid") != os.getpid() and not _pid_alive(int(beat.get("pid", 0))):
@@ -66,32 +63,33 @@ def _holder_alive(store: Store, record: dict, dead_after_s: float) -> bool:
     return True
 
 
-def claim(store: Store, job_id: str, message_id: str, max_attempts: int, dead_after_s: float) -> dict | None:
+def claim(store: Store, job_id: str, message_id: str, max_attempts: int, dead_after_s: float) -> JobRecord | None:
     """Mark the job running for this message, or return None when this message must do nothing."""
-    outcome: dict[str, Any] = {}
+    outcome: dict[str, JobRecord] = {}
 
-    def change(rec: dict) -> None:
-        state = rec.get("state")
-        if rec.get("deleted") or state in TERMINAL_STATES:
+    def change(rec: JobRecord) -> None:
+        if rec.deleted or rec.state.terminal:
             return
-        if rec.get("message_id") != message_id:
+        if rec.message_id != message_id:
             return  # a superseded message (the job was requeued with a new one)
-        if state == "running" and _holder_alive(store, rec, dead_after_s):
-            return  # a duplicate delivery while the first one runs
-        if rec.get("cancel_requested") or store.cancel_requested(job_id):
-            rec.update(state="cancelled", finished_at=now())
+        if rec.state == JobState.running:
+            if _holder_alive(store, rec, dead_after_s):
+                return  # a duplicate delivery while the first one runs
+            # the attempt that held it died before the sweep noticed: this delivery takes over
+            rec.move_to(JobState.queued)
+        if rec.cancel_requested or store.cancel_requested(job_id):
+            rec.move_to(JobState.cancelled)
             return
-        attempts = int(rec.get("attempts", 0)) + 1
-        rec["attempts"] = attempts
-        if attempts > max_attempts:
-            rec.update(state="failed", finished_at=now(), error={
-                "type": "WorkerLost",
-                "message": f"the job's worker died during each of its {attempts - 1} attempts; "
-                           f"giving up after {max_attempts} attempts"})
+        rec.attempts += 1
+        if rec.attempts > max_attempts:
+            rec.move_to(JobState.failed, error=JobError(
+                type="WorkerLost",
+                message=f"the job's worker died during each of its {rec.attempts - 1} attempts; "
+                        f"giving up after {max_attempts} attempts"))
             return
-        rec.update(state="running", started_at=now(), finished_at=None, error=None, worker=socket.gethostname(),
-                   progress={"stage": "starting", "done": 0, "total": 1}, phase_seconds={})
-        outcome["record"] = dict(rec)
+        rec.move_to(JobState.running, started_at=now(), finished_at=None, error=None,
+                    worker=socket.gethostname(), progress=Progress(stage="starting"), phase_seconds={})
+        outcome["record"] = rec.model_copy(deep=True)
 
     store.update_job(job_id, change)
     return outcome.get("record")
@@ -165,9 +163,9 @@ def summarise(report: dict) -> dict:
             for family, result in (report.get("families") or {}).items()}
 
 
-def execute(store: Store, record: dict, settings: Any) -> None:
+def execute(store: Store, record: JobRecord, settings: Any) -> None:
     """Evaluate the job's dataset into a staged folder and install it; update the record."""
-    job_id = record["id"]
+    job_id = record.id
     last_write = [0.0]
     phases = PhaseClock()
     # Celery's soft limit is a signal, and an import in flight (JAX's) can swallow it; this
@@ -179,8 +177,11 @@ def execute(store: Store, record: dict, settings: Any) -> None:
         if not force and not changed and done < total and time.monotonic() - last_write[0] < 0.5:
             return
         last_write[0] = time.monotonic()
-        store.update_job(job_id, lambda rec: rec.update(
-            progress={"stage": stage, "done": int(done), "total": int(total)}, phase_seconds=phases.seconds()))
+        def report_progress(rec: JobRecord) -> None:
+            rec.progress = Progress(stage=stage, done=int(done), total=int(total))
+            rec.phase_seconds = phases.seconds()
+
+        store.update_job(job_id, report_progress)
 
     def should_cancel() -> bool:
         if time.monotonic() > deadline:
@@ -194,27 +195,28 @@ def execute(store: Store, record: dict, settings: Any) -> None:
     # a killed earlier attempt may have left its staged folder: this attempt replaces it
     for leftover in store.job_dir(job_id).glob(".artifacts.*"):
         shutil.rmtree(leftover, ignore_errors=True)
-    staged = store.job_dir(job_id) / f".artifacts.{record['attempts']}.{uuid.uuid4().hex[:8]}"
+    staged = store.job_dir(job_id) / f".artifacts.{record.attempts}.{uuid.uuid4().hex[:8]}"
     try:
         set_progress("loading", 0, 1, force=True)
         # JAX arrives with rntk_core: only here, in the pool child. Allocate device memory as
         # needed rather than 75% up front, so the engine's tile budget is what bounds it.
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-        from rntk_core.config import parse_config
-        from rntk_core.datasets import DatasetLimits, load_dataset
-        from rntk_core.evaluation import evaluate_dataset
+        from rntk_core.evaluation.config import parse_config
+        from rntk_core.evaluation.datasets import DatasetLimits, load_dataset
+        from rntk_core.evaluation.evaluate import evaluate_dataset
 
-        config = parse_config(record["config"])
-        path = store.dataset_file(record["owner"], record["dataset_id"])
+        config = parse_config(record.config)
+        path = store.dataset_file(record.owner, record.dataset_id)
         if path is None:
             raise FileNotFoundError("the job's dataset no longer exists")
         limits = DatasetLimits(max_samples=settings.max_samples, max_steps=settings.max_steps)
         dataset = load_dataset(path, features_per_step=config.features_per_step, limits=limits)
         check_cancel()
         set_progress("evaluating", 0, 1, force=True)
-        gram_mode = (record.get("artifacts") or {}).get("gram", "selected")
+        gram_mode = record.artifacts.get("gram", "selected")
         report = evaluate_dataset(dataset, config, out_dir=staged, progress=False, grams=gram_mode,
-                                  on_progress=set_progress, should_cancel=should_cancel)
+                                  on_progress=set_progress, should_cancel=should_cancel,
+                                  memory_budget=settings.memory_budget_bytes)
         check_cancel()  # also the deadline, so a late report is never installed
         set_progress("writing", 0, 1, force=True)
         manifest = _install_artifacts(store, job_id, staged)
@@ -222,47 +224,39 @@ def execute(store: Store, record: dict, settings: Any) -> None:
 
         phase_seconds = phases.stop()
 
-        def succeed(rec: dict) -> None:
-            if rec.get("message_id") != record["message_id"] or rec.get("state") != "running":
+        def succeed(rec: JobRecord) -> None:
+            if rec.message_id != record.message_id or rec.state != JobState.running:
                 return
-            rec.update(state="succeeded", finished_at=now(), summary=summary, error=None,
-                       artifact_count=len(manifest), phase_seconds=phase_seconds,
-                       timings=report.get("timings"),
-                       progress={"stage": "done", "done": 1, "total": 1})
+            rec.move_to(JobState.succeeded, summary=summary, error=None,
+                        artifact_count=len(manifest), phase_seconds=phase_seconds,
+                        timings=report.get("timings"), progress=Progress(stage="done", done=1, total=1))
 
         final = store.update_job(job_id, succeed)
-        if final is not None and final.get("deleted"):
+        if final is not None and final.deleted:
             store.remove_artifacts(job_id)
     except Cancelled:
-        _finish(store, record, "cancelled", None, phases.stop())
+        _finish(store, record, JobState.cancelled, None, phases.stop())
     except SoftTimeLimitExceeded:
-        _finish(store, record, "failed", {
-            "type": "TimeLimitExceeded",
-            "message": f"the job ran past its time limit of {settings.job_time_limit_s:g} s"}, phases.stop())
+        _finish(store, record, JobState.failed, JobError(
+            type="TimeLimitExceeded",
+            message=f"the job ran past its time limit of {settings.job_time_limit_s:g} s"), phases.stop())
     except Exception as exc:  # every other failure is the job's, reported without traceback
-        if store.cancel_requested(job_id):  # the engine's own "cancelled" exception, whatever its name
-            _finish(store, record, "cancelled", None, phases.stop())
-            return
         log.exception("job %s failed", job_id)
         kind = type(exc).__name__
-        message = scrub(str(exc), store) or kind
-        if isinstance(exc, (MemoryError,)):
-            message = "out of memory"
-        _finish(store, record, "failed", {"type": kind, "message": message}, phases.stop())
+        message = "out of memory" if isinstance(exc, MemoryError) else (scrub(str(exc), store) or kind)
+        _finish(store, record, JobState.failed, JobError(type=kind, message=message), phases.stop())
     finally:
         shutil.rmtree(staged, ignore_errors=True)
 
 
-def _finish(store: Store, record: dict, state: str, error: dict | None,
-            phase_seconds: dict[str, float] | None = None) -> None:
-    def change(rec: dict) -> None:
-        if rec.get("message_id") != record["message_id"] or rec.get("state") != "running":
+def _finish(store: Store, record: JobRecord, state: JobState, error: JobError | None,
+            phase_seconds: dict[str, float]) -> None:
+    def change(rec: JobRecord) -> None:
+        if rec.message_id != record.message_id or rec.state != JobState.running:
             return
-        rec.update(state=state, finished_at=now(), error=error)
-        if phase_seconds is not None:
-            rec["phase_seconds"] = phase_seconds
+        rec.move_to(state, error=error, phase_seconds=phase_seconds)
 
-    store.update_job(record["id"], change)
+    store.update_job(record.id, change)
 
 
 @celery_app.task(name=TASK_NAME, bind=True)
@@ -276,12 +270,11 @@ def run_job(self: Any, job_id: str) -> str:
         if record is None:
             log.info("job %s: nothing to do for message %s", job_id, message_id)
             return "skipped"
-        log.info("job %s: attempt %s", job_id, record["attempts"], extra={"attempt": record["attempts"]})
+        log.info("job %s: attempt %s", job_id, record.attempts, extra={"attempt": record.attempts})
         with Heartbeat(store, job_id, settings.heartbeat_s,
-                       {"attempt": record["attempts"], "message_id": message_id}):
+                       {"attempt": record.attempts, "message_id": message_id}):
             execute(store, record, settings)
-        with contextlib.suppress(KeyError):
-            state = (store.read_job(job_id) or {}).get("state", "gone")
-            log.info("job %s: %s", job_id, state, extra={"state": state})
-            return state
-        return "gone"
+        final = store.read_job(job_id)
+        state = final.state.value if final else "gone"
+        log.info("job %s: %s", job_id, state, extra={"state": state})
+        return state

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from app.deps import current_owner, get_store
+from app.models import ArtifactView, errors
 from app.routes.jobs import owned_job
-from app.store import Store
+from worker.jobs import Store
 
-router = APIRouter(tags=["artifacts"])
+router = APIRouter(tags=["artifacts"], responses=errors(401, 404))
 
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(.+)$", re.IGNORECASE)
 _SPEC = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
@@ -35,15 +36,17 @@ def range_ok(header: str, size: int) -> bool:
     return True
 
 
-@router.get("/jobs/{job_id}/artifacts", summary="The job's artifacts: name, size, sha256, media type, url")
+@router.get("/jobs/{job_id}/artifacts", summary="The job's artifacts: name, size, sha256, media type, url",
+            response_model=list[ArtifactView])
 def list_artifacts(job_id: str, owner: str = Depends(current_owner),
-                   store: Store = Depends(get_store)) -> list[dict]:
+                   store: Store = Depends(get_store)) -> list[ArtifactView]:
     owned_job(store, job_id, owner)
-    return [{**entry, "url": f"/jobs/{job_id}/artifacts/{entry['name']}"} for entry in store.manifest(job_id)]
+    return [ArtifactView(**entry, url=f"/jobs/{job_id}/artifacts/{entry['name']}")
+            for entry in store.manifest(job_id)]
 
 
 @router.get("/jobs/{job_id}/artifacts/{name:path}", summary="Download one artifact (Range supported)",
-            response_class=FileResponse)
+            response_class=FileResponse, responses=errors(416))
 def download_artifact(job_id: str, name: str, request: Request, owner: str = Depends(current_owner),
                       store: Store = Depends(get_store)):
     owned_job(store, job_id, owner)

@@ -9,23 +9,16 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
 from app.deps import current_owner, get_settings_dep, get_store
-from app.settings import Settings
-from app.store import Store, now
+from app.models import DatasetView, errors
+from worker.settings import Settings
+from worker.jobs import Store, now
 from app.uploads import StreamedFile, parse_multipart, safe_filename
 
-router = APIRouter(tags=["datasets"])
+router = APIRouter(tags=["datasets"], responses=errors(401))
 
 SUFFIXES = (".csv", ".npz", ".zip")
-_PUBLIC = ("id", "format", "n_samples", "n_steps", "n_features", "n_classes", "sha256",
-           "filename", "size", "created_at")
-
-
-def public_dataset(meta: dict) -> dict:
-    return {key: meta.get(key) for key in _PUBLIC}
-
-
-def _validate(path: Path, settings: Settings, features_per_step: int = 1):
-    from rntk_core.datasets import DatasetError, DatasetLimits, load_dataset
+def validate_dataset(path: Path, settings: Settings, features_per_step: int = 1):
+    from rntk_core.evaluation.datasets import DatasetError, DatasetLimits, load_dataset
 
     limits = DatasetLimits(max_samples=settings.max_samples, max_steps=settings.max_steps)
     try:
@@ -49,7 +42,7 @@ def ingest(store: Store, settings: Settings, owner: str, upload: StreamedFile, f
         return existing
     named = folder / filename
     upload.path.rename(named)
-    dataset = _validate(named, settings)
+    dataset = validate_dataset(named, settings)
     meta = {"id": upload.sha256, "sha256": upload.sha256, "format": dataset.format,
             "n_samples": dataset.n_samples, "n_steps": dataset.n_steps,
             "n_features": dataset.n_features, "n_classes": dataset.n_classes,
@@ -75,18 +68,20 @@ async def receive_upload(request: Request, store: Store, settings: Settings, own
 @router.post("/datasets", status_code=201, summary="Upload a dataset (.csv, .npz, or .zip of a UCI folder)",
              openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
                  "schema": {"type": "object", "required": ["file"],
-                            "properties": {"file": {"type": "string", "format": "binary"}}}}}}})
+                            "properties": {"file": {"type": "string", "format": "binary"}}}}}}},
+             response_model=DatasetView, responses=errors(413, 422))
 async def upload_dataset(request: Request, owner: str = Depends(current_owner),
                          store: Store = Depends(get_store),
-                         settings: Settings = Depends(get_settings_dep)) -> dict:
+                         settings: Settings = Depends(get_settings_dep)) -> DatasetView:
     meta, _ = await receive_upload(request, store, settings, owner)
-    return public_dataset(meta)
+    return DatasetView.from_meta(meta)
 
 
-@router.get("/datasets/{dataset_id}", summary="A dataset's shape and format")
+@router.get("/datasets/{dataset_id}", summary="A dataset's shape and format",
+            response_model=DatasetView, responses=errors(404))
 def get_dataset(dataset_id: str, owner: str = Depends(current_owner),
-                store: Store = Depends(get_store)) -> dict:
+                store: Store = Depends(get_store)) -> DatasetView:
     meta = store.dataset_meta(owner, dataset_id)
     if meta is None:
         raise HTTPException(404, f"no dataset {dataset_id!r}")
-    return public_dataset(meta)
+    return DatasetView.from_meta(meta)

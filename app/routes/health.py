@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.deps import current_owner
 from app.metrics import render_metrics
-from app.store import Store
+from worker.jobs import Store
 
 router = APIRouter(tags=["health"])
 

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from app.deps import PAGE_COOKIE, get_store, page_credentials
-from app.store import JOB_STATES, TERMINAL_STATES, Store
+from worker.jobs import JobRecord, JobState, Store
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -80,37 +80,33 @@ def _when(value: float | None) -> str:
     return datetime.fromtimestamp(value, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _state(record: dict) -> str:
-    state = str(record.get("state", "?"))
+def _state(record: JobRecord) -> str:
+    state = record.state.value
     return f'<span class="state {escape(state)}">{escape(state)}</span>'
 
 
-def _progress(record: dict) -> str:
-    progress = record.get("progress") or {}
-    stage = escape(str(progress.get("stage", "")))
-    try:
-        done, total = int(progress.get("done", 0)), max(int(progress.get("total", 1)), 1)
-    except (TypeError, ValueError):
-        return stage
+def _progress(record: JobRecord) -> str:
+    progress = record.progress
+    stage = escape(progress.stage)
+    done, total = progress.done, max(progress.total, 1)
     return f'<progress value="{min(done, total)}" max="{total}"></progress> {stage} {done}/{total}'
 
 
-def _summary(record: dict) -> str:
-    summary = record.get("summary") or {}
+def _summary(record: JobRecord) -> str:
+    summary = record.summary or {}
     parts = []
     for family, result in summary.items():
         accuracy = (result or {}).get("test_accuracy")
         text = f"{100 * accuracy:.1f}%" if isinstance(accuracy, (int, float)) else "n/a"
         parts.append(f"<span>{escape(str(family))} <b>{text}</b></span>")
-    if not parts and record.get("error"):
-        error = record["error"] or {}
-        return f'<span class="error">{escape(str(error.get("type", "")))}: {escape(str(error.get("message", "")))}</span>'
+    if not parts and record.error:
+        return f'<span class="error">{escape(record.error.type)}: {escape(record.error.message)}</span>'
     return " · ".join(parts)
 
 
-def _owned(store: Store, job_id: str, owner: str) -> dict | None:
+def _owned(store: Store, job_id: str, owner: str) -> JobRecord | None:
     record = store.read_job(job_id)
-    if record is None or record.get("owner") != owner or record.get("deleted"):
+    if record is None or record.owner != owner or record.deleted:
         return None
     return record
 
@@ -125,29 +121,30 @@ def jobs_page(request: Request, state: str | None = None, store: Store = Depends
     owner, early = _authenticate(request)
     if early is not None:
         return early
-    if state not in JOB_STATES:
+    states = [s.value for s in JobState]
+    if state not in states:
         state = None
-    records = store.list_jobs(owner, state, 200, 0)
+    records = store.list_jobs(owner, JobState(state) if state else None, 200, 0)
     rows = []
     for record in records:
-        job_id = escape(record["id"])
+        job_id = escape(record.id)
         rows.append(
             f'<tr data-job="{job_id}"><td><a href="/jobs/{job_id}/page"><code>{job_id[:12]}</code></a></td>'
             f'<td class="job-state">{_state(record)}</td><td>{_progress(record)}</td>'
             f'<td class="summary">{_summary(record)}</td>'
-            f'<td class="muted">{escape(_when(record.get("created_at")))}</td></tr>')
-    filters = " ".join(f'<a href="/?state={s}">{s}</a>' for s in JOB_STATES)
+            f'<td class="muted">{escape(_when(record.created_at))}</td></tr>')
+    filters = " ".join(f'<a href="/?state={s}">{s}</a>' for s in states)
     table = ("<table><thead><tr><th>job</th><th>state</th><th>progress</th>"
              "<th>test accuracy</th><th>created</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
              if rows else '<p class="muted">No jobs yet. Submit one with <code>rntk submit DATA</code>.</p>')
-    active = any(r.get("state") not in TERMINAL_STATES for r in records)
+    active = any(not r.state.terminal for r in records)
     body = (f'<h1><a href="/">rntk jobs</a></h1><nav><a href="/">all</a>{filters}</nav>{table}'
             f'<p class="muted">{len(records)} job(s){" (" + escape(state) + ")" if state else ""}; '
             f"refreshes every {_ACTIVE_REFRESH_S if active else _IDLE_REFRESH_S} s.</p>")
     return _page("rntk jobs", body, refresh=_ACTIVE_REFRESH_S if active else _IDLE_REFRESH_S)
 
 
-def _page_job(request: Request, store: Store, job_id: str) -> tuple[dict | None, Response | None]:
+def _page_job(request: Request, store: Store, job_id: str) -> tuple[JobRecord | None, Response | None]:
     """The caller's job, or the response to send instead (key form, or 404)."""
     owner, early = _authenticate(request)
     if early is not None:
@@ -163,14 +160,14 @@ def job_page(job_id: str, request: Request, store: Store = Depends(get_store)) -
     record, early = _page_job(request, store, job_id)
     if early is not None:
         return early
-    job = escape(record["id"])
-    artifacts = {entry["name"]: entry for entry in store.manifest(record["id"])}
+    job = escape(record.id)
+    artifacts = {entry["name"]: entry for entry in store.manifest(record.id)}
     facts = [("state", _state(record)), ("progress", _progress(record)),
              ("test accuracy", _summary(record) or '<span class="muted">none yet</span>'),
-             ("dataset", f"<code>{escape(str(record.get('dataset_id', '')))[:16]}</code>"),
-             ("created", escape(_when(record.get("created_at")))),
-             ("finished", escape(_when(record.get("finished_at")))),
-             ("attempts", escape(str(record.get("attempts", 0)))),
+             ("dataset", f"<code>{escape(str(record.dataset_id))[:16]}</code>"),
+             ("created", escape(_when(record.created_at))),
+             ("finished", escape(_when(record.finished_at))),
+             ("attempts", escape(str(record.attempts))),
              ("artifacts", escape(", ".join(sorted(artifacts))) or '<span class="muted">none</span>')]
     table = "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts) + "</table>"
     if "report.html" in artifacts:
@@ -179,10 +176,10 @@ def job_page(job_id: str, request: Request, store: Store = Depends(get_store)) -
                   f"</iframe>")
     else:
         report = '<p class="muted">The report appears here when the job has succeeded.</p>'
-    terminal = record.get("state") in TERMINAL_STATES
+    terminal = record.state.terminal
     body = (f'<h1><a href="/">rntk jobs</a> / <code>{job}</code></h1>{table}{report}'
             f'<p class="muted">Download everything with <code>rntk download {job}</code>.</p>')
-    return _page(f"rntk job {record['id'][:12]}", body, refresh=None if terminal else _ACTIVE_REFRESH_S)
+    return _page(f"rntk job {record.id[:12]}", body, refresh=None if terminal else _ACTIVE_REFRESH_S)
 
 
 @router.get("/jobs/{job_id}/page/report.html")
@@ -190,8 +187,8 @@ def job_report(job_id: str, request: Request, store: Store = Depends(get_store))
     record, early = _page_job(request, store, job_id)
     if early is not None:
         return early
-    entry = next((e for e in store.manifest(record["id"]) if e["name"] == "report.html"), None)
-    path = store.artifacts_dir(record["id"]) / "report.html"
+    entry = next((e for e in store.manifest(record.id) if e["name"] == "report.html"), None)
+    path = store.artifacts_dir(record.id) / "report.html"
     if entry is None or not path.is_file():
         return _page("rntk: no report", '<p class="muted">No report yet.</p>', status=404)
     return FileResponse(path, media_type="text/html; charset=utf-8", headers={

@@ -8,13 +8,12 @@ import re
 
 import pytest
 
-from app.settings import Settings
+from worker.settings import Settings
 
 from .conftest import REPO
 
 GPU_WORKERS = ("worker-gpu0", "worker-gpu1")
 #: Variables read by the engine itself (rntk_core), not by the service's settings class.
-ENGINE_VARIABLES = {"RNTK_MEMORY_BUDGET_MB": REPO / "rntk_core" / "tiling.py"}
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::?[-?+]([^}]*))?\}")
 
 
@@ -108,10 +107,8 @@ def _compose_variables() -> dict[str, str]:
 
 def test_environment_names_are_settings_fields() -> None:
     known = settings_variables()
-    for name, path in ENGINE_VARIABLES.items():  # an allowance only while the engine reads it
-        assert name in path.read_text(), f"{name} is no longer read by {path.name}"
     unknown = {name: file for name, file in _compose_variables().items()
-               if name not in known and name not in ENGINE_VARIABLES}
+               if name not in known}
     assert not unknown, f"RNTK_* names that no settings field reads: {unknown}"
     assert {"RNTK_API_KEYS", "RNTK_BROKER_URL", "RNTK_DATA_DIR"} <= known
 

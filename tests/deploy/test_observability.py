@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.logs import JsonFormatter, job_context, setup_logging
+from worker.logs import JsonFormatter, job_context, setup_logging
 from app.metrics import render_metrics
-from app.store import Store, atomic_write_json, now
+from rntk_core.evaluation.files import atomic_write_json
+from tests.helpers import UCI
+from worker.jobs import JobRecord, Store, now
 
 #: The service tests' small evaluation (about 5 s on 2 CPU cores).
 SMALL_CONFIG = {"families": ["RNN", "RBF"], "sigma_u": [0.5], "sigma_b": [0.1], "layers": [1], "C": [1, 100]}
@@ -77,9 +79,10 @@ def test_formatter_is_one_line_per_record() -> None:
     assert "\n" not in text and json.loads(text)["message"] == "a\nb"
 
 
-def _job(store: Store, state: str, **fields) -> dict:
-    record = {"id": store.new_job_id(), "owner": "anonymous", "state": state, "created_at": now() - 100,
-              "attempts": 1, "message_id": uuid.uuid4().hex, **fields}
+def _job(store: Store, state: str, **fields) -> JobRecord:
+    fields = {"created_at": now() - 100, "attempts": 1, **fields}
+    record = JobRecord(id=store.new_job_id(), owner="anonymous", dataset_id="0" * 64, state=state,
+                       message_id=uuid.uuid4().hex, **fields)
     return store.create_job(record)
 
 
@@ -90,15 +93,15 @@ def test_metrics_from_records_and_heartbeats(tmp_path: Path) -> None:
          phase_seconds={"loading": 0.5, "kernels": 20.0, "validation fits": 6.0, "writing": 0.2},
          attempts=2, requeues=[{"at": finished - 40, "reason": "no heartbeat"}])
     _job(store, "failed", started_at=finished - 10, finished_at=finished - 5, attempts=3, worker="gpu-host-a",
-         requeues=[{"at": 1}, {"at": 2}], error={"type": "WorkerLost", "message": "died"})
+         requeues=[{"at": 1, "reason": "lost"}, {"at": 2, "reason": "lost"}], error={"type": "WorkerLost", "message": "died"})
     _job(store, "queued")
     _job(store, "queued", deleted=True)
     on_gpu = _job(store, "running", started_at=finished - 50, worker="gpu-host-b")
-    atomic_write_json(store.job_dir(on_gpu["id"]) / "heartbeat.json", {
+    atomic_write_json(store.job_dir(on_gpu.id) / "heartbeat.json", {
         "at": now() - 3, "host": "gpu-host-b", "pid": 1,
         "device_memory": [{"device": "gpu:0", "bytes_in_use": 123456789}, {"device": "gpu:1", "bytes_in_use": 42}]})
     on_cpu = _job(store, "running", started_at=finished - 5, worker="cpu-host")
-    store.write_heartbeat(on_cpu["id"], {"host": "cpu-host", "pid": 2})
+    store.write_heartbeat(on_cpu.id, {"host": "cpu-host", "pid": 2})
 
     found = samples(render_metrics(store))
     assert found[("rntk_jobs", (("state", "queued"),))] == 1  # the deleted one is not counted
@@ -108,9 +111,9 @@ def test_metrics_from_records_and_heartbeats(tmp_path: Path) -> None:
     assert found[("rntk_job_duration_seconds_sum", (("state", "succeeded"),))] == pytest.approx(30)
     assert found[("rntk_job_phase_duration_seconds_sum", (("phase", "kernels"),))] == pytest.approx(20)
     assert found[("rntk_job_phase_duration_seconds_count", (("phase", "validation fits"),))] == 1
-    age = found[("rntk_job_heartbeat_age_seconds", (("job_id", on_gpu["id"]), ("worker", "gpu-host-b")))]
+    age = found[("rntk_job_heartbeat_age_seconds", (("job_id", on_gpu.id), ("worker", "gpu-host-b")))]
     assert 2 < age < 60
-    assert ("rntk_job_heartbeat_age_seconds", (("job_id", on_cpu["id"]), ("worker", "cpu-host"))) in found
+    assert ("rntk_job_heartbeat_age_seconds", (("job_id", on_cpu.id), ("worker", "cpu-host"))) in found
     assert found[("rntk_worker_last_seen_timestamp_seconds", (("worker", "gpu-host-a"),))] == pytest.approx(finished)
     assert {labels for name, labels in found if name == "rntk_worker_last_seen_timestamp_seconds"} == {
         (("worker", host),) for host in ("gpu-host-a", "gpu-host-b", "cpu-host")}
@@ -127,10 +130,10 @@ def test_a_real_job_logs_json_and_shows_in_metrics(tmp_path, monkeypatch, json_l
     from fastapi.testclient import TestClient
 
     from app.main import create_app
-    from app.settings import Settings, get_settings
+    from worker.settings import Settings, get_settings
     from worker.tasks import run_job
 
-    iris = Path(__file__).resolve().parents[3] / "shared" / "data" / "uci" / "iris"
+    iris = UCI / "iris"
     if not iris.is_dir():
         pytest.skip(f"{iris} is missing")
     data_dir = tmp_path / "data"
@@ -151,7 +154,7 @@ def test_a_real_job_logs_json_and_shows_in_metrics(tmp_path, monkeypatch, json_l
             submitted = client.post("/jobs", json={"dataset_id": dataset.json()["id"], "config": SMALL_CONFIG})
             assert submitted.status_code == 202, submitted.text
             job_id = submitted.json()["id"]
-            message_id = Store(data_dir).read_job(job_id)["message_id"]
+            message_id = Store(data_dir).read_job(job_id).message_id
 
             assert run_job.apply(args=[job_id], task_id=message_id).get() == "succeeded"
 

@@ -20,8 +20,9 @@ from typing import Callable, Iterator
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-IRIS = REPO.parent / "shared" / "data" / "uci" / "iris"
+from tests.helpers import REPO, UCI
+
+IRIS = UCI / "iris"
 REDIS_URL = os.environ.get("RNTK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 #: A small evaluation (about 5 s on 2 CPU cores, JAX import included).

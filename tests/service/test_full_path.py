@@ -7,7 +7,6 @@ import io
 import json
 
 import numpy as np
-import pytest
 
 from .conftest import IRIS, SMALL_CONFIG, wait_for
 
@@ -50,7 +49,7 @@ def _full_path(service, iris_zip) -> None:
     assert report["grams"] and all(g["file"] in names for g in report["grams"])
 
     from rntk_core import gram
-    from rntk_core.datasets import load_dataset
+    from rntk_core.evaluation.datasets import load_dataset
 
     X = load_dataset(IRIS).X
     entry = report["grams"][0]

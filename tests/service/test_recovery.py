@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import Settings
-from app.store import Store, now
+from worker.settings import Settings
+from worker.jobs import JobRecord, JobState, Store, now
 from .conftest import LONGER_CONFIG, descendants, kill_tree, wait_for
 
 
@@ -95,10 +95,10 @@ class FakeCelery:
         self.sent.append((args[0], task_id))
 
 
-def _record(store: Store, **fields) -> dict:
-    record = {"id": store.new_job_id(), "owner": "anonymous", "dataset_id": "0" * 64, "config": {},
-              "state": "queued", "created_at": now() - 10, "started_at": None, "finished_at": None,
-              "attempts": 0, "message_id": uuid.uuid4().hex, "enqueued_at": now() - 10, **fields}
+def _record(store: Store, **fields) -> JobRecord:
+    fields = {"created_at": now() - 10, "enqueued_at": now() - 10, **fields}
+    record = JobRecord(id=store.new_job_id(), owner="anonymous", dataset_id="0" * 64,
+                       message_id=uuid.uuid4().hex, **fields)
     return store.create_job(record)
 
 
@@ -108,41 +108,41 @@ def store(tmp_path: Path) -> Store:
 
 
 def test_sweep_requeues_then_fails_dead_jobs(store: Store, tmp_path: Path) -> None:
-    from worker.recovery import sweep
+    from worker.queue import sweep
 
     settings = Settings(data_dir=tmp_path / "data", dead_after_s=5, max_attempts=2)
     celery = FakeCelery()
     dead = _record(store, state="running", attempts=1, started_at=now() - 60)
-    store.write_heartbeat(dead["id"], {"pid": 1})
-    (store.job_dir(dead["id"]) / "heartbeat.json").write_text('{"at": %f}' % (now() - 60))
+    store.write_heartbeat(dead.id, {"pid": 1})
+    (store.job_dir(dead.id) / "heartbeat.json").write_text('{"at": %f}' % (now() - 60))
     alive = _record(store, state="running", attempts=1, started_at=now() - 60)
-    store.write_heartbeat(alive["id"], {"pid": 1})
+    store.write_heartbeat(alive.id, {"pid": 1})
     actions = sweep(store, celery, settings)
-    assert actions["requeued"] == [dead["id"]]
-    requeued = store.read_job(dead["id"])
-    assert requeued["state"] == "queued" and requeued["message_id"] != dead["message_id"]
-    assert celery.sent == [(dead["id"], requeued["message_id"])] and requeued["enqueued_at"]
-    assert store.read_job(alive["id"])["state"] == "running"
+    assert actions["requeued"] == [dead.id]
+    requeued = store.read_job(dead.id)
+    assert requeued.state == "queued" and requeued.message_id != dead.message_id
+    assert celery.sent == [(dead.id, requeued.message_id)] and requeued.enqueued_at
+    assert store.read_job(alive.id).state == "running"
 
     final = _record(store, state="running", attempts=2, started_at=now() - 60)
     sweep(store, celery, settings)
-    failed = store.read_job(final["id"])
-    assert failed["state"] == "failed" and failed["error"]["type"] == "WorkerLost"
-    assert "2 attempts" in failed["error"]["message"]
+    failed = store.read_job(final.id)
+    assert failed.state == "failed" and failed.error.type == "WorkerLost"
+    assert "2 attempts" in failed.error.message
 
 
 def test_sweep_resends_jobs_queued_while_broker_was_down(store: Store, tmp_path: Path) -> None:
-    from worker.recovery import enqueue, sweep
+    from worker.queue import enqueue, sweep
 
     settings = Settings(data_dir=tmp_path / "data")
     record = _record(store, enqueued_at=None)
-    assert not enqueue(store, FakeCelery(fail=True), settings, record["id"])
-    stored = store.read_job(record["id"])
-    assert stored["enqueued_at"] is None and "broker down" in stored["enqueue_error"]
+    assert not enqueue(store, FakeCelery(fail=True), settings, record.id)
+    stored = store.read_job(record.id)
+    assert stored.enqueued_at is None and "broker down" in stored.enqueue_error
     celery = FakeCelery()
-    assert sweep(store, celery, settings)["resent"] == [record["id"]]
-    assert celery.sent == [(record["id"], record["message_id"])]
-    assert store.read_job(record["id"])["enqueued_at"] is not None
+    assert sweep(store, celery, settings)["resent"] == [record.id]
+    assert celery.sent == [(record.id, record.message_id)]
+    assert store.read_job(record.id).enqueued_at is not None
     assert sweep(store, celery, settings)["resent"] == []  # sent once
 
 
@@ -150,17 +150,17 @@ def test_claim_runs_each_job_once(store: Store) -> None:
     from worker.tasks import claim
 
     record = _record(store)
-    assert claim(store, record["id"], "superseded", 3, 60) is None
-    claimed = claim(store, record["id"], record["message_id"], 3, 60)
-    assert claimed["state"] == "running" and claimed["attempts"] == 1
-    store.write_heartbeat(record["id"], {"pid": -1, "ppid": -1})
-    assert claim(store, record["id"], record["message_id"], 3, 60) is None  # duplicate delivery
-    store.update_job(record["id"], lambda rec: rec.update(state="succeeded"))
-    assert claim(store, record["id"], record["message_id"], 3, 60) is None
+    assert claim(store, record.id, "superseded", 3, 60) is None
+    claimed = claim(store, record.id, record.message_id, 3, 60)
+    assert claimed.state == "running" and claimed.attempts == 1
+    store.write_heartbeat(record.id, {"pid": -1, "ppid": -1})
+    assert claim(store, record.id, record.message_id, 3, 60) is None  # duplicate delivery
+    store.update_job(record.id, lambda rec: rec.move_to(JobState.succeeded))
+    assert claim(store, record.id, record.message_id, 3, 60) is None
     cancelled = _record(store)
-    store.request_cancel(cancelled["id"])
-    assert claim(store, cancelled["id"], cancelled["message_id"], 3, 60) is None
-    assert store.read_job(cancelled["id"])["state"] == "cancelled"
+    store.request_cancel(cancelled.id)
+    assert claim(store, cancelled.id, cancelled.message_id, 3, 60) is None
+    assert store.read_job(cancelled.id).state == "cancelled"
 
 
 def test_scrub_hides_server_paths(store: Store) -> None:

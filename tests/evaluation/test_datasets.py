@@ -1,4 +1,4 @@
-"""Tests for rntk_core.datasets: real UCI folders, zips, CSV, NPZ and every defect class."""
+"""Tests for rntk_core.evaluation.datasets: real UCI folders, zips, CSV, NPZ and every defect class."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rntk_core.datasets import (
+from rntk_core.evaluation.datasets import (
     Dataset,
     DatasetError,
     DatasetLimits,
@@ -18,8 +18,8 @@ from rntk_core.datasets import (
     check_stratifiable,
     load_dataset,
 )
+from tests.helpers import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 UCI = SHARED / "data" / "uci"
 
 needs_uci = pytest.mark.skipif(not UCI.is_dir(), reason="shared UCI data not available")

@@ -1,16 +1,18 @@
-"""Tests for rntk_core.config: the contract defaults, validation messages and JSON loading."""
+"""Tests for rntk_core.evaluation.config: the contract defaults, validation messages and JSON loading."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from rntk_core.config import ALL_FAMILIES, ConfigError, EvaluationConfig, load_config, parse_config
+from rntk_core.evaluation.config import ALL_FAMILIES, ConfigError, EvaluationConfig, load_config, parse_config
+from tests.helpers import SHARED
 
 CONTRACT = json.loads(
     """{"families": ["RNN", "RNN-P", "BI-RNN", "RNN-AVG", "BI-RNN-AVG", "RBF"],
@@ -20,14 +22,30 @@ CONTRACT = json.loads(
 )
 
 
-def test_defaults_match_contract() -> None:
-    dumped = EvaluationConfig().model_dump()
-    assert {key: dumped[key] for key in CONTRACT} == CONTRACT
-    assert dumped["sigma_w"][0] == math.sqrt(2)
+def _protocol_grid() -> dict[str, list[float]]:
+    """The grid as ../shared/PROTOCOL-uci.md states it (an independent source of the defaults)."""
+    text = (SHARED / "PROTOCOL-uci.md").read_text()
+    grid = {}
+    for name in ("su", "sb", "C"):
+        match = re.search(rf"^\s*- {name} in \{{([^}}]*)\}}", text, re.M)
+        assert match, f"PROTOCOL-uci.md no longer states the {name} grid"
+        grid[name] = [float(value) for value in match.group(1).split(",")]
+    layers = re.search(r"^\s*- L in \{([^}]*)\}", text, re.M).group(1)
+    grid["L"] = [int(value) for value in layers.split(",")]
+    return grid
 
 
-def test_contract_round_trips() -> None:
-    assert EvaluationConfig.model_validate(CONTRACT) == EvaluationConfig()
+@pytest.mark.skipif(not (SHARED / "PROTOCOL-uci.md").is_file(), reason="../shared is not available")
+def test_defaults_are_the_protocols_grid() -> None:
+    grid = _protocol_grid()
+    config = EvaluationConfig()
+    assert config.sigma_u == grid["su"] and config.sigma_b == grid["sb"]
+    assert config.C == grid["C"] and config.layers == grid["L"]
+    assert config.sigma_w == [math.sqrt(2)] and config.kinds == ["ck", "ntk"]
+    assert {"RNN", "RNN-P", "BI-RNN", "RNN-AVG", "BI-RNN-AVG", "RBF"} <= set(config.families)
+
+
+def test_config_round_trips() -> None:
     config = EvaluationConfig()
     assert EvaluationConfig.model_validate_json(config.model_dump_json()) == config
 

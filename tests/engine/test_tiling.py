@@ -7,20 +7,16 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import rntk_core
-from rntk_core.tiling import plan_tiles, working_bytes_per_pair
+from rntk_core.tiling import plan_tiles
+from tests.helpers import REPO, relative_error
 
-REPO = Path(__file__).resolve().parents[1]
 GRID = dict(sigma_w=1.3, sigma_u=(0.5, 1.0), sigma_b=(0.0, 0.2), layers=2)
 
-
-def rel_frobenius(actual: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +33,7 @@ def test_tiled_equals_untiled(data):
     assert stats["tile_side"] <= 16 and stats["sigma_pairs_per_call"] < 4
     assert stats["working_bytes"] <= 200_000
     for key in whole:
-        assert rel_frobenius(tiled[key], whole[key]) < 1e-6, key
+        assert relative_error(tiled[key], whole[key]) < 1e-6, key
 
 
 def test_symmetric_computes_upper_tiles_and_mirrors(data):
@@ -54,7 +50,7 @@ def test_symmetric_computes_upper_tiles_and_mirrors(data):
     assert full_stats["tiles_computed"] == chunks * blocks * blocks
     for key in symmetric:
         np.testing.assert_allclose(symmetric[key], symmetric[key].T, rtol=0, atol=0)
-        assert rel_frobenius(symmetric[key], rectangular[key]) < 1e-6, key
+        assert relative_error(symmetric[key], rectangular[key]) < 1e-6, key
 
 
 def test_rectangular_tiles_cover_every_entry(data):
@@ -64,8 +60,8 @@ def test_rectangular_tiles_cover_every_entry(data):
     transposed = rntk_core.gram_grid(y, x, **GRID, memory_budget=150_000)
     for key in direct:
         assert direct[key].shape == (21, 16)
-        assert rel_frobenius(tiled[key], direct[key]) < 1e-6
-        assert rel_frobenius(transposed[key].T, direct[key]) < 1e-6
+        assert relative_error(tiled[key], direct[key]) < 1e-6
+        assert relative_error(transposed[key].T, direct[key]) < 1e-6
 
 
 @pytest.mark.parametrize("n", [10, 1_000, 100_000, 1_000_000])
@@ -74,7 +70,10 @@ def test_plan_respects_budget_whatever_n(n):
     plan = plan_tiles(n, n, 2, 4, 2, 4, budget, max_tile=None)
     assert plan.peak_bytes <= budget
     assert plan.side >= 8
-    assert plan.bytes_per_pair == working_bytes_per_pair(2, plan.group_size, 2, 4)
+    # the largest such tile: one step bigger would not fit (unless it already covers n)
+    assert plan.side >= n or (plan.side + 8) ** 2 * plan.bytes_per_pair > budget
+    # the working set grows with the sigma pairs batched together
+    assert plan_tiles(n, n, 2, 1, 2, 4, budget, max_tile=None).bytes_per_pair < plan.bytes_per_pair
 
 
 def test_budget_too_small_is_a_clear_error(data):
@@ -118,7 +117,7 @@ def test_tiles_spread_over_devices(tmp_path, data):
     info = json.loads(run.stdout.strip().splitlines()[-1])
     assert info["count"] == 2 and len(info["devices"]) == 2
     expected = rntk_core.gram_grid(data, **GRID)[("ntk", "avg", 2, "bi", 1.0, 0.2)]
-    assert rel_frobenius(np.load(tmp_path / "k.npy"), expected) < 1e-6
+    assert relative_error(np.load(tmp_path / "k.npy"), expected) < 1e-6
 
 
 def test_benchmark_baseline_agrees_with_engine():
@@ -128,7 +127,6 @@ def test_benchmark_baseline_agrees_with_engine():
     """
     import jax
 
-    sys.path.insert(0, str(REPO))
     from benchmarks.naive_rntk import naive_grid
 
     rng = np.random.default_rng(0)
@@ -142,4 +140,4 @@ def test_benchmark_baseline_agrees_with_engine():
     assert len(base) == 64
     for key, kernel in base.items():
         assert kernel.dtype == np.float64
-        assert rel_frobenius(grid[key], kernel) < 1e-6, key
+        assert relative_error(grid[key], kernel) < 1e-6, key

@@ -10,7 +10,7 @@ import numpy as np
 
 import rntk_core
 
-RNTK = [sys.executable, "-m", "rntk_core.cli"]
+RNTK = [sys.executable, "-m", "rntk_core.evaluation.cli"]
 
 
 def test_gram_command_writes_the_kernel(tmp_path: Path):

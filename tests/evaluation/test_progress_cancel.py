@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import rntk_core
-from rntk_core.config import EvaluationConfig
-from rntk_core.datasets import load_dataset
-from rntk_core.evaluation import EvaluationCancelled, evaluate_dataset
+from rntk_core.evaluation.config import EvaluationConfig
+from rntk_core.evaluation.datasets import load_dataset
+from rntk_core.evaluation.cancel import Cancelled
+from rntk_core.evaluation.evaluate import evaluate_dataset
+from tests.helpers import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 SMALL = EvaluationConfig(families=["RNN", "RBF"], sigma_u=[0.5], sigma_b=[0.1], layers=[1], C=[1, 100])
 
 
@@ -53,7 +53,7 @@ def test_evaluation_reports_stages_and_honours_cancel(tmp_path):
     def should_cancel() -> bool:
         return any(stage == "validation fits" and done >= 1 for stage, done, _ in cancelled_at)
 
-    with pytest.raises(EvaluationCancelled):
+    with pytest.raises(Cancelled):
         evaluate_dataset(iris, SMALL, out_dir=tmp_path / "out", n_jobs=1,
                          on_progress=lambda *event: cancelled_at.append(event),
                          should_cancel=should_cancel)

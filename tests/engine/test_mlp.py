@@ -34,6 +34,7 @@ import numpy as np
 import pytest
 
 from rntk_core.mlp import mlp_gram, mlp_kernels
+from tests.helpers import relative_error
 
 FLOAT = np.float32
 FEATURES = 4
@@ -59,9 +60,6 @@ def inputs() -> np.ndarray:
     rng = np.random.default_rng(0)
     return rng.standard_normal((SAMPLES, FEATURES)) * np.linspace(0.5, 2.0, SAMPLES)[:, None]
 
-
-def rel_error(estimate: np.ndarray, exact: np.ndarray) -> float:
-    return float(np.linalg.norm(estimate - exact) / np.linalg.norm(exact))
 
 
 # --------------------------------------------------------------------------- finite width
@@ -144,7 +142,7 @@ def finite_width_ck(depth: int) -> np.ndarray:
 def test_ntk_matches_finite_width_networks(depth: int, fixed_layers: int) -> None:
     estimate = finite_width_ntks(depth)[fixed_layers]
     exact = mlp_gram(inputs(), kind="ntk", depth=depth, fixed_layers=fixed_layers)
-    error = rel_error(estimate, exact)
+    error = relative_error(estimate, exact)
     assert error < NTK_TOLERANCE, f"relative error {error:.4f} >= {NTK_TOLERANCE:.4f}"
     # Discriminating power: closer to its own kernel than to the neighbouring fixed_layers'
     # ones, so an off-by-one in which layers are trained would be caught.
@@ -155,19 +153,19 @@ def test_ntk_matches_finite_width_networks(depth: int, fixed_layers: int) -> Non
     if fixed_layers == depth - 1:
         neighbours.append(kernels[("ck", depth, 0)])  # every hidden layer fixed
     for other in neighbours:
-        assert rel_error(estimate, other) > error
+        assert relative_error(estimate, other) > error
 
 
 @pytest.mark.parametrize("depth", DEPTHS)
 def test_ck_matches_output_covariance_of_networks(depth: int) -> None:
     estimate = finite_width_ck(depth)
     exact = mlp_gram(inputs(), kind="ck", depth=depth)
-    error = rel_error(estimate, exact)
+    error = relative_error(estimate, exact)
     assert error < CK_TOLERANCE, f"relative error {error:.4f} >= {CK_TOLERANCE:.4f}"
     # Closer to its own depth's CK than to the neighbouring depths' (exact gaps 0.08-0.2).
     kernels = mlp_kernels(inputs(), max_depth=depth + 1)
     for other in {depth - 1, depth + 1} - {0}:
-        assert rel_error(estimate, kernels[("ck", other, 0)]) > error
+        assert relative_error(estimate, kernels[("ck", other, 0)]) > error
 
 
 # --------------------------------------------------------------------------- exact algebra

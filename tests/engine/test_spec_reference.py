@@ -23,14 +23,13 @@ from __future__ import annotations
 import itertools
 import json
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from spec_reference import DIRECTIONS, KINDS, POOLS, reference_kernels, reverse_valid
+from tests.engine.spec_reference import DIRECTIONS, KINDS, POOLS, reference_kernels, reverse_valid
+from tests.helpers import SHARED, relative_error
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 VECTORS = SHARED / "reference" / "rntk-vectors.npz"
 
 TOLERANCE = {"float32": 1e-4, "float64": 1e-10}
@@ -45,12 +44,6 @@ CASES = ("tabular", "multistep_xy", "varlen", "degenerate")
 GRID_SIGMA_U = (0.5, 1.3)
 GRID_SIGMA_B = (0.0, 0.2)
 
-
-def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    """||actual - expected||_F / ||expected||_F, in float64."""
-    actual = np.asarray(actual, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
-    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Heartbeats, enqueueing, and the sweep that re-runs dead jobs and re-sends lost messages.
 
 A running job's worker refreshes ``jobs/<id>/heartbeat.json`` every ``heartbeat_s``. The
-sweep (run periodically by the API process, see :func:`app.main.create_app`) then:
+sweep (run periodically by the API process, see ``app.main.create_app``) then:
 
 (a) re-enqueues a ``running`` job whose heartbeat is older than ``dead_after_s`` (its worker
     was killed, even with kill -9 of the whole process tree), with a new message id; once
@@ -24,8 +24,9 @@ import threading
 import uuid
 from typing import Any
 
-from app.settings import Settings
-from app.store import Store, now
+from worker.settings import Settings
+from worker.celery_app import TASK_NAME
+from worker.jobs import JobError, JobRecord, JobState, Progress, Requeue, Store, now
 
 __all__ = ["enqueue", "heartbeat_age", "sweep", "device_memory", "Heartbeat", "Sweeper"]
 
@@ -35,35 +36,35 @@ log = logging.getLogger("rntk.recovery")
 def enqueue(store: Store, celery: Any, settings: Settings, job_id: str) -> bool:
     """Send the job's current message; record ``enqueued_at`` or the send error. True if sent."""
     record = store.read_job(job_id)
-    if record is None or record.get("state") != "queued":
+    if record is None or record.state != JobState.queued:
         return False
-    message_id = record["message_id"]
+    message_id = record.message_id
     try:
-        celery.send_task("rntk.run_job", args=[job_id], task_id=message_id, queue=settings.queue,
+        celery.send_task(TASK_NAME, args=[job_id], task_id=message_id, queue=settings.queue,
                          retry=False)
     except Exception as exc:  # broker down: the sweep re-sends it later
         log.warning("could not enqueue job %s: %s", job_id, exc)
         error = f"{type(exc).__name__}: {exc}"[:500]
 
-        def failed(rec: dict) -> None:
-            rec["enqueue_error"] = error
+        def failed(rec: JobRecord) -> None:
+            rec.enqueue_error = error
 
         store.update_job(job_id, failed)
         return False
 
-    def sent(rec: dict) -> None:
-        if rec.get("message_id") == message_id:
-            rec["enqueued_at"] = now()
-            rec.pop("enqueue_error", None)
+    def sent(rec: JobRecord) -> None:
+        if rec.message_id == message_id:
+            rec.enqueued_at = now()
+            rec.enqueue_error = None
 
     store.update_job(job_id, sent)
     return True
 
 
-def heartbeat_age(store: Store, record: dict) -> float:
+def heartbeat_age(store: Store, record: JobRecord) -> float:
     """Seconds since the running job last showed life (its heartbeat, else its start)."""
-    beat = store.read_heartbeat(record["id"])
-    last = (beat or {}).get("at") or record.get("started_at") or record.get("created_at") or 0.0
+    beat = store.read_heartbeat(record.id)
+    last = (beat or {}).get("at") or record.started_at or record.created_at or 0.0
     return now() - float(last)
 
 
@@ -71,30 +72,27 @@ def sweep(store: Store, celery: Any, settings: Settings) -> dict[str, list[str]]
     """One pass over the job records; returns the ids it requeued, failed and re-sent."""
     actions: dict[str, list[str]] = {"requeued": [], "failed": [], "resent": []}
     for record in list(store.iter_jobs()):
-        job_id = record["id"]
-        state = record.get("state")
-        if record.get("deleted"):
+        job_id = record.id
+        if record.deleted:
             continue
-        if state == "running" and heartbeat_age(store, record) > settings.dead_after_s:
+        if record.state == JobState.running and heartbeat_age(store, record) > settings.dead_after_s:
             outcome: dict[str, str] = {}
 
-            def revive(rec: dict) -> None:
-                if rec.get("state") != "running" or heartbeat_age(store, rec) <= settings.dead_after_s:
+            def revive(rec: JobRecord) -> None:
+                if rec.state != JobState.running or heartbeat_age(store, rec) <= settings.dead_after_s:
                     return  # it moved on meanwhile
-                attempts = int(rec.get("attempts", 0))
-                if attempts >= settings.max_attempts:
-                    rec.update(state="failed", finished_at=now(), error={
-                        "type": "WorkerLost",
-                        "message": f"the job's worker died during each of its {attempts} attempts "
-                                   "(killed, out of memory, or crashed); giving up after "
-                                   f"{settings.max_attempts} attempts",
-                    })
+                if rec.attempts >= settings.max_attempts:
+                    rec.move_to(JobState.failed, error=JobError(
+                        type="WorkerLost",
+                        message=f"the job's worker died during each of its {rec.attempts} attempts "
+                                "(killed, out of memory, or crashed); giving up after "
+                                f"{settings.max_attempts} attempts"))
                     outcome["action"] = "failed"
                 else:
-                    rec.update(state="queued", message_id=uuid.uuid4().hex, enqueued_at=None,
-                               progress={"stage": "requeued", "done": 0, "total": 1})
-                    rec.setdefault("requeues", []).append(
-                        {"at": now(), "reason": f"no heartbeat for over {settings.dead_after_s:g} s"})
+                    rec.move_to(JobState.queued, message_id=uuid.uuid4().hex, enqueued_at=None,
+                                progress=Progress(stage="requeued"))
+                    rec.requeues = [*rec.requeues, Requeue(
+                        at=now(), reason=f"no heartbeat for over {settings.dead_after_s:g} s")]
                     outcome["action"] = "requeued"
 
             store.update_job(job_id, revive)
@@ -105,8 +103,8 @@ def sweep(store: Store, celery: Any, settings: Settings) -> dict[str, list[str]]
             elif outcome.get("action") == "failed":
                 log.warning("job %s: worker lost too often, failed", job_id, extra={"job_id": job_id})
                 actions["failed"].append(job_id)
-        elif state == "queued" and record.get("enqueued_at") is None:
-            if now() - float(record.get("created_at", 0)) > 2.0:  # leave the API's own send alone
+        elif record.state == JobState.queued and record.enqueued_at is None:
+            if now() - record.created_at > 2.0:  # leave the API's own send alone
                 if enqueue(store, celery, settings, job_id):
                     actions["resent"].append(job_id)
     return actions

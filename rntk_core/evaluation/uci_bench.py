@@ -1,6 +1,6 @@
 """``rntk bench-uci``: the protocol over many UCI folders, and the paper's Table I metrics.
 
-For each dataset the families are evaluated with :func:`rntk_core.evaluation.evaluate_dataset`
+For each dataset the families are evaluated with :func:`rntk_core.evaluation.evaluate.evaluate_dataset`
 (one kernel pass, shared SVM fits). The summary over datasets, per family (accuracies are
 fractions in [0, 1]):
 
@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from .config import EvaluationConfig
 from .datasets import load_dataset
-from .evaluation import check_families, evaluate_dataset
+from .evaluate import check_families, evaluate_dataset
 
 __all__ = ["format_table", "list_datasets", "run_bench", "table_metrics"]
 

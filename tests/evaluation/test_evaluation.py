@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 import rntk_core
-from rntk_core import cli, evaluation
-from rntk_core.config import EvaluationConfig
-from rntk_core.datasets import load_dataset
+from rntk_core.evaluation import cli
+from rntk_core.evaluation import evaluate as evaluation
+from rntk_core.evaluation.config import EvaluationConfig
+from rntk_core.evaluation.datasets import load_dataset
+from tests.helpers import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 UCI = SHARED / "data" / "uci"
-RNTK = [sys.executable, "-m", "rntk_core.cli"]
+RNTK = [sys.executable, "-m", "rntk_core.evaluation.cli"]
 
 REPORT_KEYS = {"dataset", "config", "protocol", "x_scale", "configurations", "families", "grams",
                "non_converged", "timings", "versions", "device"}

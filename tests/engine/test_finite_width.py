@@ -39,7 +39,8 @@ import pytest
 
 import rntk_core
 
-from spec_reference import reference_kernels, reverse_valid
+from tests.engine.spec_reference import reference_kernels, reverse_valid
+from tests.helpers import relative_error
 
 FLOAT = jnp.float32
 POOLS = ("last", "avg")
@@ -66,11 +67,6 @@ STEPS = 4
 FEATURES = 3
 VARLEN_LENGTHS = (4, 2, 3, 1)
 
-
-def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    """||actual - expected||_F / ||expected||_F."""
-    expected = np.asarray(expected, dtype=np.float64)
-    return float(np.linalg.norm(np.asarray(actual, dtype=np.float64) - expected) / np.linalg.norm(expected))
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,23 +19,126 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import re
 import shutil
 import tempfile
 import time
 import uuid
+from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["Store", "atomic_write_json", "now", "TERMINAL_STATES", "JOB_STATES", "owner_of_key"]
+from pydantic import BaseModel, ConfigDict, Field
 
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+from rntk_core.evaluation.files import atomic_write_json, read_json
+
+__all__ = [
+    "JobError", "JobRecord", "JobState", "InvalidTransition", "Progress", "Requeue", "Store",
+    "TRANSITIONS", "now", "owner_of_key",
+]
+
 _ID = re.compile(r"^[0-9a-f]{8,64}$")
-#: Fields of a record that never leave the server.
-_PRIVATE = ("owner", "message_id", "deleted", "deleted_at", "enqueue_error")
+
+
+class JobState(str, Enum):
+    """A job's life: queued -> running -> succeeded | failed | cancelled.
+
+    A running job whose worker died goes back to queued (the recovery sweep); a queued
+    job can be cancelled, or fail without running (too many lost attempts).
+    """
+
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.succeeded, JobState.failed, JobState.cancelled)
+
+
+#: The allowed transitions; every state change goes through :meth:`JobRecord.move_to`.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.queued: frozenset({JobState.running, JobState.cancelled, JobState.failed}),
+    JobState.running: frozenset({JobState.succeeded, JobState.failed, JobState.cancelled, JobState.queued}),
+    JobState.succeeded: frozenset(),
+    JobState.failed: frozenset(),
+    JobState.cancelled: frozenset(),
+}
+
+
+class InvalidTransition(RuntimeError):
+    """A state change that the job's life does not allow."""
+
+
+class Progress(BaseModel):
+    stage: str
+    done: int = 0
+    total: int = 1
+
+
+class JobError(BaseModel):
+    type: str
+    message: str
+
+
+class Requeue(BaseModel):
+    at: float
+    reason: str
+
+
+class JobRecord(BaseModel):
+    """The job record, the service's own state (``jobs/<id>/record.json``).
+
+    Fields after ``message_id`` are server bookkeeping that the API never shows
+    (see ``app.models.JobView``). Unknown fields are kept, so a newer worker's record
+    survives an older reader.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    id: str
+    owner: str
+    dataset_id: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    artifacts: dict[str, Any] = Field(default_factory=dict)
+    state: JobState = JobState.queued
+    progress: Progress = Field(default_factory=lambda: Progress(stage="queued"))
+    created_at: float = Field(default_factory=lambda: now())
+    started_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float | None = None
+    enqueued_at: float | None = None
+    error: JobError | None = None
+    summary: dict[str, Any] | None = None
+    attempts: int = 0
+    requeues: list[Requeue] = Field(default_factory=list)
+    cancel_requested: bool = False
+    worker: str | None = None
+    phase_seconds: dict[str, float] = Field(default_factory=dict)
+    timings: dict[str, Any] | None = None
+    artifact_count: int | None = None
+    message_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    enqueue_error: str | None = None
+    deleted: bool = False
+    deleted_at: float | None = None
+
+    def move_to(self, state: JobState, **changes: Any) -> None:
+        """Change state (checked against :data:`TRANSITIONS`) and set ``changes``."""
+        state = JobState(state)
+        if state not in TRANSITIONS[self.state]:
+            raise InvalidTransition(f"job {self.id}: {self.state.value} -> {state.value} is not allowed")
+        self.state = state
+        for name, value in changes.items():
+            setattr(self, name, value)
+        if state.terminal:
+            self.finished_at = self.finished_at if "finished_at" in changes else now()
+
+    @property
+    def active(self) -> bool:
+        return self.state in (JobState.queued, JobState.running)
 
 
 def now() -> float:
@@ -45,33 +148,6 @@ def now() -> float:
 def owner_of_key(key: str | None) -> str:
     """The owner id of an API key: its sha256, or ``anonymous`` without auth."""
     return hashlib.sha256(key.encode()).hexdigest() if key else "anonymous"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, fsync, and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
-
-
-def read_json(path: Path) -> Any | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
 
 
 def valid_id(value: str) -> bool:
@@ -142,17 +218,21 @@ class Store:
         # time-ordered prefix: ids sort like creation times, the uuid part keeps them unique
         return f"{time.time_ns():016x}{uuid.uuid4().hex[:16]}"
 
-    def create_job(self, record: dict) -> dict:
-        folder = self.job_dir(record["id"])
+    def create_job(self, record: JobRecord) -> JobRecord:
+        folder = self.job_dir(record.id)
         folder.mkdir(parents=True)
-        atomic_write_json(folder / "record.json", record)
+        self._write_record(record)
         return record
 
-    def read_job(self, job_id: str) -> dict | None:
+    def _write_record(self, record: JobRecord) -> None:
+        atomic_write_json(self.job_dir(record.id) / "record.json", record.model_dump(mode="json"))
+
+    def read_job(self, job_id: str) -> JobRecord | None:
         try:
-            return read_json(self.job_dir(job_id) / "record.json")
+            data = read_json(self.job_dir(job_id) / "record.json")
         except KeyError:
             return None
+        return None if data is None else JobRecord.model_validate(data)
 
     @contextlib.contextmanager
     def locked(self, job_id: str) -> Iterator[None]:
@@ -164,20 +244,19 @@ class Store:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def update_job(self, job_id: str, change: Callable[[dict], dict | None]) -> dict | None:
+    def update_job(self, job_id: str, change: Callable[[JobRecord], Any]) -> JobRecord | None:
         """Apply ``change`` to the record under the job's lock and write it back atomically.
 
-        ``change`` edits the dict in place (or returns a replacement dict). Returns the new
-        record, or None if the job does not exist.
+        ``change`` edits the record in place. Returns the new record, or None if the job
+        does not exist.
         """
         with self.locked(job_id):
             record = self.read_job(job_id)
             if record is None:
                 return None
-            replaced = change(record)
-            record = replaced if isinstance(replaced, dict) else record
-            record["updated_at"] = now()
-            atomic_write_json(self.job_dir(job_id) / "record.json", record)
+            change(record)
+            record.updated_at = now()
+            self._write_record(record)
             return record
 
     def job_ids(self) -> list[str]:
@@ -187,20 +266,20 @@ class Store:
             return []
         return [name for name in names if valid_id(name)]
 
-    def iter_jobs(self) -> Iterator[dict]:
+    def iter_jobs(self) -> Iterator[JobRecord]:
         for job_id in self.job_ids():
             record = self.read_job(job_id)
             if record is not None:
                 yield record
 
-    def list_jobs(self, owner: str, state: str | None, limit: int, offset: int) -> list[dict]:
+    def list_jobs(self, owner: str, state: JobState | None, limit: int, offset: int) -> list[JobRecord]:
         """The owner's jobs, newest first (ids are time-ordered)."""
         selected = []
         for job_id in sorted(self.job_ids(), reverse=True):
             record = self.read_job(job_id)
-            if record is None or record.get("owner") != owner or record.get("deleted"):
+            if record is None or record.owner != owner or record.deleted:
                 continue
-            if state is not None and record.get("state") != state:
+            if state is not None and record.state != state:
                 continue
             selected.append(record)
             if len(selected) >= offset + limit:
@@ -238,6 +317,3 @@ class Store:
                 shutil.rmtree(child, ignore_errors=True)
 
 
-def public_job(record: dict) -> dict:
-    """The record as the API shows it: no owner, no broker bookkeeping."""
-    return {key: value for key, value in record.items() if key not in _PRIVATE}

@@ -10,16 +10,15 @@ By default a representative subset of seven runs (about 25 s on two cores); the 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rntk_core.config import EvaluationConfig
-from rntk_core.datasets import load_dataset
-from rntk_core.evaluation import evaluate_dataset
+from rntk_core.evaluation.config import EvaluationConfig
+from rntk_core.evaluation.datasets import load_dataset
+from rntk_core.evaluation.evaluate import evaluate_dataset
+from tests.helpers import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 UCI = SHARED / "data" / "uci"
 
 FAMILIES = ("RNN", "RNN-P", "BI-RNN", "RNN-AVG", "BI-RNN-AVG", "RNN-P-CK", "RBF")

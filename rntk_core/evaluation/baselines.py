@@ -24,7 +24,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from .config import EvaluationConfig
 from .protocol import Candidate
-from .svm import Fit, KernelModel, default_jobs
+from .solvers.libsvm import Fit, KernelModel, default_jobs
 
 __all__ = ["ForestModel", "mlp_family", "poly_family", "rbf_family", "rf_family", "squared_distances"]
 
@@ -87,7 +87,7 @@ def _polynomial(inner: np.ndarray, degree: int, scale: float, offset: float) -> 
 
 def _mlp_kernels() -> Callable[..., dict]:
     try:
-        from .mlp import mlp_kernels
+        from rntk_core.mlp import mlp_kernels
     except ImportError as exc:
         raise ValueError(
             f"the MLP family needs rntk_core.mlp.mlp_kernels, which is not available ({exc})"

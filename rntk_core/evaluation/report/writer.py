@@ -25,16 +25,16 @@ import csv
 import io
 import json
 import math
-import os
 import re
 import struct
-import tempfile
 import zlib
 from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from ..files import atomic_write_text, json_safe
 
 __all__ = ["write_report"]
 
@@ -76,50 +76,16 @@ def write_report(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    safe = _json_safe(report)
+    safe = json_safe(report)
     if not isinstance(safe, dict):
         raise TypeError(f"report must be a dict, got {type(report).__name__}")
     text = json.dumps(safe, indent=2, allow_nan=False) + "\n"
-    _write_atomic(out_dir / "report.json", text)
-    _write_atomic(out_dir / "report.csv", _render_csv(safe))
-    _write_atomic(out_dir / "report.html", _render_html(safe, selected_gram, labels))
+    atomic_write_text(out_dir / "report.json", text)
+    atomic_write_text(out_dir / "report.csv", _render_csv(safe))
+    atomic_write_text(out_dir / "report.html", _render_html(safe, selected_gram, labels))
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` via a temporary sibling and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _json_safe(value: Any) -> Any:
-    """A JSON-ready copy: non-finite floats -> None, numpy -> Python, tuples -> lists."""
-    if isinstance(value, Mapping):
-        return {str(key): _json_safe(item) for key, item in value.items()}
-    if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return str(value)
 
 
 def _as_dict(value: Any) -> dict:

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
-from rntk_core.config import EvaluationConfig
-from rntk_core.datasets import Dataset, DatasetError, Splits
-from rntk_core.evaluation import recurrent_candidates
-from rntk_core.protocol import majority_vote, normalise, resolve_splits, select_ties, stratified_splits
-from rntk_core.svm import KernelModel, fit_svc, run_parallel, slice_kernel
-from rntk_core.uci_bench import table_metrics
+from rntk_core.evaluation.config import EvaluationConfig
+from rntk_core.evaluation.datasets import Dataset, DatasetError, Splits
+from rntk_core.evaluation.evaluate import recurrent_candidates
+from rntk_core.evaluation.protocol import majority_vote, normalise, resolve_splits, select_ties, stratified_splits
+from rntk_core.evaluation.solvers.libsvm import KernelModel, fit_svc, run_parallel, slice_kernel
+from rntk_core.evaluation.uci_bench import table_metrics
 
 
 # --------------------------------------------------------------------------- ties and votes

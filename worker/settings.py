@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     max_queued_jobs: int = Field(default=100, ge=1, description="Queued + running jobs per owner (429 past it).")
     queue: str = Field(default="rntk-jobs", description="The Celery queue name.")
     redis_key_prefix: str = Field(default="", description="kombu global_keyprefix for the Redis broker.")
+    memory_budget_mb: int = Field(default=1024, ge=1, description="Device memory for the engine's working set (tiles).")
 
     @field_validator("broker_url", mode="before")
     @classmethod
@@ -53,6 +54,10 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def memory_budget_bytes(self) -> int:
+        return self.memory_budget_mb * 2**20
 
     @property
     def broker_dir(self) -> Path:

@@ -4,7 +4,7 @@ The steps of ``PROTOCOL-uci.md``, each a small function:
 
 1. :func:`resolve_splits` (predefined or stratified) and :func:`normalise` (x_scale).
 2. Candidates: every family's configurations in enumeration order
-   (:func:`recurrent_candidates`, and the baselines of :mod:`rntk_core.baselines`).
+   (:func:`recurrent_candidates`, and the baselines of :mod:`rntk_core.evaluation.baselines`).
 3. Kernels: ONE :func:`rntk_core.gram_grid` call per (sigma_w, step order) over the whole
    normalised X; every recurrent configuration is a key of one of those grids.
 4. Validation: each distinct (kernel, C) is fitted once on the training indices and scored on
@@ -12,7 +12,7 @@ The steps of ``PROTOCOL-uci.md``, each a small function:
 5. Selection: the ties of the best validation accuracy, minus the last if they are even.
 6. Test: each chosen (kernel, C) is fitted on each fold; the chosen configurations vote.
 7. Report: the dict of the README, the selected Gram matrices under ``gram/``, and
-   ``rntk_core.report.write_report`` for report.json / .csv / .html.
+   ``rntk_core.evaluation.report.write_report`` for report.json / .csv / .html.
 
 The AVG families use the mean over steps (``sigma_v = 1/sqrt(T)``, recorded in their
 params), as the spec's default: see :data:`AVG_SCALING`.
@@ -34,13 +34,16 @@ from typing import Any, Callable, Hashable, Iterator, Literal, Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from . import __version__
-from .api import GramGrid, gram_grid
+from rntk_core import __version__
+from rntk_core.api import GramGrid, gram_grid
 from .baselines import mlp_family, poly_family, rbf_family, rf_family
+from .cancel import Cancelled
 from .config import BASELINE_FAMILIES, EvaluationConfig
 from .datasets import Dataset, load_dataset
+from .files import json_safe
 from .protocol import Candidate, accuracy, majority_vote, normalise, resolve_splits, select_ties
-from .svm import Fit, KernelModel, run_parallel
+from .report.model import Report
+from .solvers.libsvm import Fit, KernelModel, run_parallel
 
 __all__ = [
     "AVG_SCALING",
@@ -211,10 +214,6 @@ def recurrent_candidates(
 # --------------------------------------------------------------------------- progress
 
 
-class EvaluationCancelled(Exception):
-    """Raised between tiles or fits once ``should_cancel()`` returns True."""
-
-
 @dataclass
 class Progress:
     """Where progress goes: tqdm bars on stderr and/or a callback, plus a cancel check."""
@@ -225,7 +224,7 @@ class Progress:
 
     def check(self) -> None:
         if self.should_cancel is not None and self.should_cancel():
-            raise EvaluationCancelled("the evaluation was cancelled")
+            raise Cancelled("the evaluation was cancelled")
 
 
 class _Phase:
@@ -258,7 +257,7 @@ def _bar(phase: str, total: int, progress: Progress) -> Iterator[_Phase]:
 def compute_grids(
     X: np.ndarray, lengths: np.ndarray | None, kernels: Sequence[RecurrentKernel],
     config: EvaluationConfig, on_done: Callable[[], None] | None = None,
-    on_tile: Callable[[int, int], None] | None = None,
+    on_tile: Callable[[int, int], None] | None = None, memory_budget: int | None = None,
 ) -> KernelStore:
     """One :func:`gram_grid` call per distinct (sigma_w, order) among ``kernels``."""
     grids = {}
@@ -267,6 +266,7 @@ def compute_grids(
         grids[(sigma_w, order, dtype)] = gram_grid(
             steps, sigma_w=sigma_w, sigma_u=sorted(config.sigma_u), sigma_b=sorted(config.sigma_b),
             layers=max(config.layers), lengths=lengths, dtype=dtype, on_tile=on_tile,
+            memory_budget=memory_budget,
         )
         if on_done:
             on_done()
@@ -308,6 +308,7 @@ def _baseline(family: str, rows: np.ndarray, config: EvaluationConfig, max_iter:
 def build_plan(
     families: Sequence[str], X: np.ndarray, lengths: np.ndarray | None, config: EvaluationConfig,
     *, max_iter: int = -1, progress: Progress = Progress(), dtype: str = "float32",
+    memory_budget: int | None = None,
 ) -> Plan:
     """Candidates and models for ``families``; computes the recurrent grids and baseline kernels.
 
@@ -326,7 +327,8 @@ def build_plan(
     with _bar("kernels", n_grids + len(baselines), progress) as bar:
         if kernels:
             store = compute_grids(X, lengths, kernels, config, on_done=bar.update,
-                                  on_tile=lambda done, total: progress.check())
+                                  on_tile=lambda done, total: progress.check(),
+                                  memory_budget=memory_budget)
             for kernel in kernels:
                 models[kernel] = KernelModel(kernel.name(), functools.partial(store.kernel, kernel),
                                              max_iter=max_iter)
@@ -553,24 +555,10 @@ def device_description() -> str:
 
 
 def save_report(report: dict, out_dir: Path, gram: np.ndarray | None, labels: np.ndarray) -> None:
-    """report.json / .csv / .html via :mod:`rntk_core.report`, or report.json alone without it."""
-    try:
-        from .report import write_report
-    except ImportError:
-        import json
+    """report.json / .csv / .html (see :mod:`rntk_core.evaluation.report.writer`)."""
+    from .report.writer import write_report
 
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
-        return
     write_report(report, out_dir, selected_gram=gram, labels=labels)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -599,6 +587,7 @@ def evaluate_dataset(
     dtype: str = "float32",
     load_seconds: float = 0.0,
     grams: Literal["selected", "all", "none"] = "selected",
+    memory_budget: int | None = None,
 ) -> dict[str, Any]:
     """Run the protocol on one dataset and return the report dict.
 
@@ -611,7 +600,7 @@ def evaluate_dataset(
         progress: show tqdm bars (stderr) for the phases.
         on_progress: called with (stage, done, total) as each phase advances.
         should_cancel: polled between tiles and between fits; once it returns True the
-            evaluation stops with :class:`EvaluationCancelled`.
+            evaluation stops with :class:`Cancelled`.
         n_jobs: SVM worker threads (default: every core).
         max_iter: libsvm's iteration limit (-1: none); fits that hit it are reported.
         dtype: the recurrent kernels' precision, ``"float32"`` (the engine's default) or
@@ -620,6 +609,7 @@ def evaluate_dataset(
         load_seconds: time already spent loading, reported as ``timings["load"]``.
         grams: which recurrent Gram matrices ``out_dir/gram/`` gets: the selected ones, every
             one of the grid, or none (the report's picture then shows none either).
+        memory_budget: device bytes for the engine's working set (default: the engine's).
     """
     start = time.perf_counter()
     timings = {"load": load_seconds}
@@ -629,7 +619,7 @@ def evaluate_dataset(
     X, x_scale = normalise(dataset.X, config.normalize)
     with _timed(timings, "kernels"):
         plan = build_plan(names, X, dataset.lengths, config, max_iter=max_iter, progress=progress,
-                          dtype=dtype)
+                          dtype=dtype, memory_budget=memory_budget)
     cache: FitCache = {}
     with _timed(timings, "validation"):
         outcomes = validate(plan, dataset.y, splits.train, splits.validation, cache,
@@ -660,6 +650,8 @@ def evaluate_dataset(
             report["grams"], gram = write_grams(plan, outcomes, out, x_scale,
                                                 dataset.lengths is not None, grams == "all")
     timings["total"] = load_seconds + time.perf_counter() - start
+    # Typed once here, so a report that breaks the schema fails where it is made.
+    report = Report.model_validate(json_safe(report)).model_dump(mode="json", exclude_unset=True)
     if out_dir is not None:
         save_report(report, Path(out_dir), gram, dataset.y)
     return report

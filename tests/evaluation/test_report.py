@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rntk_core.report import write_report
+from rntk_core.evaluation.report.writer import write_report
 
 RECURRENT = ("RNN", "BI-RNN-AVG")
 C_GRID = (0.01, 1.0, 100.0)

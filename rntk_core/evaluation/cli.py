@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .inputs import DIRECTIONS, KINDS, POOLS
+from rntk_core import __version__
+from rntk_core.inputs import DIRECTIONS, KINDS, POOLS
 
 
 def _load_array(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -26,7 +26,7 @@ def _load_array(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _gram(args: argparse.Namespace) -> int:
-    from .api import gram
+    from rntk_core.api import gram
 
     x, lengths = _load_array(Path(args.x))
     y, y_lengths = _load_array(Path(args.y)) if args.y else (None, None)
@@ -47,7 +47,7 @@ def _config(path: str | None):
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_path
+    from .evaluate import evaluate_path
 
     config = _config(args.config)
     report = evaluate_path(args.data, config, out_dir=args.out, progress=not args.quiet,

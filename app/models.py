@@ -1,0 +1,134 @@
+"""The HTTP API's request and response models: what /openapi.json documents."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rntk_core.evaluation.config import EvaluationConfig
+from worker.jobs import JobError, JobRecord, JobState, Progress
+
+__all__ = [
+    "ArtifactOptions", "ArtifactView", "DatasetView", "ErrorResponse", "JobRequest", "JobView",
+    "ERRORS", "errors",
+]
+
+
+class ErrorResponse(BaseModel):
+    """Every error: ``{"detail": "what is wrong"}``."""
+
+    detail: str
+
+
+_ERROR_TEXT = {
+    401: "missing or invalid API key",
+    404: "no such object for this key",
+    409: "the job is already finished",
+    413: "the upload or request is over the size limit",
+    416: "the Range cannot be satisfied",
+    422: "invalid request, config or dataset",
+    429: "too many queued or running jobs for this key",
+}
+ERRORS: dict[int, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text} for code, text in _ERROR_TEXT.items()
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entry of a route that can answer these error codes."""
+    return {code: ERRORS[code] for code in codes}
+
+
+class ArtifactOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    gram: Literal["selected", "all", "none"] = Field(
+        default="selected",
+        description="Gram matrices to write: those of the selected configurations, every one of "
+                    "the grid, or none.")
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dataset_id: str = Field(description="The id returned by POST /datasets.")
+    config: EvaluationConfig = Field(default_factory=EvaluationConfig,
+                                     description="The evaluation config; omitted fields take the paper's defaults.")
+    artifacts: ArtifactOptions = Field(default_factory=ArtifactOptions)
+
+
+class DatasetView(BaseModel):
+    id: str
+    format: str
+    n_samples: int
+    n_steps: int
+    n_features: int
+    n_classes: int
+    sha256: str
+    filename: str
+    size: int
+    created_at: float | None = None
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> "DatasetView":
+        return cls.model_validate({name: meta.get(name) for name in cls.model_fields})
+
+
+class Requeued(BaseModel):
+    at: str | None
+    reason: str
+
+
+def iso(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(value, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class JobView(BaseModel):
+    """A job as the API shows it: no owner, no broker bookkeeping; times in ISO 8601 (UTC)."""
+
+    id: str
+    dataset_id: str
+    config: dict[str, Any]
+    artifacts: dict[str, Any]
+    state: JobState
+    progress: Progress
+    created_at: str | None
+    started_at: str | None = None
+    finished_at: str | None = None
+    updated_at: str | None = None
+    enqueued_at: str | None = None
+    error: JobError | None = None
+    summary: dict[str, Any] | None = None
+    attempts: int = 0
+    requeues: list[Requeued] = Field(default_factory=list)
+    cancel_requested: bool = False
+    worker: str | None = None
+    phase_seconds: dict[str, float] = Field(default_factory=dict)
+    timings: dict[str, Any] | None = None
+    artifact_count: int | None = None
+    url: str
+    artifacts_url: str
+
+    @classmethod
+    def from_record(cls, record: JobRecord) -> "JobView":
+        times = {name: iso(getattr(record, name)) for name in
+                 ("created_at", "started_at", "finished_at", "updated_at", "enqueued_at")}
+        return cls(
+            id=record.id, dataset_id=record.dataset_id, config=record.config, artifacts=record.artifacts,
+            state=record.state, progress=record.progress, error=record.error, summary=record.summary,
+            attempts=record.attempts, cancel_requested=record.cancel_requested, worker=record.worker,
+            phase_seconds=record.phase_seconds, timings=record.timings,
+            artifact_count=record.artifact_count,
+            requeues=[Requeued(at=iso(entry.at), reason=entry.reason) for entry in record.requeues],
+            url=f"/jobs/{record.id}", artifacts_url=f"/jobs/{record.id}/artifacts", **times,
+        )
+
+
+class ArtifactView(BaseModel):
+    name: str
+    size: int
+    sha256: str
+    media_type: str
+    url: str

@@ -1,0 +1,110 @@
+"""Loading and validation of classification datasets as batches of sequences.
+
+Every loader returns a :class:`Dataset` whose inputs have shape ``(N, T, m)``: ``N``
+samples, ``T`` time steps, ``m`` features per step. Tabular rows of ``d`` features become
+sequences with one feature per step (``T = d``, ``m = 1``, the paper's setting), or
+``T = d / m`` steps of ``m`` consecutive features when ``features_per_step = m``.
+
+Supported sources (:func:`load_dataset` dispatches on the path):
+
+- a UCI folder in the format of Fernandez-Delgado et al. (``<name>.txt``,
+  ``<name>_R.dat``, ``conxuntos.dat``, ``conxuntos_kfold.dat``), with its predefined splits;
+- a ``.zip`` holding such a folder at its root or one directory down;
+- a ``.csv`` file with a header row;
+- a ``.npz`` archive with ``X``, ``y`` and optionally ``lengths`` and predefined splits.
+
+Every defect raises :class:`DatasetError`, whose message names the file and, where it
+makes sense, the 1-based line number and the column (or, for ``.npz``, the key and the
+0-based sample index).
+
+Class-count rules (what "enough samples per class" means):
+
+- without predefined splits, the stratified protocol must put every class in both the
+  training and the held-out part, so every class needs at least 2 samples;
+- with predefined splits, each (training, held-out) pair must be usable by an SVM: the
+  training part must hold at least 2 classes, and every class in the held-out part must
+  occur in the training part (a single sample is enough: 5 of the paper's 90 UCI datasets
+  have a class with one training sample). :func:`check_stratifiable` applies the first
+  rule to any dataset, for callers that force the stratified protocol.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import (
+    N_FOLDS,
+    Dataset,
+    DatasetError,
+    DatasetFormat,
+    DatasetLimits,
+    Splits,
+    check_shape_option,
+    check_stratifiable,
+)
+from .csv import load_csv
+from .npz import load_npz
+from .uci import load_uci_folder, load_uci_zip
+
+__all__ = [
+    "Dataset",
+    "DatasetError",
+    "DatasetFormat",
+    "DatasetLimits",
+    "N_FOLDS",
+    "Splits",
+    "check_stratifiable",
+    "load_dataset",
+]
+
+def load_dataset(
+    path: str | Path,
+    *,
+    label_column: str | None = None,
+    steps: int | None = None,
+    features_per_step: int = 1,
+    limits: DatasetLimits = DatasetLimits(),
+) -> Dataset:
+    """Load and validate a dataset from a UCI folder, a ``.zip`` of one, a ``.csv`` or a ``.npz``.
+
+    Args:
+        path: the folder or file.
+        label_column: CSV only, the header name of the label column. Without it the
+            column named ``label`` is used, else the last column.
+        steps: tabular sources only, the number of steps T; each row's d features are
+            split into T steps of d / T features. For ``.npz`` it must equal X's T.
+        features_per_step: tabular sources only, m; rows become T = d / m steps of m
+            consecutive features. For a 3-D ``.npz`` X it must be 1 or equal X's m.
+        limits: size limits enforced while reading.
+
+    Returns:
+        The dataset, with ``X`` of shape (N, T, m).
+
+    Raises:
+        DatasetError: for any defect; the message names the file and row or column.
+    """
+    if label_column is not None and not isinstance(label_column, str):
+        raise DatasetError(f"label_column must be a column name, got {label_column!r}")
+    check_shape_option("features_per_step", features_per_step)
+    if steps is not None:
+        check_shape_option("steps", steps)
+    p = Path(path)
+    if not p.exists():
+        raise DatasetError(f"{p}: no such file or folder")
+    suffix = p.suffix.lower()
+    if label_column is not None and (p.is_dir() or suffix != ".csv"):
+        raise DatasetError(f"{p.name}: label_column applies only to CSV files")
+    if p.is_dir():
+        return load_uci_folder(p, steps, features_per_step, limits)
+    if suffix == ".zip":
+        return load_uci_zip(p, steps, features_per_step, limits)
+    if suffix == ".csv":
+        return load_csv(p, label_column, steps, features_per_step, limits)
+    if suffix == ".npz":
+        return load_npz(p, steps, features_per_step, limits)
+    raise DatasetError(
+        f"{p.name}: unsupported dataset type {suffix or '(no extension)'!r}; "
+        "expected a UCI folder, .zip, .csv or .npz"
+    )
+
+

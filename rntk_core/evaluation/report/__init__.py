@@ -1,0 +1,1 @@
+"""The typed report and its writers (report.json, report.csv, report.html)."""

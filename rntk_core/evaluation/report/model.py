@@ -1,0 +1,86 @@
+"""The report of one evaluation, typed: what report.json holds and what its readers may rely on.
+
+:func:`rntk_core.evaluation.evaluate.evaluate_dataset` builds a :class:`Report` (so a report that
+breaks this schema fails where it is made) and returns its JSON form; readers call
+``Report.model_validate(json.loads(...))``. Models allow extra fields, so a newer writer's
+report still loads in an older reader.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ChosenConfiguration", "Configuration", "DatasetSummary", "FamilyResult", "GramEntry",
+    "NonConvergedFit", "Report",
+]
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class DatasetSummary(_Open):
+    name: str
+    format: str
+    n_samples: int
+    n_steps: int
+    n_features: int
+    n_classes: int
+
+
+class ChosenConfiguration(_Open):
+    """A configuration: the kernel's parameters, C where the model has one, and notes."""
+
+    params: dict[str, Any]
+    C: float | None = None
+    order: list[int] | None = None
+
+
+class Configuration(ChosenConfiguration):
+    """One row of the grid with its validation accuracy."""
+
+    family: str
+    validation_accuracy: float | None
+
+
+class FamilyResult(_Open):
+    test_accuracy: float | None
+    fold_accuracies: list[float | None]
+    validation_accuracy: float | None
+    chosen: list[ChosenConfiguration]
+
+
+class GramEntry(_Open):
+    """A saved Gram matrix: ``rntk_core.gram(X / x_scale, **params)`` reproduces ``file``."""
+
+    file: str
+    params: dict[str, Any]
+    x_scale: float
+    families: list[str]
+    selected: bool
+    order: list[int] | None = None
+
+
+class NonConvergedFit(ChosenConfiguration):
+    family: str
+    split: str
+    model: str
+
+
+class Report(_Open):
+    dataset: DatasetSummary
+    config: dict[str, Any]
+    families_evaluated: list[str]
+    protocol: str
+    x_scale: float
+    avg_scaling: str
+    configurations: list[Configuration]
+    families: dict[str, FamilyResult]
+    grams: list[GramEntry] = Field(default_factory=list)
+    non_converged: list[NonConvergedFit] = Field(default_factory=list)
+    timings: dict[str, float]
+    versions: dict[str, str]
+    device: str

@@ -1,0 +1,25 @@
+"""What many tests share: the relative Frobenius error and the paths to ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+#: ``../shared`` beside the checkout (CI lays it out the same way).
+SHARED = REPO.parent / "shared"
+UCI = SHARED / "data" / "uci"
+
+
+def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    """||actual - expected||_F / ||expected||_F, in float64."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray, rtol: float, what: object = "") -> None:
+    """Assert a relative Frobenius error of at most ``rtol``; the message gives the error."""
+    error = relative_error(actual, expected)
+    assert error <= rtol, f"{what}: relative Frobenius error {error:.3g} > {rtol:g}"

@@ -1,0 +1,110 @@
+"""The three tiers import only downwards: engine <- evaluation <- service (worker <- app).
+
+Each check runs in a fresh interpreter, so nothing imported by another test can hide a leak.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.helpers import REPO, UCI
+
+ENGINE = "rntk_core"
+EVALUATION = "rntk_core.evaluation"
+
+
+def _modules_after(code: str) -> set[str]:
+    """The top-level and rntk names in sys.modules after running ``code`` in a fresh Python."""
+    script = textwrap.dedent(code) + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
+    run = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return set(json.loads(run.stdout.strip().splitlines()[-1]))
+
+
+def _imports(path) -> set[str]:
+    """Every absolute module name a file imports (relative imports resolved)."""
+    package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                found.add(".".join(base + ([node.module] if node.module else [])))
+            else:
+                found.add(node.module or "")
+    return found
+
+
+def _files(folder: str, exclude: str | None = None):
+    for path in sorted((REPO / folder).rglob("*.py")):
+        if exclude is None or not path.relative_to(REPO).as_posix().startswith(exclude):
+            yield path
+
+
+@pytest.mark.parametrize(("folder", "exclude", "forbidden"), [
+    ("rntk_core", "rntk_core/evaluation", (EVALUATION, "app", "worker", "sklearn", "pydantic", "fastapi", "celery")),
+    ("rntk_core/evaluation", None, ("app", "worker", "fastapi", "celery", "starlette", "redis")),
+    ("worker", None, ("app",)),
+])
+def test_no_module_imports_upwards(folder, exclude, forbidden) -> None:
+    offenders = {
+        f"{path.relative_to(REPO)}: {name}"
+        for path in _files(folder, exclude)
+        for name in _imports(path)
+        if any(name == bad or name.startswith(bad + ".") for bad in forbidden)
+    }
+    assert not offenders, sorted(offenders)
+
+
+def test_engine_package_is_cheap_to_import() -> None:
+    loaded = _modules_after("import rntk_core")
+    assert "jax" not in loaded and not any(name.startswith(EVALUATION) for name in loaded)
+
+
+def test_engine_imports_no_evaluation_or_service() -> None:
+    loaded = _modules_after("import rntk_core; rntk_core.gram([[0.1, 0.2]])")
+    assert "jax" in loaded  # the engine itself did load
+    assert not {name for name in loaded if name.startswith((EVALUATION, "app", "worker", "sklearn", "fastapi"))}
+
+
+def test_evaluation_imports_no_service() -> None:
+    loaded = _modules_after("import rntk_core.evaluation.evaluate, rntk_core.evaluation.cli, "
+                            "rntk_core.evaluation.uci_bench, rntk_core.evaluation.report.writer")
+    assert not {name for name in loaded if name.split(".")[0] in ("app", "worker", "fastapi", "celery", "starlette")}
+
+
+def test_worker_imports_no_app() -> None:
+    loaded = _modules_after("import worker.tasks, worker.queue, worker.jobs, worker.settings, worker.logs")
+    assert not {name for name in loaded if name == "app" or name.startswith("app.")}
+
+
+@pytest.mark.skipif(not (UCI / "iris").is_dir(), reason="../shared/data/uci is not available")
+def test_api_process_never_imports_jax(tmp_path) -> None:
+    """Upload a dataset and submit a job through the app: the API process stays free of JAX."""
+    loaded = _modules_after(f"""
+        import io, zipfile, pathlib
+        from fastapi.testclient import TestClient
+        from app.main import create_app
+        from worker.settings import Settings
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for path in pathlib.Path({str(UCI / "iris")!r}).iterdir():
+                archive.write(path, f"iris/{{path.name}}")
+        app = create_app(Settings(data_dir={str(tmp_path / "data")!r}), sweep=False)
+        with TestClient(app) as client:
+            dataset = client.post("/datasets", files={{"file": ("iris.zip", buffer.getvalue())}})
+            assert dataset.status_code == 201, dataset.text
+            job = client.post("/jobs", json={{"dataset_id": dataset.json()["id"], "config": {{"families": ["RBF"]}}}})
+            assert job.status_code == 202, job.text
+            assert client.get("/openapi.json").status_code == 200
+    """)
+    assert "jax" not in loaded and "rntk_core.api" not in loaded
+    assert "rntk_core.evaluation.datasets" in loaded  # the upload was validated in-process
