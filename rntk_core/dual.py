@@ -6,9 +6,17 @@ For a 2x2 covariance with variances ``a``, ``b`` and covariance ``s``::
     Vphi   = sqrt(a b) (sin(theta) + (pi - theta) c) / (2 pi)
     Vphi'  = (pi - theta) / (2 pi)
 
-Two evaluations: :func:`relu_dual_fast` (float32) takes per-sample ``sqrt(a)`` and
+Two evaluations: :func:`relu_dual_complement` (float32) takes per-sample ``sqrt(a)`` and
 ``1/sqrt(a)``, so no division or square root of a variance happens per matrix entry;
 :func:`relu_dual` (float64) follows the spec's formula literally, to 1e-16.
+
+In float32 the recursion carries the complement ``D = (a + b)/2 - s`` (half the squared
+distance of the pre-activations) instead of ``s``: near ``c = 1`` the angle depends on
+``1 - c``, and ``1 - c`` formed from ``s`` and ``sqrt(a b)`` loses every digit that the
+rounding of ``s`` (about 1e-7 of ``a``) touches. On long real sequences most pairs sit
+there, and the error of ``Vphi' = (pi - theta)/(2 pi)`` grew through the NTK's sums to
+2e-1 (ACSF1, T = 1460). ``D`` is exact for identical sequences and carries relative
+rounding only, so ``1 - c`` and theta keep their relative precision.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ ArccosMethod = Literal["native", "polynomial"]
 
 INV_TWO_PI = 1.0 / (2.0 * math.pi)
 
-# Abramowitz & Stegun 4.4.46: arccos(x) = sqrt(1 - x) * poly(x) on [0, 1], |error| <= 2e-8.
+# Abramowitz & Stegun 4.4.46 (see _poly). XLA's CPU arccos is ~40x slower than this.
 _ACOS_COEFFS = (
     -0.0012624911,
     0.0066700901,
@@ -35,56 +43,59 @@ _ACOS_COEFFS = (
 )
 
 
-def _arccos_abs_polynomial(x: jnp.ndarray) -> jnp.ndarray:
-    """arccos(x) for x in [0, 1] from multiplies, adds and one sqrt."""
+def _theta_from_gap(gap: jnp.ndarray, method: ArccosMethod) -> jnp.ndarray:
+    """theta = arccos(1 - gap) for gap = 1 - c in [0, 2], with relative precision near 0."""
+    if method == "polynomial":
+        # A&S 4.4.46 takes sqrt(1 - |c|) as a factor, so it never forms 1 - |c| by cancellation.
+        abs_c = jnp.abs(1.0 - gap)
+        angle = jnp.sqrt(jnp.minimum(gap, 2.0 - gap)) * _poly(abs_c)  # arccos(|c|)
+        return jnp.where(gap <= 1.0, angle, math.pi - angle)
+    return 2.0 * jnp.arcsin(jnp.sqrt(0.5 * gap))
+
+
+def _poly(x: jnp.ndarray) -> jnp.ndarray:
+    """A&S 4.4.46: arccos(x) = sqrt(1 - x) * _poly(x) on [0, 1], |error| <= 2e-8."""
     poly = jnp.asarray(_ACOS_COEFFS[0], x.dtype)
     for coeff in _ACOS_COEFFS[1:]:
         poly = poly * x + coeff
-    return jnp.sqrt(1.0 - x) * poly
+    return poly
 
 
-def arccos_polynomial(c: jnp.ndarray) -> jnp.ndarray:
-    """arccos on [-1, 1]; absolute error about 5e-7 in float32 (XLA's CPU arccos is ~40x slower)."""
-    angle = _arccos_abs_polynomial(jnp.abs(c))
-    return jnp.where(c < 0, math.pi - angle, angle)
-
-
-# Within 16 ulps of +-1 a float32 cosine is snapped to +-1 (see relu_dual_fast).
-SNAP_TOLERANCE = 2.0**-20
-
-
-def relu_dual_fast(
-    cov: jnp.ndarray,
+def relu_dual_complement(
+    dist: jnp.ndarray,
     sqrt_a: jnp.ndarray,
     sqrt_b: jnp.ndarray,
     inv_sqrt_a: jnp.ndarray,
     inv_sqrt_b: jnp.ndarray,
     method: ArccosMethod = "native",
-) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Vphi and Vphi' from broadcastable per-sample scales: no division or sqrt of a
-    variance per entry (float32 work).
+) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """Vphi, its complement Dphi = (a + b)/4 - Vphi, and Vphi', from ``dist = (a + b)/2 - s``.
 
-    ``inv_sqrt_*`` must be 0 where the variance is 0: then ``c = 0`` and ``Vphi = 0``
-    through ``sqrt_a * sqrt_b``. ``Vphi'`` keeps its ``c = 0`` value there, which the
-    recursion only multiplies by an NTK entry that is itself 0 for such a pair.
-
-    |c| is clipped to 1 and snapped to 1 within 16 ulps: arccos has an infinite slope
-    at +-1, so the rounding error of a float32 covariance would otherwise become a
-    ~1e-3 error in theta for x = x' pairs (the diagonal, duplicate rows), which this
-    precision cannot tell from parallel anyway.
+    With g = sqrt(a) - sqrt(b): ``1 - c = (dist - g^2/2) / sqrt(a b)`` and
+    ``Dphi = g^2/4 + sqrt(a b) (pi (1 - c) + theta c - sin(theta)) / (2 pi)``; no term
+    cancels near c = 1. ``inv_sqrt_*`` must be 0 where the variance is 0: there Vphi and
+    Vphi' are 0 and Dphi = (a + b)/4.
     """
-    c = cov * inv_sqrt_a * inv_sqrt_b
-    abs_c = jnp.minimum(jnp.abs(c), 1.0)
-    abs_c = jnp.where(abs_c > 1.0 - SNAP_TOLERANCE, 1.0, abs_c)
-    c = jnp.copysign(abs_c, c)
-    if method == "polynomial":
-        angle = _arccos_abs_polynomial(abs_c)  # arccos(|c|)
-        pi_minus_theta = jnp.where(c < 0, angle, math.pi - angle)
-    else:
-        pi_minus_theta = math.pi - jnp.arccos(c)
-    sin_theta = jnp.sqrt(1.0 - abs_c * abs_c)
-    vphi = (sqrt_a * sqrt_b) * (sin_theta + pi_minus_theta * c) * INV_TWO_PI
-    return vphi, pi_minus_theta * INV_TWO_PI
+    root_ab = sqrt_a * sqrt_b
+    gap_ab = sqrt_a - sqrt_b
+    half_sq = 0.5 * gap_ab * gap_ab
+    positive = inv_sqrt_a * inv_sqrt_b > 0
+    one_minus_c = jnp.clip((dist - half_sq) * inv_sqrt_a * inv_sqrt_b, 0.0, 2.0)
+    theta = _theta_from_gap(one_minus_c, method)
+    c = 1.0 - one_minus_c
+    sin_theta = jnp.sqrt(one_minus_c * (2.0 - one_minus_c))
+    # theta c - sin(theta) = (theta - sin(theta)) - theta (1 - c); theta - sin(theta) by
+    # its series below 0.5, where the difference would cancel.
+    t2 = theta * theta
+    series = theta * t2 * (1.0 / 6.0 - t2 * (1.0 / 120.0 - t2 * (1.0 / 5040.0 - t2 / 362880.0)))
+    theta_minus_sin = jnp.where(theta < 0.5, series, theta - sin_theta)
+    dphi = 0.5 * half_sq + root_ab * INV_TWO_PI * (
+        math.pi * one_minus_c + theta_minus_sin - theta * one_minus_c
+    )
+    pi_minus_theta = math.pi - theta
+    vphi = root_ab * (sin_theta + pi_minus_theta * c) * INV_TWO_PI
+    dvphi = jnp.where(positive, pi_minus_theta * INV_TWO_PI, 0.0)
+    return vphi, dphi, dvphi
 
 
 def relu_dual(

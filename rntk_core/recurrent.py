@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .dual import ArccosMethod, relu_dual, relu_dual_fast
+from .dual import ArccosMethod, relu_dual, relu_dual_complement
 
 # Readout order of the second axis of a tile's output.
 READOUTS = (("ck", "last"), ("ck", "avg"), ("ntk", "last"), ("ntk", "avg"))
@@ -134,27 +134,38 @@ def fused_tile(
     zeros = jnp.zeros((layers,) + shape, dtype)
 
     def layer_step(below, per_layer):
+        # ``state`` is Vphi in float64 and its complement Dphi in float32 (see dual.py).
         below_input, below_q, pair_started, identical = below
-        vphi_prev, q_prev, scale, ra, rb, ia, ib = per_layer
-        cov = scale * below_input + sw2 * vphi_prev + sb2
-        if masked:
-            cov = cov * pair_started
-        # P only ever appears as P(l,t) Vphi'(l,t), so the recursion carries Q = P Vphi'.
-        p = cov + sw2 * q_prev + su2 * below_q
+        state_prev, q_prev, scale, ra, rb, ia, ib = per_layer
+        ra, rb = ra[:, :, :, None], rb[:, :, None, :]
+        ia, ib = ia[:, :, :, None], ib[:, :, None, :]
         if exact:
-            vphi, dvphi = relu_dual(ra[:, :, :, None], rb[:, :, None, :], cov, identical)
+            cov = scale * below_input + sw2 * state_prev + sb2
+            if masked:
+                cov = cov * pair_started
+            vphi, dvphi = relu_dual(ra, rb, cov, identical)
+            state = vphi
         else:
-            vphi, dvphi = relu_dual_fast(
-                cov, ra[:, :, :, None], rb[:, :, None, :], ia[:, :, :, None],
-                ib[:, :, None, :], arccos_method,
-            )
-        q = p * dvphi
-        return (vphi, q, pair_started, identical), (vphi, q)
+            # D = (a + b)/2 - s: sb^2 cancels; a pair not both started has s = 0.
+            half_sum = 0.5 * (ra * ra + rb * rb)
+            dist = scale * below_input + sw2 * state_prev
+            if masked:
+                dist = jnp.where(pair_started > 0, dist, half_sum)
+            cov = half_sum - dist
+            vphi, state, dvphi = relu_dual_complement(dist, ra, rb, ia, ib, arccos_method)
+        # P only ever appears as P(l,t) Vphi'(l,t), so the recursion carries Q = P Vphi'.
+        q = (cov + sw2 * q_prev + su2 * below_q) * dvphi
+        return (state, q, pair_started, identical), (state, vphi, q)
 
     def time_step(carry, inputs):
-        vphi_prev, q_prev, vphi_sum, q_sum, identical = carry
+        state_prev, q_prev, _, vphi_sum, q_sum, identical = carry
         xa, xb, ra, rb, ia, ib, sa, sb = inputs
-        dots = jnp.broadcast_to(jnp.einsum("dam,dbm->dab", xa, xb)[:, None], shape)
+        if exact:
+            inputs_term = jnp.einsum("dam,dbm->dab", xa, xb)
+        else:
+            # Half the squared distance, from differences: exact (0) for equal steps.
+            inputs_term = 0.5 * jnp.sum(jnp.square(xa[:, :, None, :] - xb[:, None, :, :]), axis=-1)
+        inputs_term = jnp.broadcast_to(inputs_term[:, None], shape)
         pair_started = (sa[:, :, None] * sb[:, None, :])[:, None] if masked else jnp.ones((), dtype)
         if exact:
             # Pairs identical up to step t have c = 1 exactly; computed, c can be an ulp off,
@@ -162,17 +173,17 @@ def fused_tile(
             same_step = jnp.all(xa[:, :, None, :] == xb[:, None, :, :], axis=-1)
             same_step &= sa[:, :, None] == sb[:, None, :]
             identical = identical & same_step[:, None]
-        _, (vphi, q) = jax.lax.scan(
+        _, (state, vphi, q) = jax.lax.scan(
             layer_step,
-            (dots, jnp.zeros(shape, dtype), pair_started, identical),
-            (vphi_prev, q_prev, input_scale, ra, rb, ia, ib),
+            (inputs_term, jnp.zeros(shape, dtype), pair_started, identical),
+            (state_prev, q_prev, input_scale, ra, rb, ia, ib),
         )
-        return (vphi, q, vphi_sum + vphi, q_sum + q, identical), None
+        return (state, q, vphi, vphi_sum + vphi, q_sum + q, identical), None
 
     identical = jnp.ones((directions, 1, tile_a, tile_b), bool) if exact else jnp.zeros((), bool)
-    (vphi, q, vphi_sum, q_sum, _), _ = jax.lax.scan(
+    (_, q, vphi, vphi_sum, q_sum, _), _ = jax.lax.scan(
         time_step,
-        (zeros, zeros, zeros, zeros, identical),
+        (zeros, zeros, zeros, zeros, zeros, identical),
         (x_a, x_b, root_a, root_b, inv_root_a, inv_root_b, started_a, started_b),
     )
     # (L, D, G, ta, tb) x 4 -> (D, 4, L, G, ta, tb)
