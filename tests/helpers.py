@@ -1,4 +1,4 @@
-"""What many tests share: the relative Frobenius error and the paths to ../shared."""
+"""What many tests share: the relative Frobenius error, the paths to ../shared, the archive data."""
 
 from __future__ import annotations
 
@@ -10,6 +10,16 @@ REPO = Path(__file__).resolve().parents[1]
 #: ``../shared`` beside the checkout (CI lays it out the same way).
 SHARED = REPO.parent / "shared"
 UCI = SHARED / "data" / "uci"
+#: UCR/UEA problems copied from the aeon 1.6.0 wheel: <NAME>.zip holds NAME_TRAIN.ts, NAME_TEST.ts.
+TS_DATA = REPO / "tests" / "data" / "ts"
+
+
+def archive_ts_lines(name: str, part: str) -> list[str]:
+    """The lines of ``NAME_<part>.ts`` (part: TRAIN or TEST) from ``tests/data/ts``."""
+    import zipfile
+
+    with zipfile.ZipFile(TS_DATA / f"{name}.zip") as archive:
+        return archive.read(f"{name}_{part}.ts").decode().splitlines()
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:

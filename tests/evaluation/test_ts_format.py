@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import zipfile
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from rntk_core.evaluation.datasets.ts import TsFormatError, parse_ts
-
-TS_DATA = Path(__file__).resolve().parent / "data" / "ts"
-
-
-def archive_lines(name: str, part: str) -> list[str]:
-    with zipfile.ZipFile(TS_DATA / f"{name}.zip") as archive:
-        return archive.read(f"{name}_{part}.ts").decode().splitlines()
+from tests.helpers import archive_ts_lines as archive_lines
 
 
 def data_lines(lines: list[str]) -> list[str]:

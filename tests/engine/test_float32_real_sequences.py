@@ -9,32 +9,23 @@ for unequal lengths and on rectangular K(X, Y).
 
 from __future__ import annotations
 
-import zipfile
-from pathlib import Path
-
 import numpy as np
-import pytest
 
 import rntk_core
 from rntk_core.evaluation.datasets.ts import TsData, parse_ts
-
-TS_DATA = Path(__file__).resolve().parent / "data" / "ts"
+from tests.helpers import archive_ts_lines, relative_error
 TOLERANCE = 1e-4
 GRID = dict(sigma_u=(0.25, 1.0), sigma_b=(0.0, 0.1), layers=2)
 
 
 def load(name: str, part: str) -> TsData:
-    with zipfile.ZipFile(TS_DATA / f"{name}.zip") as archive:
-        return parse_ts(archive.read(f"{name}_{part}.ts").decode().splitlines(), part)
+    return parse_ts(archive_ts_lines(name, part), part)
 
 
 def worst_error(X, Y=None, **kwargs) -> float:
     single = rntk_core.gram_grid(X, Y, dtype="float32", **GRID, **kwargs)
     double = rntk_core.gram_grid(X, Y, dtype="float64", **GRID, **kwargs)
-    return max(
-        float(np.linalg.norm(single[key] - double[key]) / np.linalg.norm(double[key]))
-        for key in double
-    )
+    return max(relative_error(single[key], double[key]) for key in double)
 
 
 def test_length_1460_acsf1() -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -15,16 +12,11 @@ from rntk_core.evaluation.nearest import (
     nearest_neighbour_predict,
     resample,
 )
-
-TS_DATA = Path(__file__).resolve().parent / "data" / "ts"
+from tests.helpers import archive_ts_lines
 
 
 def split(name: str):
-    with zipfile.ZipFile(TS_DATA / f"{name}.zip") as archive:
-        return [
-            parse_ts(archive.read(f"{name}_{part}.ts").decode().splitlines(), part)
-            for part in ("TRAIN", "TEST")
-        ]
+    return [parse_ts(archive_ts_lines(name, part), part) for part in ("TRAIN", "TEST")]
 
 
 # Correct test predictions of the UCR archive's published 1-NN accuracies (ED; DTW, full window).
