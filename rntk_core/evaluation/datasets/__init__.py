@@ -11,7 +11,9 @@ Supported sources (:func:`load_dataset` dispatches on the path):
   ``<name>_R.dat``, ``conxuntos.dat``, ``conxuntos_kfold.dat``), with its predefined splits;
 - a ``.zip`` holding such a folder at its root or one directory down;
 - a ``.csv`` file with a header row;
-- a ``.npz`` archive with ``X``, ``y`` and optionally ``lengths`` and predefined splits.
+- a ``.npz`` archive with ``X``, ``y`` and optionally ``lengths`` and predefined splits;
+- the UCR/UEA ``.ts`` format (:mod:`.ts`): a single ``.ts`` file, or a folder or ``.zip``
+  holding ``NAME_TRAIN.ts`` and ``NAME_TEST.ts`` (the archive's predefined split).
 
 Every defect raises :class:`DatasetError`, whose message names the file and, where it
 makes sense, the 1-based line number and the column (or, for ``.npz``, the key and the
@@ -30,6 +32,7 @@ Class-count rules (what "enough samples per class" means):
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 from .common import (
@@ -44,6 +47,7 @@ from .common import (
 )
 from .csv import load_csv
 from .npz import load_npz
+from .ts import has_ts_split, load_ts_file, load_ts_folder, load_ts_zip
 from .uci import load_uci_folder, load_uci_zip
 
 __all__ = [
@@ -65,7 +69,7 @@ def load_dataset(
     features_per_step: int = 1,
     limits: DatasetLimits = DatasetLimits(),
 ) -> Dataset:
-    """Load and validate a dataset from a UCI folder, a ``.zip`` of one, a ``.csv`` or a ``.npz``.
+    """Load and validate a dataset: a UCI folder or ``.zip``, ``.csv``, ``.npz``, or ``.ts`` data.
 
     Args:
         path: the folder or file.
@@ -74,7 +78,8 @@ def load_dataset(
         steps: tabular sources only, the number of steps T; each row's d features are
             split into T steps of d / T features. For ``.npz`` it must equal X's T.
         features_per_step: tabular sources only, m; rows become T = d / m steps of m
-            consecutive features. For a 3-D ``.npz`` X it must be 1 or equal X's m.
+            consecutive features. For a 3-D ``.npz`` X it must be 1 or equal X's m; ``.ts``
+            data carry their own dimensions (1 only).
         limits: size limits enforced while reading.
 
     Returns:
@@ -94,9 +99,20 @@ def load_dataset(
     suffix = p.suffix.lower()
     if label_column is not None and (p.is_dir() or suffix != ".csv"):
         raise DatasetError(f"{p.name}: label_column applies only to CSV files")
+    is_ts = suffix == ".ts" or (p.is_dir() and has_ts_split(c.name for c in p.iterdir())) or (
+        suffix == ".zip" and _zip_holds_ts(p)
+    )
+    if is_ts and (steps is not None or features_per_step != 1):
+        raise DatasetError(f"{p.name}: steps and features_per_step do not apply to .ts data")
     if p.is_dir():
+        if is_ts:
+            return load_ts_folder(p, limits)
         return load_uci_folder(p, steps, features_per_step, limits)
+    if suffix == ".ts":
+        return load_ts_file(p, limits)
     if suffix == ".zip":
+        if is_ts:
+            return load_ts_zip(p, limits)
         return load_uci_zip(p, steps, features_per_step, limits)
     if suffix == ".csv":
         return load_csv(p, label_column, steps, features_per_step, limits)
@@ -104,7 +120,16 @@ def load_dataset(
         return load_npz(p, steps, features_per_step, limits)
     raise DatasetError(
         f"{p.name}: unsupported dataset type {suffix or '(no extension)'!r}; "
-        "expected a UCI folder, .zip, .csv or .npz"
+        "expected a UCI folder, .zip, .csv, .npz or .ts"
     )
+
+
+def _zip_holds_ts(path: Path) -> bool:
+    """Whether a zip holds NAME_TRAIN.ts (else it is read as a UCI folder)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return has_ts_split(archive.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return False  # the UCI loader reports the unreadable archive
 
 

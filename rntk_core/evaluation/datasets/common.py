@@ -8,7 +8,7 @@ from typing import Iterator, Literal, Sequence
 
 import numpy as np
 
-DatasetFormat = Literal["uci", "csv", "npz"]
+DatasetFormat = Literal["uci", "csv", "npz", "ts"]
 
 #: Number of (train, test) pairs in the UCI k-fold file and in ``.npz`` splits.
 N_FOLDS = 4
@@ -59,11 +59,16 @@ class Splits:
         train: (n_train,) int64, the training part used for model selection.
         validation: (n_validation,) int64, the part that scores each configuration.
         folds: ``N_FOLDS`` pairs ``(train, test)`` of int64 index arrays for testing.
+        selection: how configurations are scored: ``"holdout"`` fits on ``train`` and scores
+            on ``validation``; ``"cv"`` (a time-series archive's TRAIN/TEST split) scores by
+            stratified k-fold cross-validation inside ``train``, and ``validation`` is the
+            held-out TEST part, never used for selection.
     """
 
     train: np.ndarray
     validation: np.ndarray
     folds: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    selection: Literal["holdout", "cv"] = "holdout"
 
     def parts(self) -> Iterator[tuple[str, np.ndarray]]:
         """Yield ``(name, indices)`` for every part, in the order of ``SPLIT_KEYS``."""

@@ -24,22 +24,37 @@ Treatment, all explicit:
 - ``@timeStamps true`` and regression files (``@targetLabel``) are refused: only
   classification with implicit, evenly spaced time steps is supported.
 
-Every defect raises :class:`TsFormatError` naming the file, the 1-based line and the problem.
+Every defect raises :class:`TsFormatError` (a :class:`DatasetError`) naming the file, the
+1-based line and the problem.
+
+The forms a dataset comes in (:func:`load_ts_file`, :func:`load_ts_folder`, :func:`load_ts_zip`):
+
+- a folder or a zip holding ``NAME_TRAIN.ts`` and ``NAME_TEST.ts``: the archive's predefined
+  split. Hyperparameters are chosen by stratified k-fold cross-validation inside TRAIN
+  (``Splits.selection = "cv"``), then the chosen models are refit on all of TRAIN and scored
+  on TEST (the one test fold);
+- a single ``.ts`` file: no split, so the stratified protocol that CSV files get.
 """
 
 from __future__ import annotations
 
 import math
+import tempfile
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+
+from .archive import safe_extract
+from .common import MACOS_JUNK, Dataset, DatasetError, DatasetLimits, Splits, check_size, finish, read_text
 
 _MISSING = frozenset({"?", "nan", "NaN", "NAN"})
 _BOOLEAN_HEADERS = ("timestamps", "missing", "univariate", "equallength")
 
 
-class TsFormatError(ValueError):
+class TsFormatError(DatasetError):
     """A ``.ts`` file is malformed or uses a feature this loader does not support."""
 
 
@@ -243,3 +258,95 @@ def parse_ts(lines: Iterable[str], where: str) -> TsData:
         # Front padding: the engine aligns sequences at their ends.
         values[i, steps - lengths[i]:, :] = np.asarray(case, dtype=np.float64).T
     return TsData(values=values, lengths=lengths, labels=np.array(labels, dtype=str), header=header)
+
+
+def _checked(data: TsData, where: str, limits: DatasetLimits) -> TsData:
+    n, steps, features = data.values.shape
+    check_size(n, steps, features, where, limits)
+    return data
+
+
+def _lengths_or_none(lengths: np.ndarray, steps: int) -> np.ndarray | None:
+    return None if np.all(lengths == steps) else lengths
+
+
+def load_ts_file(path: Path, limits: DatasetLimits) -> Dataset:
+    """One ``.ts`` file, without a predefined split (the stratified protocol)."""
+    data = _checked(parse_ts(read_text(path, limits), path.name), path.name, limits)
+    name = data.header.problem_name or path.stem
+    return finish(
+        data.values, data.labels, name, "ts",
+        lengths=_lengths_or_none(data.lengths, data.values.shape[1]),
+    )
+
+
+def _front_pad(values: np.ndarray, steps: int) -> np.ndarray:
+    return np.pad(values, ((0, 0), (steps - values.shape[1], 0), (0, 0)))
+
+
+def _split_pair(folder: Path, where: str) -> tuple[Path, Path]:
+    trains = sorted(p for p in folder.iterdir() if p.is_file() and p.name.upper().endswith("_TRAIN.TS"))
+    if len(trains) != 1:
+        found = ", ".join(p.name for p in trains) or "none"
+        raise DatasetError(f"{where}: expected exactly one NAME_TRAIN.ts beside its NAME_TEST.ts; found {found}")
+    train = trains[0]
+    stem = train.name[: -len("_TRAIN.ts")]
+    tests = [p for p in folder.iterdir() if p.is_file() and p.name.upper() == f"{stem}_TEST.TS".upper()]
+    if not tests:
+        raise DatasetError(f"{where}: {train.name} has no {stem}_TEST.ts beside it")
+    return train, tests[0]
+
+
+def load_ts_folder(folder: Path, limits: DatasetLimits, where: str | None = None) -> Dataset:
+    """``NAME_TRAIN.ts`` + ``NAME_TEST.ts``: the archive's predefined split.
+
+    TRAIN comes first (rows 0..n_train-1), then TEST; both are front-padded to the longer
+    of their lengths.
+    """
+    where = where or folder.name
+    train_path, test_path = _split_pair(folder, where)
+    train = _checked(parse_ts(read_text(train_path, limits), train_path.name), train_path.name, limits)
+    test = _checked(parse_ts(read_text(test_path, limits), test_path.name), test_path.name, limits)
+    if train.values.shape[2] != test.values.shape[2]:
+        raise DatasetError(
+            f"{where}: {train_path.name} has {train.values.shape[2]} dimensions, "
+            f"{test_path.name} has {test.values.shape[2]}"
+        )
+    steps = max(train.values.shape[1], test.values.shape[1])
+    values = np.concatenate([_front_pad(train.values, steps), _front_pad(test.values, steps)])
+    n = values.shape[0]
+    check_size(n, steps, values.shape[2], where, limits)
+    lengths = np.concatenate([train.lengths, test.lengths])
+    labels = np.concatenate([train.labels, test.labels])
+    n_train = train.values.shape[0]
+    train_rows, test_rows = np.arange(n_train), np.arange(n_train, n)
+    splits = Splits(train=train_rows, validation=test_rows, folds=[(train_rows, test_rows)], selection="cv")
+    name = train.header.problem_name or train_path.name[: -len("_TRAIN.ts")]
+    sources = {"train": train_path.name, "validation": test_path.name,
+               "fold0_train": train_path.name, "fold0_test": test_path.name}
+    return finish(values, labels, name, "ts", lengths=_lengths_or_none(lengths, steps),
+                  splits=splits, split_sources=sources)
+
+
+def has_ts_split(names: Iterable[str]) -> bool:
+    """Whether member names include a ``NAME_TRAIN.ts`` (a zip or folder in the .ts form)."""
+    return any(
+        name.upper().endswith("_TRAIN.TS") and MACOS_JUNK not in name for name in names
+    )
+
+
+def load_ts_zip(path: Path, limits: DatasetLimits) -> Dataset:
+    """A zip of ``NAME_TRAIN.ts`` + ``NAME_TEST.ts``, at its root or one directory down."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise DatasetError(f"{path.name}: not a readable zip archive ({exc})") from exc
+    with archive, tempfile.TemporaryDirectory(prefix="rntk-dataset-") as tmp:
+        root = Path(tmp)
+        safe_extract(archive, root, path.name, limits)
+        folder = root
+        if not has_ts_split(p.name for p in root.iterdir()):
+            dirs = [p for p in root.iterdir() if p.is_dir() and p.name != MACOS_JUNK]
+            if len(dirs) == 1:
+                folder = dirs[0]
+        return load_ts_folder(folder, limits, where=path.name)
