@@ -187,9 +187,11 @@ def _payload(data: Path) -> tuple[str, Any, str]:
     if not data.is_file():
         raise ClientError(f"{data}: no such file or folder")
     suffix = data.suffix.lower()
-    if suffix not in (".csv", ".npz", ".zip"):
-        raise ClientError(f"{data}: expected a .csv, .npz or .zip file, or a UCI folder")
-    media = {".csv": "text/csv", ".npz": "application/octet-stream", ".zip": "application/zip"}[suffix]
+    media_types = {".csv": "text/csv", ".npz": "application/octet-stream", ".zip": "application/zip",
+                   ".ts": "text/plain"}
+    if suffix not in media_types:
+        raise ClientError(f"{data}: expected a .csv, .npz, .ts or .zip file, or a dataset folder")
+    media = media_types[suffix]
     return data.name, open(data, "rb"), media
 
 
@@ -245,7 +247,7 @@ def _wait(api: Api, job_id: str, interval: float, timeout: float | None, show_ba
 
 def submit_main(argv: Sequence[str]) -> int:
     parser = _Parser(prog="rntk submit", description="Upload DATA, submit a job, print its id.")
-    parser.add_argument("data", metavar="DATA", help="a .csv, .npz or .zip file, or a UCI folder (zipped for you)")
+    parser.add_argument("data", metavar="DATA", help="a .csv, .npz, .ts or .zip file, or a UCI or .ts TRAIN/TEST folder (zipped for you)")
     parser.add_argument("--config", metavar="CONFIG.json", help="the evaluation config: a JSON file (or inline JSON)")
     parser.add_argument("--gram", choices=("selected", "all", "none"), default=None,
                         help="Gram matrices to keep as artifacts (server default: selected)")

@@ -16,7 +16,7 @@ from app.uploads import StreamedFile, parse_multipart, safe_filename
 
 router = APIRouter(tags=["datasets"], responses=errors(401))
 
-SUFFIXES = (".csv", ".npz", ".zip")
+SUFFIXES = (".csv", ".npz", ".zip", ".ts")
 def validate_dataset(path: Path, settings: Settings, features_per_step: int = 1):
     from rntk_core.evaluation.datasets import DatasetError, DatasetLimits, load_dataset
 
@@ -34,7 +34,8 @@ def ingest(store: Store, settings: Settings, owner: str, upload: StreamedFile, f
     suffix = Path(filename).suffix.lower()
     if suffix not in SUFFIXES:
         raise HTTPException(422, f"{filename}: unsupported file type {suffix or '(no extension)'!r}; "
-                                 "upload a .csv, a .npz, or a .zip of a UCI dataset folder")
+                                 "upload a .csv, a .npz, a .ts, or a .zip of a UCI dataset folder "
+                                 "or of NAME_TRAIN.ts + NAME_TEST.ts")
     if upload.size == 0:
         raise HTTPException(422, f"{filename}: the file is empty")
     existing = store.dataset_meta(owner, upload.sha256)
@@ -65,7 +66,7 @@ async def receive_upload(request: Request, store: Store, settings: Settings, own
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@router.post("/datasets", status_code=201, summary="Upload a dataset (.csv, .npz, or .zip of a UCI folder)",
+@router.post("/datasets", status_code=201, summary="Upload a dataset (.csv, .npz, .ts, or .zip of a UCI folder or a .ts TRAIN/TEST pair)",
              openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
                  "schema": {"type": "object", "required": ["file"],
                             "properties": {"file": {"type": "string", "format": "binary"}}}}}}},

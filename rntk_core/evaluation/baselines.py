@@ -9,14 +9,17 @@ models they use, keyed so that the orchestrator can fit each (model, C) once per
   layers ascending, kind (ck then ntk), then C (``config.mlp_C``).
 - RF: ``RandomForestClassifier`` seeded with ``config.seed``; n_estimators ascending, then
   max_features in the config's order. It has no C.
+- 1NN-ED, 1NN-DTW: one candidate each, no C (:mod:`rntk_core.evaluation.nearest`).
 
-All take X as (N, d) rows, already normalised by the orchestrator.
+All take X as (N, d) rows, already normalised by the orchestrator (sequences of unequal
+lengths resampled to a common length first); 1NN-DTW takes the sequences and their lengths.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
@@ -26,7 +29,10 @@ from .config import EvaluationConfig
 from .protocol import Candidate
 from .solvers.libsvm import Fit, KernelModel, default_jobs
 
-__all__ = ["ForestModel", "mlp_family", "poly_family", "rbf_family", "rf_family", "squared_distances"]
+__all__ = [
+    "ForestModel", "NearestModel", "mlp_family", "nearest_family", "poly_family", "rbf_family",
+    "rf_family", "squared_distances",
+]
 
 Family = tuple[list[Candidate], dict[Hashable, Any]]
 
@@ -154,3 +160,61 @@ def rf_family(X: np.ndarray, config: EvaluationConfig) -> Family:
         params = {"n_estimators": n_estimators, "max_features": max_features}
         candidates.append(Candidate(family="RF", params=params, C=None, model=key))
     return candidates, models
+
+
+@dataclass
+class NearestModel:
+    """1-NN on a distance: each evaluated point takes the label of its nearest training point
+    (the first one on ties, as the archive's reference code does).
+
+    Distances from every point to ``columns`` (the union of all training parts) are computed
+    once, on first use; ``Cs`` must be ``[None]``.
+    """
+
+    distance: Callable[[np.ndarray], np.ndarray]
+    n_samples: int
+    columns: np.ndarray
+    name: str
+    _matrix: np.ndarray | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def distances(self) -> np.ndarray:
+        with self._lock:  # fits run in threads; compute once
+            if self._matrix is None:
+                self._matrix = self.distance(self.columns)
+            return self._matrix
+
+    def fit_predict(
+        self, y: np.ndarray, train: np.ndarray, evaluate: np.ndarray, Cs: Sequence[float | None]
+    ) -> dict[float | None, Fit]:
+        from .nearest import nearest_neighbour_predict
+
+        position = np.full(self.n_samples, -1)
+        position[self.columns] = np.arange(len(self.columns))
+        if np.any(position[train] < 0):
+            raise ValueError(f"{self.name}: a training index lies outside the precomputed columns")
+        block = self.distances()[np.ix_(evaluate, position[train])]
+        predictions = nearest_neighbour_predict(block, y[train]).astype(np.int64)
+        return {C: Fit(predictions) for C in Cs}
+
+
+def nearest_family(
+    family: str, X: np.ndarray, lengths: np.ndarray | None, rows: np.ndarray,
+    config: EvaluationConfig, columns: np.ndarray,
+) -> Family:
+    """1NN-ED on the (N, d) ``rows``, or 1NN-DTW on the (N, T, m) sequences ``X`` (front-padded,
+    ``lengths`` or None); distances to ``columns`` only."""
+    from .nearest import dtw_distances, euclidean_distances
+
+    if family == "1NN-ED":
+        def distance(cols: np.ndarray) -> np.ndarray:
+            return euclidean_distances(rows, rows[cols])
+        params: dict[str, Any] = {"distance": "euclidean"}
+    else:
+        def distance(cols: np.ndarray) -> np.ndarray:
+            col_lengths = None if lengths is None else lengths[cols]
+            return dtw_distances(X, X[cols], lengths, col_lengths, window=config.dtw_window)
+        params = {"distance": "dtw", "window": config.dtw_window if config.dtw_window is not None else "full"}
+    key = ("nearest", family)
+    model = NearestModel(distance, X.shape[0], np.asarray(columns), family.lower())
+    return [Candidate(family=family, params=params, C=None, model=key)], {key: model}

@@ -109,14 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate_cmd = commands.add_parser(
         "evaluate", help="run the UCI protocol on one dataset: report.json/.csv/.html and gram/*.npy")
-    evaluate_cmd.add_argument("data", help="a UCI folder or .zip, a .csv or a .npz")
+    evaluate_cmd.add_argument(
+        "data", help="a UCI folder or .zip, a .csv, a .npz, a .ts, or a folder or .zip with "
+        "NAME_TRAIN.ts + NAME_TEST.ts")
     evaluate_cmd.add_argument("--out", required=True, help="output folder")
     _add_run_options(evaluate_cmd)
     evaluate_cmd.set_defaults(handler=_evaluate)
 
     bench_cmd = commands.add_parser(
         "bench-uci", help="the protocol over UCI folders, with the paper's Table I metrics")
-    bench_cmd.add_argument("root", help="folder of UCI dataset folders (with datasets.txt)")
+    bench_cmd.add_argument(
+        "root", help="folder of dataset folders, UCI or .ts TRAIN/TEST pairs (with datasets.txt)")
     bench_cmd.add_argument("--datasets", nargs="+", help="dataset names (default: datasets.txt)")
     bench_cmd.add_argument("--families", nargs="+",
                            help="families, e.g. RNN RNN-P RNN-P-CK RBF (default: the config's)")

@@ -14,6 +14,8 @@ Baseline grids that the paper takes from its references:
 - MLP: the ReLU MLP NTK/CK of Arora et al. (ICLR 2020): ``mlp_layers`` in 1..5, every number
   of fixed bottom layers 0..L-1 (``mlp_fixed_layers=None``), ``C`` in {10^-2, ..., 10^4}.
 - RF: random forest with 500 trees and ``sqrt`` features per split.
+- 1NN-ED and 1NN-DTW: the time-series archives' reference classifiers (no hyperparameters;
+  DTW's Sakoe-Chiba window ``dtw_window``, full by default).
 """
 
 from __future__ import annotations
@@ -37,11 +39,13 @@ __all__ = [
     "parse_config",
 ]
 
-Family = Literal["RNN", "RNN-P", "BI-RNN", "RNN-AVG", "BI-RNN-AVG", "RBF", "POLY", "MLP", "RF"]
+Family = Literal[
+    "RNN", "RNN-P", "BI-RNN", "RNN-AVG", "BI-RNN-AVG", "RBF", "POLY", "MLP", "RF", "1NN-ED", "1NN-DTW"
+]
 Kind = Literal["ck", "ntk"]
 
 RECURRENT_FAMILIES: tuple[str, ...] = ("RNN", "RNN-P", "BI-RNN", "RNN-AVG", "BI-RNN-AVG")
-BASELINE_FAMILIES: tuple[str, ...] = ("RBF", "POLY", "MLP", "RF")
+BASELINE_FAMILIES: tuple[str, ...] = ("RBF", "POLY", "MLP", "RF", "1NN-ED", "1NN-DTW")
 ALL_FAMILIES: tuple[str, ...] = RECURRENT_FAMILIES + BASELINE_FAMILIES
 KINDS: tuple[str, ...] = ("ck", "ntk")
 
@@ -115,6 +119,16 @@ class EvaluationConfig(BaseModel):
         description="auto uses the dataset's predefined splits when it has them, else stratified.",
     )
     seed: Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)] = 0
+    cv_folds: Annotated[int, Field(strict=True, ge=2, le=50)] = Field(
+        default=5,
+        description="k of the stratified k-fold cross-validation inside TRAIN that chooses "
+        "hyperparameters for a TRAIN/TEST split (.ts archives); fewer when a class is smaller.",
+    )
+    dtw_window: Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)] | None = Field(
+        default=None,
+        description="1NN-DTW's Sakoe-Chiba half-width as a fraction of the longer series; "
+        "null for the full window.",
+    )
 
     rnnp_orders: list[Annotated[list[NonNegativeInt], Field(min_length=1)]] = Field(
         default_factory=list,

@@ -36,12 +36,21 @@ from tqdm import tqdm
 
 from rntk_core import __version__
 from rntk_core.api import GramGrid, gram_grid
-from .baselines import mlp_family, poly_family, rbf_family, rf_family
+from .baselines import mlp_family, nearest_family, poly_family, rbf_family, rf_family
 from .cancel import Cancelled
 from .config import BASELINE_FAMILIES, EvaluationConfig
 from .datasets import Dataset, load_dataset
 from .files import json_safe
-from .protocol import Candidate, accuracy, majority_vote, normalise, resolve_splits, select_ties
+from .protocol import (
+    Candidate,
+    Selection,
+    accuracy,
+    majority_vote,
+    normalise,
+    resolve_splits,
+    select_ties,
+    selection_pairs,
+)
 from .report.model import Report
 from .solvers.libsvm import Fit, KernelModel, run_parallel
 
@@ -295,7 +304,10 @@ def check_families(families: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(families))
 
 
-def _baseline(family: str, rows: np.ndarray, config: EvaluationConfig, max_iter: int):
+def _baseline(family: str, X: np.ndarray, lengths: np.ndarray | None, rows: np.ndarray,
+              config: EvaluationConfig, max_iter: int, columns: np.ndarray):
+    if family in ("1NN-ED", "1NN-DTW"):
+        return nearest_family(family, X, lengths, rows, config, columns)
     if family == "RBF":
         return rbf_family(rows, config, max_iter=max_iter)
     if family == "POLY":
@@ -308,12 +320,15 @@ def _baseline(family: str, rows: np.ndarray, config: EvaluationConfig, max_iter:
 def build_plan(
     families: Sequence[str], X: np.ndarray, lengths: np.ndarray | None, config: EvaluationConfig,
     *, max_iter: int = -1, progress: Progress = Progress(), dtype: str = "float32",
-    memory_budget: int | None = None,
+    memory_budget: int | None = None, train_columns: np.ndarray | None = None,
 ) -> Plan:
     """Candidates and models for ``families``; computes the recurrent grids and baseline kernels.
 
     The recurrent candidates are enumerated (and so validated, e.g. ``rnnp_orders`` against T)
-    before the progress bar opens and any kernel is computed.
+    before the progress bar opens and any kernel is computed. Baselines see each sequence
+    as one row; unequal lengths are first resampled to T (:func:`baseline_rows`), except by
+    1NN-DTW, which compares them as they are. ``train_columns``: every index any training part
+    uses (default all), the only columns 1-NN distances are computed for.
     """
     recurrent = [name for name in families if name in RECURRENT_SPECS]
     baselines = [name for name in families if name not in RECURRENT_SPECS]
@@ -332,13 +347,30 @@ def build_plan(
             for kernel in kernels:
                 models[kernel] = KernelModel(kernel.name(), functools.partial(store.kernel, kernel),
                                              max_iter=max_iter)
-        rows = X.reshape(X.shape[0], -1)
+        rows = baseline_rows(X, lengths)
+        columns = np.arange(X.shape[0]) if train_columns is None else train_columns
         for name in baselines:
-            candidates[name], family_models = _baseline(name, rows, config, max_iter)
+            candidates[name], family_models = _baseline(name, X, lengths, rows, config, max_iter, columns)
             models.update(family_models)
             bar.update()
     ordered = {name: candidates[name] for name in families}
     return Plan(ordered, models, store)
+
+
+#: The report's note on how baselines see sequences of unequal lengths.
+RESAMPLED_NOTE = ("sequences of unequal lengths are resampled to T = {steps} steps by linear "
+                  "interpolation for the baselines that need equal lengths (RBF, POLY, MLP, RF, "
+                  "1NN-ED); 1NN-DTW and the recurrent kernels use the true lengths")
+
+
+def baseline_rows(X: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+    """(N, T * m) rows; unequal lengths are resampled to T by linear interpolation, so the
+    front padding is never read as data."""
+    if lengths is None:
+        return X.reshape(X.shape[0], -1)
+    from .nearest import resample
+
+    return resample(X, lengths, X.shape[1]).reshape(X.shape[0], -1)
 
 
 # --------------------------------------------------------------------------- fitting
@@ -396,21 +428,34 @@ class FamilyOutcome:
         return float(np.mean(self.fold_accuracies))
 
 
-def validate(plan: Plan, y: np.ndarray, train: np.ndarray, validation: np.ndarray, cache: FitCache,
+def _selection_split(index: int, selection: Selection) -> str:
+    """The fit cache's name for a selection pair: "validation", or "cv0", "cv1", ..."""
+    return "validation" if selection.method == "holdout" else f"cv{index}"
+
+
+def validate(plan: Plan, y: np.ndarray, selection: Selection, cache: FitCache,
              *, n_jobs: int | None, progress: Progress) -> dict[str, FamilyOutcome]:
-    """Score every candidate on the validation indices and choose each family's ties.
+    """Score every candidate (its mean accuracy over the selection's pairs) and choose each
+    family's ties.
 
     Baseline models are queued first: their large-C fits are the slowest (RBF at C = 1e6 takes
     over a minute on yeast, a recurrent kernel under a second), so they should not start last.
     """
     families = sorted(plan.candidates, key=lambda family: family in RECURRENT_SPECS)
     everything = [c for family in families for c in plan.candidates[family]]
-    fit_splits(plan.models, y, {"validation": (train, validation, _wanted(everything))},
-               cache, n_jobs=n_jobs, phase="validation fits", progress=progress)
+    wanted = _wanted(everything)
+    requests = {_selection_split(k, selection): (fit, score, wanted)
+                for k, (fit, score) in enumerate(selection.pairs)}
+    fit_splits(plan.models, y, requests, cache, n_jobs=n_jobs, phase="validation fits", progress=progress)
     outcomes = {}
     for family, candidates in plan.candidates.items():
-        scores = [accuracy(cache[("validation", c.model, c.C)].predictions, y[validation])
-                  for c in candidates]
+        scores = [
+            float(np.mean([
+                accuracy(cache[(_selection_split(k, selection), c.model, c.C)].predictions, y[score])
+                for k, (_, score) in enumerate(selection.pairs)
+            ]))
+            for c in candidates
+        ]
         outcomes[family] = FamilyOutcome(scores, select_ties(scores))
     return outcomes
 
@@ -432,14 +477,15 @@ def score_folds(plan: Plan, outcomes: Mapping[str, FamilyOutcome], y: np.ndarray
 
 
 def non_converged(plan: Plan, outcomes: Mapping[str, FamilyOutcome], cache: FitCache,
-                  n_folds: int) -> list[dict]:
+                  n_folds: int, selection: Selection) -> list[dict]:
     """One entry per (family, configuration, split) whose SVM stopped before converging."""
     failed = {key for key, fit in cache.items() if not fit.converged}
     entries = []
     for family, candidates in plan.candidates.items():
         chosen = set(outcomes[family].chosen)
         for index, candidate in enumerate(candidates):
-            splits = ["validation"] + ([f"fold{k}" for k in range(n_folds)] if index in chosen else [])
+            splits = [_selection_split(k, selection) for k in range(len(selection.pairs))]
+            splits += [f"fold{k}" for k in range(n_folds)] if index in chosen else []
             for split in splits:
                 if (split, candidate.model, candidate.C) in failed:
                     entries.append({**_describe(candidate), "family": family, "split": split,
@@ -533,10 +579,21 @@ def write_grams(plan: Plan, outcomes: Mapping[str, FamilyOutcome], out_dir: Path
     return entries, first
 
 
+def _notes(dataset: Dataset, families: Sequence[str], selection: Selection) -> list[str]:
+    notes = [selection.note] if selection.note else []
+    equal_length_baselines = [name for name in families if name in BASELINE_FAMILIES and name != "1NN-DTW"]
+    if dataset.lengths is not None and equal_length_baselines:
+        notes.append(RESAMPLED_NOTE.format(steps=dataset.n_steps))
+    return notes
+
+
 def dataset_summary(dataset: Dataset) -> dict[str, Any]:
-    return {"name": dataset.name, "format": dataset.format, "n_samples": dataset.n_samples,
-            "n_steps": dataset.n_steps, "n_features": dataset.n_features,
-            "n_classes": dataset.n_classes}
+    summary = {"name": dataset.name, "format": dataset.format, "n_samples": dataset.n_samples,
+               "n_steps": dataset.n_steps, "n_features": dataset.n_features,
+               "n_classes": dataset.n_classes, "classes": [str(c) for c in dataset.classes]}
+    if dataset.lengths is not None:
+        summary["lengths"] = {"min": int(dataset.lengths.min()), "max": int(dataset.lengths.max())}
+    return summary
 
 
 def versions() -> dict[str, str]:
@@ -616,14 +673,16 @@ def evaluate_dataset(
     progress = Progress(bars=progress, on_progress=on_progress, should_cancel=should_cancel)
     names = check_families(list(families) if families is not None else list(config.families))
     splits, protocol = resolve_splits(dataset, config.protocol, config.seed)
+    selection = selection_pairs(splits, dataset.y, dataset.classes, config.cv_folds, config.seed)
+    train_columns = np.unique(np.concatenate(
+        [fit for fit, _ in selection.pairs] + [train for train, _ in splits.folds]))
     X, x_scale = normalise(dataset.X, config.normalize)
     with _timed(timings, "kernels"):
         plan = build_plan(names, X, dataset.lengths, config, max_iter=max_iter, progress=progress,
-                          dtype=dtype, memory_budget=memory_budget)
+                          dtype=dtype, memory_budget=memory_budget, train_columns=train_columns)
     cache: FitCache = {}
     with _timed(timings, "validation"):
-        outcomes = validate(plan, dataset.y, splits.train, splits.validation, cache,
-                            n_jobs=n_jobs, progress=progress)
+        outcomes = validate(plan, dataset.y, selection, cache, n_jobs=n_jobs, progress=progress)
     with _timed(timings, "test"):
         score_folds(plan, outcomes, dataset.y, dataset.n_classes, splits.folds, cache,
                     n_jobs=n_jobs, progress=progress)
@@ -633,12 +692,14 @@ def evaluate_dataset(
         "config": config.model_dump(mode="json"),
         "families_evaluated": names,
         "protocol": protocol,
+        "selection": selection.describe(),
+        "notes": _notes(dataset, names, selection),
         "x_scale": x_scale,
         "avg_scaling": AVG_SCALING,
         "configurations": configurations,
         "families": family_results,
         "grams": [],
-        "non_converged": non_converged(plan, outcomes, cache, len(splits.folds)),
+        "non_converged": non_converged(plan, outcomes, cache, len(splits.folds), selection),
         "timings": timings,
         "versions": versions(),
         "device": device_description(),
@@ -653,7 +714,7 @@ def evaluate_dataset(
     # Typed once here, so a report that breaks the schema fails where it is made.
     report = Report.model_validate(json_safe(report)).model_dump(mode="json", exclude_unset=True)
     if out_dir is not None:
-        save_report(report, Path(out_dir), gram, dataset.y)
+        save_report(report, Path(out_dir), gram, dataset.classes[dataset.y])
     return report
 
 

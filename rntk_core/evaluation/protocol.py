@@ -5,6 +5,9 @@ Everything here is pure NumPy / scikit-learn bookkeeping; no kernels and no SVMs
 - :func:`normalise` divides X by its largest row norm (one scalar per dataset).
 - :func:`resolve_splits` returns the dataset's predefined splits, or the stratified, seeded
   equivalent: half train / half validation for selection, then 4 stratified folds for testing.
+- :func:`selection_pairs` says how configurations are scored: on the one (train, validation)
+  pair, or, for a time-series archive's TRAIN/TEST split, by stratified k-fold
+  cross-validation inside TRAIN (fewer folds when a class of TRAIN has fewer than k members).
 - :func:`select_ties` keeps every configuration that ties the best validation accuracy and
   drops the last one when their number is even, so the vote always has a winner.
 - :func:`majority_vote` is the per-point vote over the chosen configurations; a tied vote
@@ -13,6 +16,7 @@ Everything here is pure NumPy / scikit-learn bookkeeping; no kernels and no SVMs
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Hashable, Literal, Mapping, Sequence
 
@@ -23,6 +27,8 @@ from .datasets import N_FOLDS, Dataset, DatasetError, Splits, check_stratifiable
 
 __all__ = [
     "Candidate",
+    "Selection",
+    "selection_pairs",
     "ProtocolName",
     "accuracy",
     "majority_vote",
@@ -106,6 +112,56 @@ def resolve_splits(dataset: Dataset, protocol: str, seed: int) -> tuple[Splits, 
         raise DatasetError(f"{dataset.name}: protocol 'predefined' needs predefined splits, and it has none")
     check_stratifiable(dataset)
     return stratified_splits(dataset.y, seed), "stratified"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The (fit, score) index pairs that score every configuration (mean accuracy over them).
+
+    Attributes:
+        method: ``"holdout"`` (the one train / validation pair) or ``"cv"``.
+        pairs: the pairs, in order.
+        note: why the number of folds differs from the config's, or None.
+    """
+
+    method: str
+    pairs: list[tuple[np.ndarray, np.ndarray]]
+    note: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The report's ``selection`` entry."""
+        entry: dict[str, Any] = {"method": self.method, "folds": len(self.pairs)}
+        if self.note:
+            entry["note"] = self.note
+        return entry
+
+
+def selection_pairs(splits: Splits, y: np.ndarray, classes: np.ndarray, folds: int, seed: int) -> Selection:
+    """How ``splits`` scores configurations; ``folds`` is k for the ``"cv"`` selection.
+
+    The CV is ``StratifiedKFold(k, shuffle=True, random_state=seed)`` over ``splits.train``;
+    k drops to the size of TRAIN's smallest class when that is below ``folds`` (at least 2),
+    and the note says so.
+    """
+    if splits.selection != "cv":
+        return Selection("holdout", [(splits.train, splits.validation)])
+    counts = np.bincount(y[splits.train], minlength=len(classes))
+    present = np.flatnonzero(counts)
+    smallest = int(present[np.argmin(counts[present])])
+    k, note = folds, None
+    if counts[smallest] < folds:
+        k = max(2, int(counts[smallest]))
+        note = (f"{k} folds instead of {folds}: class {classes[smallest]!s} has only "
+                f"{counts[smallest]} training members")
+        if counts[smallest] < 2:
+            note += " (it stays out of some validation folds)"
+    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    train = np.asarray(splits.train)
+    with warnings.catch_warnings():
+        # A class with fewer than k members is the case the note reports.
+        warnings.simplefilter("ignore", UserWarning)
+        pairs = [(np.sort(train[fit]), np.sort(train[score])) for fit, score in cv.split(train, y[train])]
+    return Selection("cv", pairs, note)
 
 
 def accuracy(predictions: np.ndarray, truth: np.ndarray) -> float:

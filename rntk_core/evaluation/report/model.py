@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ChosenConfiguration", "Configuration", "DatasetSummary", "FamilyResult", "GramEntry",
-    "NonConvergedFit", "Report",
+    "NonConvergedFit", "Report", "Selection",
 ]
 
 
@@ -29,6 +29,8 @@ class DatasetSummary(_Open):
     n_steps: int
     n_features: int
     n_classes: int
+    classes: list[str] | None = None  # the class labels as the file wrote them
+    lengths: dict[str, int] | None = None  # min and max, for sequences of unequal lengths
 
 
 class ChosenConfiguration(_Open):
@@ -70,11 +72,21 @@ class NonConvergedFit(ChosenConfiguration):
     model: str
 
 
+class Selection(_Open):
+    """How configurations were scored: one holdout pair, or k-fold CV inside TRAIN."""
+
+    method: str
+    folds: int
+    note: str | None = None
+
+
 class Report(_Open):
     dataset: DatasetSummary
     config: dict[str, Any]
     families_evaluated: list[str]
     protocol: str
+    selection: Selection | None = None
+    notes: list[str] = Field(default_factory=list)
     x_scale: float
     avg_scaling: str
     configurations: list[Configuration]

@@ -310,8 +310,12 @@ def _key_value_table(rows: Sequence[tuple[str, str]], caption: str) -> str:
 def _header_section(report: dict, title: str) -> str:
     dataset = _as_dict(report.get("dataset"))
     dataset_rows = [(key, _fmt_value(dataset.get(key))) for key in _DATASET_FIELDS]
+    dataset_rows += [(key, _fmt_value(dataset[key])) for key in ("classes", "lengths") if dataset.get(key)]
+    selection = _as_dict(report.get("selection"))
     run_rows = [
         ("protocol", _fmt_value(report.get("protocol"))),
+        *([("selection", f"{selection.get('method')} ({selection.get('folds')} fold(s))")] if selection else []),
+        *[("note", note) for note in report.get("notes") or []],
         ("x_scale", _fmt_value(report.get("x_scale"))),
         ("device", _fmt_value(report.get("device"))),
     ]
