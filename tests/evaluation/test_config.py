@@ -65,7 +65,9 @@ def test_every_field_optional() -> None:
 
 def test_accepts_all_family_names() -> None:
     config = parse_config({"families": list(ALL_FAMILIES)})
-    assert config.families == ["RNN", "RNN-P", "BI-RNN", "RNN-AVG", "BI-RNN-AVG", "RBF", "POLY", "MLP", "RF"]
+    assert config.families == [
+        "RNN", "RNN-P", "BI-RNN", "RNN-AVG", "BI-RNN-AVG", "RBF", "POLY", "MLP", "RF", "1NN-ED", "1NN-DTW"
+    ]
 
 
 def test_unknown_field_named() -> None:

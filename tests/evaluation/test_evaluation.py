@@ -45,8 +45,9 @@ def test_report_fields(iris_run):
     report, out = iris_run
     assert REPORT_KEYS <= set(report)
     assert report["dataset"] == {"name": "iris", "format": "uci", "n_samples": 150, "n_steps": 4,
-                                 "n_features": 1, "n_classes": 3}
+                                 "n_features": 1, "n_classes": 3, "classes": ["0", "1", "2"]}
     assert report["protocol"] == "predefined"
+    assert report["selection"] == {"method": "holdout", "folds": 1}
     assert report["x_scale"] == pytest.approx(np.linalg.norm(load_dataset(UCI / "iris").X[:, :, 0], axis=1).max())
     assert set(report["timings"]) == {"load", "kernels", "validation", "test", "total"}
     assert set(report["versions"]) == {"rntk", "jax", "numpy", "scikit-learn", "python"}
