@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import stat
+import tempfile
 import zipfile
 import zlib
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import Iterator
 
 
 from .common import (
@@ -29,6 +32,19 @@ def _member_parts(name: str, archive_name: str) -> tuple[str, ...]:
     if ".." in parts:
         raise DatasetError(f"{archive_name}: entry {name!r} escapes the archive folder ('..')")
     return parts
+
+
+@contextmanager
+def extracted(path: Path, limits: DatasetLimits) -> Iterator[Path]:
+    """A zip archive safely extracted into a temporary folder, removed afterwards."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise DatasetError(f"{path.name}: not a readable zip archive ({exc})") from exc
+    with archive, tempfile.TemporaryDirectory(prefix="rntk-dataset-") as tmp:
+        root = Path(tmp)
+        safe_extract(archive, root, path.name, limits)
+        yield root
 
 
 def safe_extract(archive: zipfile.ZipFile, root: Path, archive_name: str, limits: DatasetLimits) -> None:

@@ -39,15 +39,13 @@ The forms a dataset comes in (:func:`load_ts_file`, :func:`load_ts_folder`, :fun
 from __future__ import annotations
 
 import math
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
-from .archive import safe_extract
+from .archive import extracted
 from .common import MACOS_JUNK, Dataset, DatasetError, DatasetLimits, Splits, check_size, finish, read_text
 
 _MISSING = frozenset({"?", "nan", "NaN", "NAN"})
@@ -337,13 +335,7 @@ def has_ts_split(names: Iterable[str]) -> bool:
 
 def load_ts_zip(path: Path, limits: DatasetLimits) -> Dataset:
     """A zip of ``NAME_TRAIN.ts`` + ``NAME_TEST.ts``, at its root or one directory down."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise DatasetError(f"{path.name}: not a readable zip archive ({exc})") from exc
-    with archive, tempfile.TemporaryDirectory(prefix="rntk-dataset-") as tmp:
-        root = Path(tmp)
-        safe_extract(archive, root, path.name, limits)
+    with extracted(path, limits) as root:
         folder = root
         if not has_ts_split(p.name for p in root.iterdir()):
             dirs = [p for p in root.iterdir() if p.is_dir() and p.name != MACOS_JUNK]

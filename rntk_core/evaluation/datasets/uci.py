@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -28,7 +26,7 @@ from .common import (
     rows_to_sequences,
     step_layout,
 )
-from .archive import safe_extract
+from .archive import extracted
 
 def load_uci_folder(
     folder: Path, steps: int | None, features_per_step: int, limits: DatasetLimits
@@ -225,13 +223,7 @@ def _read_index_lines(
 
 def load_uci_zip(path: Path, steps: int | None, features_per_step: int, limits: DatasetLimits) -> Dataset:
     """Extract a zipped UCI folder into a temporary directory and load it."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise DatasetError(f"{path.name}: not a readable zip archive ({exc})") from exc
-    with archive, tempfile.TemporaryDirectory(prefix="rntk-dataset-") as tmp:
-        root = Path(tmp)
-        safe_extract(archive, root, path.name, limits)
+    with extracted(path, limits) as root:
         folder = _find_uci_root(root, path.name)
         return load_uci_folder(folder, steps, features_per_step, limits)
 
