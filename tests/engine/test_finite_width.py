@@ -235,8 +235,8 @@ def unpad(X: np.ndarray, lengths: np.ndarray | None) -> list[np.ndarray]:
 
 
 @lru_cache(maxsize=None)
-def engine_kernels(inputs_name: str, layers: int) -> dict:
-    """Every (kind, pool, layers, direction) kernel of the engine for these inputs, float64."""
+def engine_kernels(inputs_name: str, layers: int, dtype: str = "float64") -> dict:
+    """Every (kind, pool, layers, direction) kernel of the engine for these inputs."""
     X, lengths = named_inputs(inputs_name)
     grid = rntk_core.gram_grid(
         X,
@@ -246,13 +246,14 @@ def engine_kernels(inputs_name: str, layers: int) -> dict:
         sigma_v=HYPER["sigma_v"],
         layers=layers,
         lengths=lengths,
-        dtype="float64",
+        dtype=dtype,
     )
     return {tuple(key[:4]): np.asarray(kernel) for key, kernel in grid.items()}
 
 
-def engine_kernel(inputs_name: str, *, kind: str, pool: str, layers: int, direction: str = "fwd") -> np.ndarray:
-    return engine_kernels(inputs_name, layers)[(kind, pool, layers, direction)]
+def engine_kernel(inputs_name: str, *, kind: str, pool: str, layers: int, direction: str = "fwd",
+                  dtype: str = "float64") -> np.ndarray:
+    return engine_kernels(inputs_name, layers, dtype)[(kind, pool, layers, direction)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,10 +273,12 @@ def test_empirical_kernel_matches_engine(kind: str, pool: str, layers: int) -> N
 
 @pytest.mark.parametrize("kind", ["ntk", "ck"])
 @pytest.mark.parametrize("pool", POOLS)
-def test_empirical_kernel_variable_lengths(kind: str, pool: str) -> None:
-    """Sequences of lengths 4, 2, 3, 1 each run at their own length; aligned at their ends."""
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_empirical_kernel_variable_lengths(kind: str, pool: str, dtype: str) -> None:
+    """Sequences of lengths 4, 2, 3, 1 each run at their own length; aligned at their ends.
+    float32 runs the masked complement recursion (dual.py), float64 the spec's literal one."""
     empirical = empirical_ntk("varlen", 2, reverse=False)[(kind, pool)]
-    expected = engine_kernel("varlen", kind=kind, pool=pool, layers=2)
+    expected = engine_kernel("varlen", kind=kind, pool=pool, layers=2, dtype=dtype)
     assert relative_error(empirical, expected) <= NTK_TOLERANCE
 
 
