@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rntk_core.evaluation.cli import main as cli_main
-from rntk_core.evaluation.config import parse_config
+from rntk_core.evaluation.config import ConfigError, parse_config
 from rntk_core.evaluation.datasets import DatasetError, load_dataset
 from rntk_core.evaluation.datasets.common import Splits
 from rntk_core.evaluation.evaluate import evaluate_dataset, evaluate_path
@@ -141,3 +141,16 @@ def test_rntk_evaluate_and_bench_take_ts_data(tmp_path: Path) -> None:
     accuracies = {name: entry["families"]["1NN-ED"]["test_accuracy"]
                   for name, entry in results["datasets"].items()}
     assert accuracies == pytest.approx({"GunPoint": 137 / 150, "ArrowHead": 140 / 175}, abs=1e-12)
+
+
+def test_a_zero_dtw_window_is_1nn_ed_end_to_end() -> None:
+    config = parse_config({"families": ["1NN-DTW"], "dtw_window": 0.0, "cv_folds": 2})
+    report = evaluate_path(TS_DATA / "GunPoint.zip", config)
+    assert report["families"]["1NN-DTW"]["chosen"] == [{"params": {"distance": "dtw", "window": 0.0}}]
+    assert report["families"]["1NN-DTW"]["test_accuracy"] == pytest.approx(137 / 150, abs=1e-12)
+
+
+@pytest.mark.parametrize("field, value", [("cv_folds", 1), ("dtw_window", 1.5), ("dtw_window", -0.1)])
+def test_time_series_options_are_checked(field: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=field):
+        parse_config({field: value})
