@@ -102,3 +102,12 @@ def test_comments_blank_lines_and_case_insensitive_headers() -> None:
     data = parse_ts(text.splitlines(), "toy.ts")
     np.testing.assert_array_equal(data.values[:, :, 0], [[1, 2], [3, 4]])
     assert list(data.labels) == ["x", "y"]
+
+
+def test_limits_stop_the_parse_at_the_line_that_crosses_them() -> None:
+    body = "".join(f"{i},{i + 1},{i + 2}:{'ab'[i % 2]}\n" for i in range(10))
+    lines = (HEADER + body).splitlines()
+    with pytest.raises(TsFormatError, match="toy.ts, line 9: more than 3 cases"):
+        parse_ts(lines, "toy.ts", max_cases=3)
+    with pytest.raises(TsFormatError, match="toy.ts, line 8: more than 6 values"):
+        parse_ts(lines, "toy.ts", max_values=6)

@@ -198,9 +198,16 @@ def _parse_dimension(text: str, where: str, line_no: int, dimension: int) -> lis
     return values
 
 
-def parse_ts(lines: Iterable[str], where: str) -> TsData:
-    """Parse the lines of a ``.ts`` file; ``where`` names it in error messages."""
+def parse_ts(
+    lines: Iterable[str], where: str, *, max_cases: int | None = None, max_values: int | None = None
+) -> TsData:
+    """Parse the lines of a ``.ts`` file; ``where`` names it in error messages.
+
+    ``max_cases`` / ``max_values`` stop the parse as soon as the file holds more cases or
+    values than allowed, before they are all held in memory.
+    """
     lines = list(lines)
+    n_values = 0
     header, start = _parse_header(lines, where)
     declared = set(header.class_labels or ())
     cases: list[list[list[float]]] = []
@@ -244,6 +251,11 @@ def parse_ts(lines: Iterable[str], where: str) -> TsData:
                 f"length {length} differs from the first case's {len(cases[0][0])} "
                 "although @equalLength is true",
             )
+        n_values += dimensions * length
+        if max_cases is not None and len(cases) >= max_cases:
+            raise _fail(where, line_no, f"more than {max_cases} cases, over the limit")
+        if max_values is not None and n_values > max_values:
+            raise _fail(where, line_no, f"more than {max_values} values, over the limit")
         cases.append(case)
         labels.append(label)
         line_numbers.append(line_no)
@@ -258,9 +270,11 @@ def parse_ts(lines: Iterable[str], where: str) -> TsData:
     return TsData(values=values, lengths=lengths, labels=np.array(labels, dtype=str), header=header)
 
 
-def _checked(data: TsData, where: str, limits: DatasetLimits) -> TsData:
+def _parsed(path: Path, limits: DatasetLimits) -> TsData:
+    data = parse_ts(read_text(path, limits), path.name,
+                    max_cases=limits.max_samples, max_values=limits.max_values)
     n, steps, features = data.values.shape
-    check_size(n, steps, features, where, limits)
+    check_size(n, steps, features, path.name, limits)
     return data
 
 
@@ -270,7 +284,7 @@ def _lengths_or_none(lengths: np.ndarray, steps: int) -> np.ndarray | None:
 
 def load_ts_file(path: Path, limits: DatasetLimits) -> Dataset:
     """One ``.ts`` file, without a predefined split (the stratified protocol)."""
-    data = _checked(parse_ts(read_text(path, limits), path.name), path.name, limits)
+    data = _parsed(path, limits)
     name = data.header.problem_name or path.stem
     return finish(
         data.values, data.labels, name, "ts",
@@ -303,8 +317,8 @@ def load_ts_folder(folder: Path, limits: DatasetLimits, where: str | None = None
     """
     where = where or folder.name
     train_path, test_path = _split_pair(folder, where)
-    train = _checked(parse_ts(read_text(train_path, limits), train_path.name), train_path.name, limits)
-    test = _checked(parse_ts(read_text(test_path, limits), test_path.name), test_path.name, limits)
+    train = _parsed(train_path, limits)
+    test = _parsed(test_path, limits)
     if train.values.shape[2] != test.values.shape[2]:
         raise DatasetError(
             f"{where}: {train_path.name} has {train.values.shape[2]} dimensions, "
