@@ -106,20 +106,17 @@ def test_delivered_but_unclaimed_job_is_resent(service_factory, iris_zip, redis_
 # --------------------------------------------------------------------------- 2. full disk
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A 16 MB tmpfs (root only); skipped with the reason where mounting is impossible."""
-    mountpoint = tmp_path / "disk"
-    mountpoint.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mountpoint)],
+def mount_small_disk(mountpoint: Path, size: str = "16m") -> Path:
+    """Mount a small tmpfs (root only); skip with the reason where mounting is impossible."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mountpoint)],
                             capture_output=True, text=True)
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs for the full-disk test: {result.stderr.strip() or result.returncode}")
-    yield mountpoint
-    subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+    return mountpoint
 
 
-def _fill(folder: Path, leave_bytes: int) -> Path:
+def fill_disk(folder: Path, leave_bytes: int) -> Path:
     """Fill the filesystem of ``folder`` until about ``leave_bytes`` remain free."""
     stats = os.statvfs(folder)
     free = stats.f_bavail * stats.f_frsize
@@ -129,6 +126,13 @@ def _fill(folder: Path, leave_bytes: int) -> Path:
     return filler
 
 
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    mountpoint = mount_small_disk(tmp_path / "disk")
+    yield mountpoint
+    subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+
+
 def test_full_disk_fails_once_with_disk_full(service_factory, iris_zip, small_disk) -> None:
     """Defect 2: ENOSPC while writing artifacts -> failed once, DiskFull, nothing staged left."""
     service = service_factory(dead_after_s="4", heartbeat_s="0.5")
@@ -136,7 +140,7 @@ def test_full_disk_fails_once_with_disk_full(service_factory, iris_zip, small_di
     service.start_server()
     client = service.client()
     dataset = _upload(client, iris_zip)
-    filler = _fill(small_disk, leave_bytes=96 * 1024)
+    filler = fill_disk(small_disk, leave_bytes=96 * 1024)
     response = client.post("/jobs", json={"dataset_id": dataset, "config": SMALL_CONFIG,
                                           "artifacts": {"gram": "all"}})
     assert response.status_code == 202, response.text
