@@ -19,7 +19,7 @@ kombu "filesystem" transport with its folders under ``RNTK_DATA_DIR/broker``.
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import setup_logging, worker_init, worker_process_init
+from celery.signals import setup_logging, worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from worker.settings import Settings, get_settings
 
@@ -77,6 +77,29 @@ def _json_logs_in_child(**_: object) -> None:
 def _worker_dirs(**_: object) -> None:
     ensure_broker_dirs(get_settings())
     _die_with_parent()
+
+
+_sweepers: list = []
+
+
+@worker_ready.connect
+def _start_sweeper(**_: object) -> None:
+    """Every worker's main process also runs the recovery sweep (under the deployment-wide
+    :class:`~worker.queue.SweepLock`), so recovery goes on while the API is down. It sends
+    with an app of its own, apart from the connection the worker consumes on."""
+    from worker.jobs import Store
+    from worker.queue import Sweeper
+
+    settings = get_settings()
+    sweeper = Sweeper(Store(settings.data_dir), make_celery(settings), settings)
+    sweeper.start()
+    _sweepers.append(sweeper)
+
+
+@worker_shutdown.connect
+def _stop_sweeper(**_: object) -> None:
+    while _sweepers:
+        _sweepers.pop().stop()
 
 
 def _die_with_parent() -> None:

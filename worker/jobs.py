@@ -35,7 +35,7 @@ from rntk_core.evaluation.files import atomic_write_json, read_json
 
 __all__ = [
     "JobError", "JobRecord", "JobState", "InvalidTransition", "Progress", "Requeue", "Store",
-    "TRANSITIONS", "now", "owner_of_key",
+    "TRANSITIONS", "file_lock", "now", "owner_of_key",
 ]
 
 _ID = re.compile(r"^[0-9a-f]{8,64}$")
@@ -114,6 +114,7 @@ class JobRecord(BaseModel):
     error: JobError | None = None
     summary: dict[str, Any] | None = None
     attempts: int = 0
+    cost: dict[str, Any] | None = None
     requeues: list[Requeue] = Field(default_factory=list)
     cancel_requested: bool = False
     worker: str | None = None
@@ -152,6 +153,49 @@ def owner_of_key(key: str | None) -> str:
 
 def valid_id(value: str) -> bool:
     return bool(_ID.match(value))
+
+
+#: File descriptors of the ``flock`` locks this process holds now. The worker's main process
+#: forks its pool children while its sweep thread may hold one; a child must not keep it.
+_held_locks: set[int] = set()
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child: point every inherited lock fd at /dev/null (that releases the lock
+    once the parent lets go; the fd number stays valid for its owner's eventual close)."""
+    if not _held_locks:
+        return
+    null = os.open(os.devnull, os.O_RDONLY)
+    for fd in list(_held_locks):
+        with contextlib.suppress(OSError):
+            os.dup2(null, fd)
+    os.close(null)
+    _held_locks.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``path``; yields False (not holding) if ``blocking`` is
+    False and another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fd = handle.fileno()
+        _held_locks.add(fd)  # before locking: a fork in between then drops nothing held
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            _held_locks.discard(fd)
 
 
 class Store:
@@ -236,13 +280,15 @@ class Store:
 
     @contextlib.contextmanager
     def locked(self, job_id: str) -> Iterator[None]:
-        folder = self.job_dir(job_id)
-        with open(folder / "lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with file_lock(self.job_dir(job_id) / "lock"):
+            yield
+
+    @contextlib.contextmanager
+    def owner_locked(self, owner: str) -> Iterator[None]:
+        """One owner's submissions, one at a time: the quota is counted and the job created
+        under this lock, so concurrent submissions cannot all pass the same count."""
+        with file_lock(self.root / "locks" / f"owner-{owner}.lock"):
+            yield
 
     def update_job(self, job_id: str, change: Callable[[JobRecord], Any]) -> JobRecord | None:
         """Apply ``change`` to the record under the job's lock and write it back atomically.

@@ -9,6 +9,7 @@ to the system when each job's child exits.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import mimetypes
@@ -241,12 +242,47 @@ def execute(store: Store, record: JobRecord, settings: Any) -> None:
             type="TimeLimitExceeded",
             message=f"the job ran past its time limit of {settings.job_time_limit_s:g} s"), phases.stop())
     except Exception as exc:  # every other failure is the job's, reported without traceback
+        if disk_full(exc):
+            _fail_disk_full(store, record, staged, phases.stop())
+            return
         log.exception("job %s failed", job_id)
         kind = type(exc).__name__
         message = "out of memory" if isinstance(exc, MemoryError) else (scrub(str(exc), store) or kind)
         _finish(store, record, JobState.failed, JobError(type=kind, message=message), phases.stop())
     finally:
         shutil.rmtree(staged, ignore_errors=True)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is "no space left" or "quota exceeded"."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _fail_disk_full(store: Store, record: JobRecord, staged: Path, phase_seconds: dict[str, float]) -> None:
+    """Fail the job once as ``DiskFull``: its files go first, so the record fits on the disk.
+
+    Retrying could not help (the next attempt meets the same full disk), so this is final;
+    if even the record cannot be written, a few short waits give other jobs' clean-up a chance.
+    """
+    log.error("job %s: the data volume is full", record.id, extra={"job_id": record.id})
+    shutil.rmtree(staged, ignore_errors=True)
+    store.remove_artifacts(record.id)
+    error = JobError(type="DiskFull", message="no space left on the service's data volume while writing the "
+                                              "job's results; its partial files were removed. Free space "
+                                              "(or ask the operator to) and submit the job again.")
+    for wait in (0.0, 0.5, 1.0, 2.0, 4.0):
+        time.sleep(wait)
+        try:
+            _finish(store, record, JobState.failed, error, phase_seconds)
+            return
+        except OSError as exc:
+            if not disk_full(exc):
+                raise
+    raise OSError(errno.ENOSPC, "the data volume is full: cannot even record the job's failure")
 
 
 def _finish(store: Store, record: JobRecord, state: JobState, error: JobError | None,
