@@ -68,7 +68,7 @@ def upload(client: httpx.Client, iris_zip: Path) -> str:
 
 _GRAB = """
 import time
-from app.settings import Settings
+from worker.settings import Settings
 from worker.celery_app import make_celery
 settings = Settings()
 with make_celery(settings).connection_for_read() as connection:

@@ -55,7 +55,7 @@ def _wait_record(service, job_id: str, states: set[str], timeout: float) -> dict
 #: ``unacked`` hash), then hangs until killed: a worker killed between delivery and claim.
 _GRAB = """
 import sys, time
-from app.settings import Settings
+from worker.settings import Settings
 from worker.celery_app import make_celery
 settings = Settings()
 app = make_celery(settings)
@@ -147,7 +147,7 @@ def test_full_disk_fails_once_with_disk_full(service_factory, iris_zip, small_di
     job_id = response.json()["id"]
     job = wait_for(client, job_id, TERMINAL, timeout=120)
     assert job["state"] == "failed", (job, service.log_tail())
-    assert job["error"]["type"] == "DiskFull", job
+    assert job["error"]["type"] == "DiskFull", (job, service.log_tail())
     assert "space" in job["error"]["message"].lower(), job
     assert job["attempts"] == 1 and not job.get("requeues"), job
     job_dir = service.data_dir / "jobs" / job_id
