@@ -155,47 +155,26 @@ def valid_id(value: str) -> bool:
     return bool(_ID.match(value))
 
 
-#: File descriptors of the ``flock`` locks this process holds now. The worker's main process
-#: forks its pool children while its sweep thread may hold one; a child must not keep it.
-_held_locks: set[int] = set()
-
-
-def _drop_inherited_locks() -> None:
-    """In a forked child: point every inherited lock fd at /dev/null (that releases the lock
-    once the parent lets go; the fd number stays valid for its owner's eventual close)."""
-    if not _held_locks:
-        return
-    null = os.open(os.devnull, os.O_RDONLY)
-    for fd in list(_held_locks):
-        with contextlib.suppress(OSError):
-            os.dup2(null, fd)
-    os.close(null)
-    _held_locks.clear()
-
-
-os.register_at_fork(after_in_child=_drop_inherited_locks)
-
-
 @contextlib.contextmanager
 def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
     """Hold an exclusive ``flock`` on ``path``; yields False (not holding) if ``blocking`` is
-    False and another process holds it."""
+    False and another process holds it.
+
+    Released with an explicit LOCK_UN, not by closing: the worker's main process forks pool
+    children while its sweep thread may hold a lock, and a child's inherited descriptor would
+    otherwise keep the lock for as long as the child lives.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
-        fd = handle.fileno()
-        _held_locks.add(fd)  # before locking: a fork in between then drops nothing held
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
-            _held_locks.discard(fd)
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class Store:

@@ -1,5 +1,6 @@
 """File locks and forks: the worker's main process forks pool children while its sweep thread
-may hold a job's lock; a child must not keep that lock (it would block the job for good)."""
+may hold a job's lock; a child must not keep that lock (it would block the job for good), so
+``file_lock`` releases with LOCK_UN rather than by closing its descriptor."""
 
 from __future__ import annotations
 
