@@ -12,7 +12,6 @@ import json
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,8 @@ import httpx
 import pytest
 
 from tests.reliability.conftest import FULL, record_figures, scale
-from tests.service.conftest import REPO, TERMINAL, kill_tree, stop, wait_for
+from tests.service.conftest import TERMINAL, kill_tree, stop, wait_for
+from tests.service.test_reliability_defects import deliver_without_claim
 
 #: About 5 s on 2 cores (JAX import included), with two recurrent Gram matrices kept.
 CONFIG = {"families": ["RNN", "RBF"], "sigma_u": [0.5], "sigma_b": [0.1], "layers": [1, 2], "C": [1, 100]}
@@ -66,34 +66,6 @@ def upload(client: httpx.Client, iris_zip: Path) -> str:
     return response.json()["id"]
 
 
-_GRAB = """
-import time
-from worker.settings import Settings
-from worker.celery_app import make_celery
-settings = Settings()
-with make_celery(settings).connection_for_read() as connection:
-    channel = connection.default_channel
-    for _ in range(600):
-        message = channel.basic_get(settings.queue, no_ack=False)
-        if message is not None:
-            break
-        time.sleep(0.05)
-    print("GOT" if message is not None else "NONE", flush=True)
-    time.sleep(600)
-"""
-
-
-def kill_between_delivery_and_claim(service) -> None:
-    """A consumer takes the message as a worker's delivery does, then dies before any claim."""
-    grabber = subprocess.Popen([sys.executable, "-c", _GRAB], cwd=REPO, env=service.env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        assert grabber.stdout.readline().decode().startswith("GOT")
-    finally:
-        kill_tree(grabber, signal.SIGKILL)
-        grabber.wait(timeout=10)
-
-
 def wait_until(predicate, timeout: float, step: float = 0.01) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -128,7 +100,7 @@ def test_kill9_worker_at_random_moments(service_factory, iris_zip, redis_broker)
         if moment == "delivery":
             stop(worker)  # no live worker may take the message first
             job_id = submit(client, dataset)
-            kill_between_delivery_and_claim(service)
+            deliver_without_claim(service)
             worker = service.start_worker()
         else:
             job_id = submit(client, dataset)
@@ -235,7 +207,7 @@ def test_time_limit(service_factory, iris_zip) -> None:
     longer = {**CONFIG, "families": ["RNN", "RNN-P", "BI-RNN", "RBF"], "sigma_u": [0.25, 0.5, 1.0],
               "sigma_b": [0.001, 0.1, 0.5], "layers": [1, 2, 3], "C": [0.01, 1, 100, 1e4, 1e6]}
     for _ in range(tries):
-        job = wait_for(client, submit(client, longer), TERMINAL, timeout=120)
+        job = wait_for(client, submit(client, dataset, longer), TERMINAL, timeout=120)
         assert job["state"] == "failed" and job["error"]["type"] == "TimeLimitExceeded", job
         assert job["attempts"] == 1
     record_figures("time_limit", tries=tries, failed_once_with_time_limit=tries)

@@ -24,7 +24,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import LONGER_CONFIG, REPO, SMALL_CONFIG, TERMINAL, descendants, kill_tree, wait_for
+from .conftest import REPO, SMALL_CONFIG, TERMINAL, descendants, kill_tree, stop, wait_for
+from .test_recovery import _evaluating, _submit_longer
 
 
 def _upload(client: httpx.Client, iris_zip: Path) -> str:
@@ -51,24 +52,38 @@ def _wait_record(service, job_id: str, states: set[str], timeout: float) -> dict
 
 # --------------------------------------------------------------------------- 1. lost delivery
 
-#: Takes one message off the Redis queue the way a worker's delivery does (into kombu's
-#: ``unacked`` hash), then hangs until killed: a worker killed between delivery and claim.
+#: Takes one message off the queue the way a worker's delivery does (with Redis, into kombu's
+#: ``unacked`` hash), prints its task id, then hangs until killed: a worker killed between
+#: delivery and claim.
 _GRAB = """
-import sys, time
+import time
 from worker.settings import Settings
 from worker.celery_app import make_celery
 settings = Settings()
-app = make_celery(settings)
-with app.connection_for_read() as connection:
+with make_celery(settings).connection_for_read() as connection:
     channel = connection.default_channel
-    for _ in range(300):
+    for _ in range(600):
         message = channel.basic_get(settings.queue, no_ack=False)
         if message is not None:
             break
-        time.sleep(0.1)
+        time.sleep(0.05)
     print("GOT", message.headers.get("id") if message else None, flush=True)
     time.sleep(600)
 """
+
+
+def deliver_without_claim(service) -> str:
+    """Have the next queued message delivered to a consumer that dies (kill -9) before any
+    claim; returns the message's task id."""
+    grabber = subprocess.Popen([sys.executable, "-c", _GRAB], cwd=REPO, env=service.env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        line = grabber.stdout.readline().decode()
+        assert line.startswith("GOT ") and "None" not in line, line + grabber.stdout.read().decode()
+        return line.split()[1]
+    finally:
+        kill_tree(grabber, signal.SIGKILL)
+        grabber.wait(timeout=10)
 
 
 def test_delivered_but_unclaimed_job_is_resent(service_factory, iris_zip, redis_broker) -> None:
@@ -84,15 +99,7 @@ def test_delivered_but_unclaimed_job_is_resent(service_factory, iris_zip, redis_
     assert response.status_code == 202, response.text
     job = response.json()
 
-    grabber = subprocess.Popen([sys.executable, "-c", _GRAB], cwd=REPO, env=service.env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        line = grabber.stdout.readline().decode()
-        assert line.startswith("GOT "), line + grabber.stdout.read().decode()
-        assert line.split()[1] == _record(service, job["id"])["message_id"]
-    finally:
-        kill_tree(grabber, signal.SIGKILL)
-        grabber.wait(timeout=10)
+    assert deliver_without_claim(service) == _record(service, job["id"])["message_id"]
     broker = redis.Redis.from_url(redis_broker["broker_url"])
     assert broker.hlen(redis_broker["redis_key_prefix"] + "unacked") == 1  # stuck there for hours
     assert client.get(f"/jobs/{job['id']}").json()["state"] == "queued"
@@ -302,15 +309,9 @@ def test_recovery_runs_without_the_api(service_factory, iris_zip, redis_broker) 
     service.start_server()
     worker = service.start_worker()
     client = service.client()
-    dataset = _upload(client, iris_zip)
-    response = client.post("/jobs", json={"dataset_id": dataset, "config": LONGER_CONFIG})
-    assert response.status_code == 202, response.text
-    job_id = response.json()["id"]
-    wait_for(client, job_id, {"running"}, timeout=120,
-             condition=lambda job: job["progress"]["stage"] not in ("starting", "loading"))
+    job_id = _submit_longer(client, iris_zip)
+    wait_for(client, job_id, {"running"}, timeout=120, condition=_evaluating)
     client.close()
-    from .conftest import stop
-
     stop(service.server)  # the API is gone for good
     assert descendants(worker.pid)
     kill_tree(worker, signal.SIGKILL)
