@@ -111,6 +111,7 @@ class JobRecord(BaseModel):
     finished_at: float | None = None
     updated_at: float | None = None
     enqueued_at: float | None = None
+    delivered_at: float | None = None
     error: JobError | None = None
     summary: dict[str, Any] | None = None
     attempts: int = 0

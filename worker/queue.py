@@ -9,10 +9,11 @@ recovery does not depend on the API), one at a time under :class:`SweepLock`; it
     ``attempts`` reached ``max_attempts`` it fails the job with a clear error instead;
 (b) re-sends a ``queued`` job whose message was never accepted by the broker
     (``enqueued_at`` is null, e.g. it was submitted while the broker was down);
-(c) re-sends, with a new message id, a ``queued`` job whose message left the broker's queue
-    over ``unclaimed_after_s`` ago without any worker claiming it: its worker died between
-    delivery and claim, and Redis would hold the message unacked for hours (the visibility
-    timeout is longer than the job time limit).
+(c) re-sends, with a new message id, a ``queued`` job whose message is no longer waiting in
+    the broker's queue, sent and delivered (``enqueued_at``, ``delivered_at``: stamped by the
+    worker's main process on receipt) over ``unclaimed_after_s`` ago, and still not claimed:
+    its worker died between delivery and claim, and Redis would hold the message unacked for
+    hours (the visibility timeout is longer than the job time limit).
 
 Exactly once: every send carries the record's current ``message_id`` as the Celery task id;
 a task whose id is not the record's (a superseded message that the broker redelivers
@@ -117,7 +118,8 @@ def sweep(store: Store, celery: Any, settings: Settings) -> dict[str, list[str]]
             if now() - record.created_at > 2.0:  # leave the API's own send alone
                 if enqueue(store, celery, settings, job_id):
                     actions["resent"].append(job_id)
-        elif record.state == JobState.queued and now() - record.enqueued_at > settings.unclaimed_after_s:
+        elif record.state == JobState.queued and \
+                now() - max(record.enqueued_at, record.delivered_at or 0.0) > settings.unclaimed_after_s:
             unclaimed.append(record)
     if unclaimed:
         actions["redelivered"] = _resend_unclaimed(store, celery, settings, unclaimed)
@@ -136,9 +138,10 @@ def _resend_unclaimed(store: Store, celery: Any, settings: Settings, records: li
         outcome: dict[str, bool] = {}
 
         def supersede(rec: JobRecord) -> None:
-            # only if nothing happened meanwhile: a claim changes the state, a send the time
+            # only if nothing happened meanwhile: a claim changes the state, a send or a
+            # delivery its time
             if rec.state != JobState.queued or rec.message_id != record.message_id \
-                    or rec.enqueued_at != record.enqueued_at:
+                    or rec.enqueued_at != record.enqueued_at or rec.delivered_at != record.delivered_at:
                 return
             rec.message_id, rec.enqueued_at = uuid.uuid4().hex, None
             rec.requeues = [*rec.requeues, Requeue(

@@ -78,7 +78,7 @@ def wait_until(predicate, timeout: float, step: float = 0.01) -> bool:
 def test_kill9_worker_at_random_moments(service_factory, iris_zip, redis_broker) -> None:
     """kill -9 of the worker's tree at N moments; every job succeeds once, same artifacts."""
     kills = scale(3, 20)
-    service = service_factory(**redis_broker, dead_after_s="3", heartbeat_s="0.5", unclaimed_after_s="3")
+    service = service_factory(**redis_broker, dead_after_s="8", heartbeat_s="0.5", unclaimed_after_s="15")
     service.start_server()
     worker = service.start_worker()
     client = service.client()
@@ -130,8 +130,8 @@ def test_kill9_worker_at_random_moments(service_factory, iris_zip, redis_broker)
 def test_redis_restart(service_factory, iris_zip, private_redis) -> None:
     """Jobs queued and running while Redis restarts all finish, each once."""
     n_jobs = scale(3, 10)
-    service = service_factory(broker_url=private_redis.url, dead_after_s="4", heartbeat_s="0.5",
-                              unclaimed_after_s="5")
+    service = service_factory(broker_url=private_redis.url, dead_after_s="8", heartbeat_s="0.5",
+                              unclaimed_after_s="15")
     service.start_server()
     service.start_worker()
     client = service.client()

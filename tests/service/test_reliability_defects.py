@@ -90,7 +90,7 @@ def test_delivered_but_unclaimed_job_is_resent(service_factory, iris_zip, redis_
     """Defect 1: a worker killed after delivery, before claim; the job still runs, once."""
     import redis
 
-    service = service_factory(**redis_broker, unclaimed_after_s="5")
+    service = service_factory(**redis_broker, unclaimed_after_s="10")
     service.start_server()
     client = service.client()
     dataset = _upload(client, iris_zip)
