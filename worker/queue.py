@@ -242,11 +242,12 @@ class Heartbeat:
 
 
 class SweepLock:
-    """At most one sweep at a time in the whole deployment, wherever sweepers run.
+    """One sweeper per sweep period in the whole deployment, wherever sweepers run.
 
-    Broker mode (Redis): a key set with NX and a lease of most of a sweep period, never
+    Broker mode (Redis): a key set with NX and a lease of 90% of a sweep period, never
     released early, so the deployment sweeps about once per period whatever the number of
-    workers; a holder that dies frees it when the lease ends. Embedded mode: an ``flock``
+    workers, and a holder that dies blocks nobody past its lease (a sweep longer than the
+    lease may overlap the next one: harmless, see below). Embedded mode: an ``flock``
     on ``broker/sweep.lock`` (API and worker share the machine). Other brokers: no lock (the
     sweep's changes are made under each job's lock, so two sweeps are merely redundant).
     """
