@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test bench serve clean browser-deps
+.PHONY: install test test-reliability bench serve clean browser-deps
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -23,6 +23,13 @@ browser-deps:
 
 test: $(STAMP) browser-deps
 	$(PY) -m pytest -q
+
+# The full reliability suite behind RELIABILITY.md (20 worker kills, 200 submissions from 20
+# clients with 50 pollers, ...); `make test` runs its short version. Figures: build/reliability.jsonl
+test-reliability: $(STAMP)
+	mkdir -p build
+	RNTK_RELIABILITY=full RNTK_RELIABILITY_FIGURES=build/reliability.jsonl \
+	  $(PY) -m pytest -q -s -p no:cacheprovider tests/reliability tests/service/test_reliability_defects.py
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.grid_benchmark

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -46,8 +48,10 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> FastA
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # Starlette names the first matching route's methods only
+            headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -56,6 +60,10 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> FastA
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            log.error("the data volume is full (%s %s)", request.method, request.url.path)
+            return JSONResponse({"detail": "the service's data volume is full; nothing was stored. "
+                                           "Try again once space has been freed."}, status_code=507)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal server error"}, status_code=500)
 
@@ -63,4 +71,45 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> FastA
 
     for module in (health, datasets, jobs, artifacts, pages):
         app.include_router(module.router)
+    app.openapi = lambda: _openapi(app)
     return app
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route serves at ``path`` (HEAD with GET, as Starlette answers it)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    scope = {"type": "http", "path": path, "method": "GET", "root_path": ""}
+    for route in app.router.routes:
+        if getattr(route, "methods", None) and route.matches(scope)[0] != Match.NONE:
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, made to say what the service does: every error body is
+    ``{"detail": str}`` (also the 422s, which FastAPI documents as a list), and the API key is
+    a bearer token on every operation that can answer 401."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
+    components = schema.setdefault("components", {})
+    components.setdefault("schemas", {})
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if "422" in responses:
+                responses["422"] = {"description": responses["422"].get("description", "Validation Error"),
+                                    "content": {"application/json": {"schema": error_ref}}}
+            if "401" in responses:
+                operation["security"] = [{"bearer": []}]
+    for name in ("HTTPValidationError", "ValidationError"):
+        components["schemas"].pop(name, None)
+    components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer",
+                                                "description": "An API key from RNTK_API_KEYS."}}
+    app.openapi_schema = schema
+    return schema

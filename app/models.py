@@ -30,6 +30,9 @@ _ERROR_TEXT = {
     416: "the Range cannot be satisfied",
     422: "invalid request, config or dataset",
     429: "too many queued or running jobs for this key",
+    400: "a malformed multipart body",
+    415: "not a multipart/form-data body",
+    507: "the service's data volume is full",
 }
 ERRORS: dict[int, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text} for code, text in _ERROR_TEXT.items()
@@ -102,6 +105,8 @@ class JobView(BaseModel):
     error: JobError | None = None
     summary: dict[str, Any] | None = None
     attempts: int = 0
+    cost: dict[str, Any] | None = Field(default=None, description="The estimate made at submit time "
+                                        "(rntk_core.evaluation.cost): kernels, fits, seconds.")
     requeues: list[Requeued] = Field(default_factory=list)
     cancel_requested: bool = False
     worker: str | None = None
@@ -118,7 +123,7 @@ class JobView(BaseModel):
         return cls(
             id=record.id, dataset_id=record.dataset_id, config=record.config, artifacts=record.artifacts,
             state=record.state, progress=record.progress, error=record.error, summary=record.summary,
-            attempts=record.attempts, cancel_requested=record.cancel_requested, worker=record.worker,
+            attempts=record.attempts, cost=record.cost, cancel_requested=record.cancel_requested, worker=record.worker,
             phase_seconds=record.phase_seconds, timings=record.timings,
             artifact_count=record.artifact_count,
             requeues=[Requeued(at=iso(entry.at), reason=entry.reason) for entry in record.requeues],

@@ -1,11 +1,15 @@
 """Streaming multipart parsing: file parts go to disk chunk by chunk, never whole in memory.
 
-Past ``max_file_bytes`` the request is refused with 413 at once; the rest of the body is
-not read (uvicorn then closes the connection).
+Past ``max_file_bytes`` the request is refused with 413. The rest of the body, up to
+:data:`DRAIN_BYTES` within :data:`DRAIN_SECONDS`, is read and dropped first: a server that
+closes while the client is still sending makes the kernel answer with a reset, and clients
+that send the whole body before reading (Python's urllib) then see "connection reset by peer"
+instead of the 413. Past that bound the connection is closed anyway (``Connection: close``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -13,8 +17,31 @@ from pathlib import Path
 
 from fastapi import HTTPException, Request
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
-__all__ = ["StreamedFile", "StreamedForm", "parse_multipart", "safe_filename"]
+__all__ = ["CLOSE", "DRAIN_BYTES", "StreamedFile", "StreamedForm", "drain", "parse_multipart", "safe_filename"]
+
+#: How much of a refused body is read and dropped before answering (see the module doc).
+DRAIN_BYTES = 64 << 20
+DRAIN_SECONDS = 10.0
+#: Headers of a refusal after which the connection is not reused.
+CLOSE = {"Connection": "close"}
+
+
+async def drain(request: Request, limit: int = DRAIN_BYTES, seconds: float = DRAIN_SECONDS) -> None:
+    """Read and drop the rest of the request body, at most ``limit`` bytes for ``seconds``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return  # too much to read for nothing: the client meets a closed connection
+    received = 0
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    return
+    except (TimeoutError, ClientDisconnect, RuntimeError):  # RuntimeError: already read to its end
+        return
 
 _MAX_FIELD_BYTES = 1 << 20
 _MAX_PARTS = 16
@@ -42,7 +69,8 @@ def safe_filename(name: str) -> str:
 
 
 def too_large(limit: int) -> HTTPException:
-    return HTTPException(413, f"upload larger than the limit of {limit / (1 << 20):g} MB (RNTK_MAX_UPLOAD_MB)")
+    return HTTPException(413, f"upload larger than the limit of {limit / (1 << 20):g} MB (RNTK_MAX_UPLOAD_MB)",
+                         headers=CLOSE)
 
 
 async def parse_multipart(request: Request, folder: Path, max_file_bytes: int) -> StreamedForm:
@@ -52,6 +80,7 @@ async def parse_multipart(request: Request, folder: Path, max_file_bytes: int) -
         raise HTTPException(415, "expected a multipart/form-data body with a 'file' field")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_file_bytes + _MAX_FIELD_BYTES:
+        await drain(request)
         raise too_large(max_file_bytes)
 
     form = StreamedForm()
@@ -78,6 +107,9 @@ async def parse_multipart(request: Request, folder: Path, max_file_bytes: int) -
         _, disposition = parse_options_header(state["headers"].get("content-disposition", b""))
         name = disposition.get(b"name", b"").decode("utf-8", "replace")
         state["name"] = name
+        if name in form.files or name in form.fields:
+            raise HTTPException(422, f"the multipart field {name!r} appears more than once; send exactly one "
+                                     f"{'file' if b'filename' in disposition else 'value'} as {name!r}")
         if b"filename" in disposition:
             filename = disposition[b"filename"].decode("utf-8", "replace")
             path = folder / f"part{state['parts']}"
@@ -120,8 +152,10 @@ async def parse_multipart(request: Request, folder: Path, max_file_bytes: int) -
             parser.write(chunk)
         parser.finalize()
     except HTTPException:
+        await drain(request)  # so that the client reads this answer (see the module doc)
         raise
     except Exception as exc:  # python-multipart's parse errors
+        await drain(request)
         raise HTTPException(400, f"malformed multipart body: {exc}") from None
     finally:
         if state["handle"] is not None:

@@ -19,7 +19,8 @@ kombu "filesystem" transport with its folders under ``RNTK_DATA_DIR/broker``.
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import setup_logging, worker_init, worker_process_init
+from celery.signals import (setup_logging, task_received, worker_init, worker_process_init, worker_ready,
+                            worker_shutdown)
 
 from worker.settings import Settings, get_settings
 
@@ -77,6 +78,51 @@ def _json_logs_in_child(**_: object) -> None:
 def _worker_dirs(**_: object) -> None:
     ensure_broker_dirs(get_settings())
     _die_with_parent()
+
+
+_sweepers: list = []
+
+
+@worker_ready.connect
+def _start_sweeper(**_: object) -> None:
+    """Every worker's main process also runs the recovery sweep (under the deployment-wide
+    :class:`~worker.queue.SweepLock`), so recovery goes on while the API is down. It sends
+    with an app of its own, apart from the connection the worker consumes on."""
+    from worker.jobs import Store
+    from worker.queue import Sweeper
+
+    settings = get_settings()
+    sweeper = Sweeper(Store(settings.data_dir), make_celery(settings), settings)
+    sweeper.start()
+    _sweepers.append(sweeper)
+
+
+@task_received.connect
+def _stamp_delivery(request: object = None, **_: object) -> None:
+    """Note in the record when the broker delivered the job's current message (worker main
+    process, before the pool child claims it). The sweep re-sends a queued job only once it
+    has been out of the broker's queue this long unclaimed, never one just delivered."""
+    import logging
+
+    from worker.jobs import JobState, Store, now
+
+    try:
+        job_id, message_id = request.args[0], request.id
+        settings = get_settings()
+
+        def delivered(rec) -> None:
+            if rec.state == JobState.queued and rec.message_id == message_id:
+                rec.delivered_at = now()
+
+        Store(settings.data_dir).update_job(job_id, delivered)
+    except Exception as exc:  # never let bookkeeping stop the consumer
+        logging.getLogger("rntk.worker").warning("could not note the delivery of %s: %s", request, exc)
+
+
+@worker_shutdown.connect
+def _stop_sweeper(**_: object) -> None:
+    while _sweepers:
+        _sweepers.pop().stop()
 
 
 def _die_with_parent() -> None:

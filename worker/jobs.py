@@ -35,7 +35,7 @@ from rntk_core.evaluation.files import atomic_write_json, read_json
 
 __all__ = [
     "JobError", "JobRecord", "JobState", "InvalidTransition", "Progress", "Requeue", "Store",
-    "TRANSITIONS", "now", "owner_of_key",
+    "TRANSITIONS", "file_lock", "now", "owner_of_key",
 ]
 
 _ID = re.compile(r"^[0-9a-f]{8,64}$")
@@ -111,9 +111,11 @@ class JobRecord(BaseModel):
     finished_at: float | None = None
     updated_at: float | None = None
     enqueued_at: float | None = None
+    delivered_at: float | None = None
     error: JobError | None = None
     summary: dict[str, Any] | None = None
     attempts: int = 0
+    cost: dict[str, Any] | None = None
     requeues: list[Requeue] = Field(default_factory=list)
     cancel_requested: bool = False
     worker: str | None = None
@@ -152,6 +154,28 @@ def owner_of_key(key: str | None) -> str:
 
 def valid_id(value: str) -> bool:
     return bool(_ID.match(value))
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``path``; yields False (not holding) if ``blocking`` is
+    False and another process holds it.
+
+    Released with an explicit LOCK_UN, not by closing: the worker's main process forks pool
+    children while its sweep thread may hold a lock, and a child's inherited descriptor would
+    otherwise keep the lock for as long as the child lives.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class Store:
@@ -236,13 +260,15 @@ class Store:
 
     @contextlib.contextmanager
     def locked(self, job_id: str) -> Iterator[None]:
-        folder = self.job_dir(job_id)
-        with open(folder / "lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with file_lock(self.job_dir(job_id) / "lock"):
+            yield
+
+    @contextlib.contextmanager
+    def owner_locked(self, owner: str) -> Iterator[None]:
+        """One owner's submissions, one at a time: the quota is counted and the job created
+        under this lock, so concurrent submissions cannot all pass the same count."""
+        with file_lock(self.root / "locks" / f"owner-{owner}.lock"):
+            yield
 
     def update_job(self, job_id: str, change: Callable[[JobRecord], Any]) -> JobRecord | None:
         """Apply ``change`` to the record under the job's lock and write it back atomically.

@@ -1,13 +1,19 @@
 """Heartbeats, enqueueing, and the sweep that re-runs dead jobs and re-sends lost messages.
 
 A running job's worker refreshes ``jobs/<id>/heartbeat.json`` every ``heartbeat_s``. The
-sweep (run periodically by the API process, see ``app.main.create_app``) then:
+sweep runs every ``sweep_s`` in the API process and in every worker's main process (so
+recovery does not depend on the API), one at a time under :class:`SweepLock`; it then:
 
 (a) re-enqueues a ``running`` job whose heartbeat is older than ``dead_after_s`` (its worker
     was killed, even with kill -9 of the whole process tree), with a new message id; once
     ``attempts`` reached ``max_attempts`` it fails the job with a clear error instead;
 (b) re-sends a ``queued`` job whose message was never accepted by the broker
-    (``enqueued_at`` is null, e.g. it was submitted while the broker was down).
+    (``enqueued_at`` is null, e.g. it was submitted while the broker was down);
+(c) re-sends, with a new message id, a ``queued`` job whose message is no longer waiting in
+    the broker's queue, sent and delivered (``enqueued_at``, ``delivered_at``: stamped by the
+    worker's main process on receipt) over ``unclaimed_after_s`` ago, and still not claimed:
+    its worker died between delivery and claim, and Redis would hold the message unacked for
+    hours (the visibility timeout is longer than the job time limit).
 
 Exactly once: every send carries the record's current ``message_id`` as the Celery task id;
 a task whose id is not the record's (a superseded message that the broker redelivers
@@ -16,19 +22,23 @@ later), or whose job already finished, does nothing (see :func:`worker.tasks.cla
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import socket
 import sys
 import threading
 import uuid
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 from worker.settings import Settings
 from worker.celery_app import TASK_NAME
-from worker.jobs import JobError, JobRecord, JobState, Progress, Requeue, Store, now
+from worker.jobs import JobError, JobRecord, JobState, Progress, Requeue, Store, file_lock, now
 
-__all__ = ["enqueue", "heartbeat_age", "sweep", "device_memory", "Heartbeat", "Sweeper"]
+__all__ = ["enqueue", "heartbeat_age", "sweep", "waiting_message_ids", "device_memory", "Heartbeat",
+           "SweepLock", "Sweeper"]
 
 log = logging.getLogger("rntk.recovery")
 
@@ -69,8 +79,9 @@ def heartbeat_age(store: Store, record: JobRecord) -> float:
 
 
 def sweep(store: Store, celery: Any, settings: Settings) -> dict[str, list[str]]:
-    """One pass over the job records; returns the ids it requeued, failed and re-sent."""
-    actions: dict[str, list[str]] = {"requeued": [], "failed": [], "resent": []}
+    """One pass over the job records; returns the ids it requeued, failed, re-sent and redelivered."""
+    actions: dict[str, list[str]] = {"requeued": [], "failed": [], "resent": [], "redelivered": []}
+    unclaimed: list[JobRecord] = []
     for record in list(store.iter_jobs()):
         job_id = record.id
         if record.deleted:
@@ -107,7 +118,65 @@ def sweep(store: Store, celery: Any, settings: Settings) -> dict[str, list[str]]
             if now() - record.created_at > 2.0:  # leave the API's own send alone
                 if enqueue(store, celery, settings, job_id):
                     actions["resent"].append(job_id)
+        elif record.state == JobState.queued and \
+                now() - max(record.enqueued_at, record.delivered_at or 0.0) > settings.unclaimed_after_s:
+            unclaimed.append(record)
+    if unclaimed:
+        actions["redelivered"] = _resend_unclaimed(store, celery, settings, unclaimed)
     return actions
+
+
+def _resend_unclaimed(store: Store, celery: Any, settings: Settings, records: list[JobRecord]) -> list[str]:
+    """(c): re-send the queued jobs whose message is no longer waiting in the broker's queue."""
+    waiting = waiting_message_ids(celery, settings)
+    if waiting is None:  # the broker cannot be read now; try again next sweep
+        return []
+    resent = []
+    for record in records:
+        if record.message_id in waiting:
+            continue  # still in line behind other jobs
+        outcome: dict[str, bool] = {}
+
+        def supersede(rec: JobRecord) -> None:
+            # only if nothing happened meanwhile: a claim changes the state, a send or a
+            # delivery its time
+            if rec.state != JobState.queued or rec.message_id != record.message_id \
+                    or rec.enqueued_at != record.enqueued_at or rec.delivered_at != record.delivered_at:
+                return
+            rec.message_id, rec.enqueued_at = uuid.uuid4().hex, None
+            rec.requeues = [*rec.requeues, Requeue(
+                at=now(), reason=f"delivered but not claimed by a worker within {settings.unclaimed_after_s:g} s")]
+            outcome["superseded"] = True
+
+        store.update_job(record.id, supersede)
+        if outcome:
+            log.warning("job %s: delivered but never claimed, re-sent", record.id, extra={"job_id": record.id})
+            enqueue(store, celery, settings, record.id)
+            resent.append(record.id)
+    return resent
+
+
+def waiting_message_ids(celery: Any, settings: Settings) -> set[str] | None:
+    """The task ids of the messages still waiting in the broker's queue (not delivered yet).
+
+    Redis: the queue's lists (one per priority step); embedded: the filesystem transport's
+    message files. None when the broker cannot be read.
+    """
+    try:
+        raw: list[bytes] = []
+        with celery.connection_for_read() as connection:
+            channel = connection.default_channel
+            if settings.embedded:
+                for path in Path(channel.data_folder_in).glob(f"*.{settings.queue}.msg"):
+                    with contextlib.suppress(FileNotFoundError):  # delivered while we look
+                        raw.append(path.read_bytes())
+            else:
+                for priority in channel.priority_steps:
+                    raw += channel.client.lrange(channel._q_for_pri(settings.queue, priority), 0, -1)
+        return {json.loads(item)["headers"]["id"] for item in raw}
+    except Exception as exc:  # broker down, or a transport without lists
+        log.warning("cannot read the broker's queue: %s", exc)
+        return None
 
 
 def device_memory() -> list[dict] | None:
@@ -172,19 +241,65 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
+class SweepLock:
+    """One sweeper per sweep period in the whole deployment, wherever sweepers run.
+
+    Broker mode (Redis): a key set with NX and a lease of 90% of a sweep period, never
+    released early, so the deployment sweeps about once per period whatever the number of
+    workers, and a holder that dies blocks nobody past its lease (a sweep longer than the
+    lease may overlap the next one: harmless, see below). Embedded mode: an ``flock``
+    on ``broker/sweep.lock`` (API and worker share the machine). Other brokers: no lock (the
+    sweep's changes are made under each job's lock, so two sweeps are merely redundant).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.key = f"{settings.redis_key_prefix}rntk:sweep-lock:{settings.queue}"
+        self._redis = None
+
+    def _client(self) -> Any:
+        if self._redis is None:
+            import redis
+
+            self._redis = redis.Redis.from_url(self.settings.broker_url, socket_connect_timeout=3,
+                                               socket_timeout=5)
+        return self._redis
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[bool]:
+        """Yields whether this process may sweep now."""
+        settings = self.settings
+        if settings.embedded:
+            with file_lock(settings.broker_dir / "sweep.lock", blocking=False) as held:
+                yield held
+        elif settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
+            lease_ms = max(100, int(settings.sweep_s * 900))
+            yield bool(self._client().set(self.key, f"{socket.gethostname()}:{os.getpid()}",
+                                          nx=True, px=lease_ms))
+        else:
+            yield True
+
+
 class Sweeper:
-    """Runs :func:`sweep` every ``settings.sweep_s`` seconds in a daemon thread."""
+    """Runs :func:`sweep` every ``settings.sweep_s`` seconds in a daemon thread, when it holds
+    the :class:`SweepLock`. The API runs one, and so does every worker's main process."""
 
     def __init__(self, store: Store, celery: Any, settings: Settings) -> None:
         self.store, self.celery, self.settings = store, celery, settings
+        self.lock = SweepLock(settings)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rntk-sweeper", daemon=True)
+
+    def sweep_once(self) -> dict[str, list[str]] | None:
+        """One sweep if no other process is sweeping; None if it was another's turn."""
+        with self.lock.hold() as mine:
+            return sweep(self.store, self.celery, self.settings) if mine else None
 
     def _run(self) -> None:
         while not self._stop.wait(self.settings.sweep_s):
             try:
-                sweep(self.store, self.celery, self.settings)
-            except Exception:  # keep sweeping; one bad record must not stop recovery
+                self.sweep_once()
+            except Exception:  # keep sweeping; one bad record or a broker outage must not stop recovery
                 log.exception("recovery sweep failed")
 
     def start(self) -> None:

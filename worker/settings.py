@@ -31,8 +31,16 @@ class Settings(BaseSettings):
     # 100 s plus one sweep period (15 s) keeps detection of a dead job under 2 minutes.
     dead_after_s: float = Field(default=100, gt=0, description="A running job whose heartbeat is older is re-run.")
     max_attempts: int = Field(default=3, ge=1, description="Attempts before a job that kills its worker fails.")
-    sweep_s: float = Field(default=15, gt=0, description="Interval of the recovery sweep in the API process.")
+    sweep_s: float = Field(default=15, gt=0, description="Interval of the recovery sweep (API and workers).")
+    # 60 s plus one sweep period stays under the 2-minute recovery bound; a worker claims a
+    # delivered job within a second or two, so a queued job out of the broker's queue for this
+    # long lost its delivery (e.g. the worker died between delivery and claim).
+    unclaimed_after_s: float = Field(default=60, gt=0,
+                                     description="A queued job delivered but unclaimed this long is re-sent.")
     max_queued_jobs: int = Field(default=100, ge=1, description="Queued + running jobs per owner (429 past it).")
+    max_job_seconds: float = Field(default=7 * 86400, gt=0,
+                                   description="Largest estimated job time (rntk_core.evaluation.cost, 2-core CPU "
+                                               "seconds) accepted at submit time (422 past it).")
     queue: str = Field(default="rntk-jobs", description="The Celery queue name.")
     redis_key_prefix: str = Field(default="", description="kombu global_keyprefix for the Redis broker.")
     memory_budget_mb: int = Field(default=1024, ge=1, description="Device memory for the engine's working set (tiles).")

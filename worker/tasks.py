@@ -9,6 +9,7 @@ to the system when each job's child exits.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import mimetypes
@@ -235,28 +236,82 @@ def execute(store: Store, record: JobRecord, settings: Any) -> None:
         if final is not None and final.deleted:
             store.remove_artifacts(job_id)
     except Cancelled:
-        _finish(store, record, JobState.cancelled, None, phases.stop())
+        _finish(store, record, JobState.cancelled, None, phases.stop(), staged)
     except SoftTimeLimitExceeded:
         _finish(store, record, JobState.failed, JobError(
             type="TimeLimitExceeded",
-            message=f"the job ran past its time limit of {settings.job_time_limit_s:g} s"), phases.stop())
+            message=f"the job ran past its time limit of {settings.job_time_limit_s:g} s"), phases.stop(), staged)
     except Exception as exc:  # every other failure is the job's, reported without traceback
+        if disk_full(exc, store):
+            _fail_disk_full(store, record, staged, phases.stop())
+            return
         log.exception("job %s failed", job_id)
         kind = type(exc).__name__
         message = "out of memory" if isinstance(exc, MemoryError) else (scrub(str(exc), store) or kind)
-        _finish(store, record, JobState.failed, JobError(type=kind, message=message), phases.stop())
+        _finish(store, record, JobState.failed, JobError(type=kind, message=message), phases.stop(), staged)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
 
 
+#: Below this much free space on the data volume, a write error is taken for a full disk.
+_NEARLY_FULL_BYTES = 1 << 20
+
+
+def disk_full(exc: BaseException, store: Store) -> bool:
+    """Whether ``exc`` (or what caused it) comes from a full data volume: ENOSPC or EDQUOT,
+    or an OSError without errno (numpy's short writes: "22500 requested and 21472 written")
+    while the volume is nearly full."""
+    while exc is not None:
+        if isinstance(exc, OSError):
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return True
+            if exc.errno is None:
+                try:
+                    stats = os.statvfs(store.root)
+                except OSError:
+                    return False
+                return stats.f_bavail * stats.f_frsize < _NEARLY_FULL_BYTES
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _fail_disk_full(store: Store, record: JobRecord, staged: Path, phase_seconds: dict[str, float]) -> None:
+    """Fail the job once as ``DiskFull``: its files go first, so the record fits on the disk.
+
+    Retrying could not help (the next attempt meets the same full disk), so this is final;
+    if even the record cannot be written, a few short waits give other jobs' clean-up a chance.
+    """
+    log.error("job %s: the data volume is full", record.id, extra={"job_id": record.id})
+    shutil.rmtree(staged, ignore_errors=True)
+    store.remove_artifacts(record.id)
+    error = JobError(type="DiskFull", message="no space left on the service's data volume while writing the "
+                                              "job's results; its partial files were removed. Free space "
+                                              "(or ask the operator to) and submit the job again.")
+    for wait in (0.0, 0.5, 1.0, 2.0, 4.0):
+        time.sleep(wait)
+        try:
+            _finish(store, record, JobState.failed, error, phase_seconds)
+            return
+        except OSError as exc:
+            if not disk_full(exc, store):
+                raise
+    raise OSError(errno.ENOSPC, "the data volume is full: cannot even record the job's failure")
+
+
 def _finish(store: Store, record: JobRecord, state: JobState, error: JobError | None,
-            phase_seconds: dict[str, float]) -> None:
+            phase_seconds: dict[str, float], staged: Path | None = None) -> None:
+    """Record the attempt's end; a full disk while doing so fails the job as ``DiskFull``."""
     def change(rec: JobRecord) -> None:
         if rec.message_id != record.message_id or rec.state != JobState.running:
             return
         rec.move_to(state, error=error, phase_seconds=phase_seconds)
 
-    store.update_job(record.id, change)
+    try:
+        store.update_job(record.id, change)
+    except OSError as exc:
+        if staged is None or not disk_full(exc, store):
+            raise
+        _fail_disk_full(store, record, staged, phase_seconds)
 
 
 @celery_app.task(name=TASK_NAME, bind=True)

@@ -70,7 +70,7 @@ async def receive_upload(request: Request, store: Store, settings: Settings, own
              openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
                  "schema": {"type": "object", "required": ["file"],
                             "properties": {"file": {"type": "string", "format": "binary"}}}}}}},
-             response_model=DatasetView, responses=errors(413, 422))
+             response_model=DatasetView, responses=errors(400, 413, 415, 422, 507))
 async def upload_dataset(request: Request, owner: str = Depends(current_owner),
                          store: Store = Depends(get_store),
                          settings: Settings = Depends(get_settings_dep)) -> DatasetView:

@@ -7,7 +7,7 @@ import tempfile
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.deps import current_owner
@@ -58,7 +58,9 @@ async def readyz(request: Request):
 
 @router.get("/metrics", summary="Prometheus metrics: jobs by state, job and phase durations, queue depth, "
                              "worker heartbeats, GPU memory, requeues",
-            dependencies=[Depends(current_owner)])
+            dependencies=[Depends(current_owner)], response_class=PlainTextResponse,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                             "description": "Prometheus text exposition format"}})
 async def metrics(request: Request) -> Response:
     body = await run_in_threadpool(render_metrics, request.app.state.store)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -12,12 +12,37 @@ from pydantic import ValidationError
 from app.deps import current_owner, get_settings_dep, get_store
 from app.models import JobRequest, JobView, errors
 from app.routes.datasets import receive_upload
+from app.uploads import CLOSE, drain
+from rntk_core.evaluation.config import error_message
+from rntk_core.evaluation.cost import estimate_cost
 from worker.jobs import JobRecord, JobState, Store, now
 from worker.settings import Settings
 
 router = APIRouter(tags=["jobs"], responses=errors(401))
 
 _MAX_JSON_BYTES = 1 << 20
+#: Deeper JSON is refused: a job request nests 3 levels, and Python's parser and validators
+#: recurse (1,000 levels gave a RecursionError and a 500).
+MAX_JSON_DEPTH = 32
+
+
+def load_json(text: bytes | str, what: str) -> Any:
+    """Parse JSON from a request, refusing (422) invalid or too deeply nested documents."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise HTTPException(422, f"{what} is nested too deeply (at most {MAX_JSON_DEPTH} levels)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HTTPException(422, f"{what} is not valid JSON: {exc}") from None
+    todo, depth = [(value, 1)], 0
+    while todo:  # iterative: checking depth must not recurse either
+        item, level = todo.pop()
+        depth = max(depth, level)
+        if depth > MAX_JSON_DEPTH:
+            raise HTTPException(422, f"{what} is nested too deeply (at most {MAX_JSON_DEPTH} levels)")
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        todo.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return value
 
 
 def owned_job(store: Store, job_id: str, owner: str) -> JobRecord:
@@ -31,7 +56,7 @@ def _parse_request(body: Any) -> JobRequest:
     try:
         return JobRequest.model_validate(body)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {error_message(e)}" for e in exc.errors())
         raise HTTPException(422, f"invalid job request: {problems}") from None
 
 
@@ -39,19 +64,28 @@ def _create(request: Request, owner: str, job: JobRequest) -> JobRecord:
     """Check the dataset and the quota, write the record, and send the message (sync: threadpool)."""
     store: Store = request.app.state.store
     settings: Settings = request.app.state.settings
-    if store.dataset_meta(owner, job.dataset_id) is None:
+    meta = store.dataset_meta(owner, job.dataset_id)
+    if meta is None:
         raise HTTPException(404, f"no dataset {job.dataset_id!r}")
     config = job.config
+    n_samples, steps = meta["n_samples"], meta["n_steps"]
     if config.features_per_step != 1:  # the upload was checked with m = 1
         from app.routes.datasets import validate_dataset
-        validate_dataset(store.dataset_file(owner, job.dataset_id), settings, config.features_per_step)
-    active = sum(1 for rec in store.iter_jobs() if rec.owner == owner and rec.active)
-    if active >= settings.max_queued_jobs:
-        raise HTTPException(429, f"{active} jobs queued or running, the limit per key is "
-                                 f"{settings.max_queued_jobs}; wait for some to finish")
+        dataset = validate_dataset(store.dataset_file(owner, job.dataset_id), settings, config.features_per_step)
+        n_samples, steps = dataset.n_samples, dataset.n_steps
+    cost = estimate_cost(n_samples, steps, config)
+    if not cost.seconds <= settings.max_job_seconds:
+        raise HTTPException(422, f"the job's estimated cost, {cost.describe()}, is over the limit of "
+                                 f"{settings.max_job_seconds:g} s (RNTK_MAX_JOB_SECONDS); use smaller grids")
     record = JobRecord(id=store.new_job_id(), owner=owner, dataset_id=job.dataset_id,
-                       config=config.model_dump(mode="json"), artifacts=job.artifacts.model_dump())
-    store.create_job(record)
+                       config=config.model_dump(mode="json"), artifacts=job.artifacts.model_dump(),
+                       cost=cost.as_dict())
+    with store.owner_locked(owner):  # count and create in one step: concurrent submits see each other
+        active = sum(1 for rec in store.iter_jobs() if rec.owner == owner and rec.active)
+        if active >= settings.max_queued_jobs:
+            raise HTTPException(429, f"{active} jobs queued or running, the limit per key is "
+                                     f"{settings.max_queued_jobs}; wait for some to finish")
+        store.create_job(record)
     from worker.queue import enqueue
 
     enqueue(store, request.app.state.celery, settings, record.id)
@@ -68,7 +102,7 @@ _JOB_BODY = {"requestBody": {"required": True, "content": {
 
 
 @router.post("/jobs", status_code=202, summary="Submit an evaluation job", openapi_extra=_JOB_BODY,
-             response_model=JobView, responses=errors(404, 413, 422, 429))
+             response_model=JobView, responses=errors(400, 404, 413, 415, 422, 429, 507))
 async def submit_job(request: Request, response: Response, owner: str = Depends(current_owner),
                      store: Store = Depends(get_store),
                      settings: Settings = Depends(get_settings_dep)) -> JobView:
@@ -78,23 +112,19 @@ async def submit_job(request: Request, response: Response, owner: str = Depends(
         body: dict[str, Any] = {"dataset_id": meta["id"]}
         for name in ("config", "artifacts"):
             if fields.get(name, "").strip():
-                try:
-                    body[name] = json.loads(fields[name])
-                except json.JSONDecodeError as exc:
-                    raise HTTPException(422, f"form field {name!r} is not valid JSON: {exc.msg}") from None
+                body[name] = load_json(fields[name], f"form field {name!r}")
     else:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > _MAX_JSON_BYTES:
-            raise HTTPException(413, "a job request is at most 1 MB of JSON")
+            await drain(request)
+            raise HTTPException(413, "a job request is at most 1 MB of JSON", headers=CLOSE)
         raw = bytearray()
         async for chunk in request.stream():
             raw += chunk
             if len(raw) > _MAX_JSON_BYTES:
-                raise HTTPException(413, "a job request is at most 1 MB of JSON")
-        try:
-            body = json.loads(bytes(raw) or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise HTTPException(422, f"the body is not valid JSON: {exc}") from None
+                await drain(request)
+                raise HTTPException(413, "a job request is at most 1 MB of JSON", headers=CLOSE)
+        body = load_json(bytes(raw) or b"null", "the body")
     job = _parse_request(body)
     record = await run_in_threadpool(_create, request, owner, job)
     response.headers["Location"] = f"/jobs/{record.id}"

@@ -31,10 +31,12 @@ __all__ = [
     "ALL_FAMILIES",
     "BASELINE_FAMILIES",
     "ConfigError",
+    "MAX_GRID_VALUES",
     "EvaluationConfig",
     "Family",
     "Kind",
     "RECURRENT_FAMILIES",
+    "error_message",
     "load_config",
     "parse_config",
 ]
@@ -55,6 +57,20 @@ NonNegativeFloat = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False
 PositiveInt = Annotated[int, Field(strict=True, ge=1)]
 NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
 UnitFraction = Annotated[float, Field(strict=True, gt=0, le=1, allow_inf_nan=False)]
+
+# Upper bounds that keep one job's cost finite and its numbers representable: a C list of
+# 10^5 values, 10^7 trees, 10^9 layers or sigma_w = 1e308 were accepted once, and ran for
+# minutes or failed later. In the types, so /openapi.json states them too.
+MAX_GRID_VALUES = 100
+Sigma = Annotated[float, Field(strict=True, gt=0, le=100, allow_inf_nan=False)]
+BiasSigma = Annotated[float, Field(strict=True, ge=0, le=100, allow_inf_nan=False)]
+Penalty = Annotated[float, Field(strict=True, gt=0, le=1e12, allow_inf_nan=False)]
+Depth = Annotated[int, Field(strict=True, ge=1, le=64)]
+Scale = Annotated[float, Field(strict=True, gt=0, le=1e6, allow_inf_nan=False)]
+Offset = Annotated[float, Field(strict=True, ge=0, le=1e6, allow_inf_nan=False)]
+Degree = Annotated[int, Field(strict=True, ge=1, le=20)]
+FixedLayers = Annotated[int, Field(strict=True, ge=0, le=63)]
+Trees = Annotated[int, Field(strict=True, ge=1, le=10_000)]
 
 _T = TypeVar("_T")
 
@@ -105,11 +121,11 @@ class EvaluationConfig(BaseModel):
         default_factory=lambda: ["ck", "ntk"],
         description="Kernel kinds: conjugate kernel (ck) and/or neural tangent kernel (ntk).",
     )
-    sigma_w: list[PositiveFloat] = Field(default_factory=lambda: [math.sqrt(2.0)])
-    sigma_u: list[PositiveFloat] = Field(default_factory=lambda: [0.25, 0.5])
-    sigma_b: list[NonNegativeFloat] = Field(default_factory=lambda: [0.001, 0.1])
-    layers: list[PositiveInt] = Field(default_factory=lambda: [1, 2])
-    C: list[PositiveFloat] = Field(default_factory=lambda: [0.01, 1.0, 100.0, 1e4, 1e6])
+    sigma_w: list[Sigma] = Field(default_factory=lambda: [math.sqrt(2.0)], max_length=MAX_GRID_VALUES)
+    sigma_u: list[Sigma] = Field(default_factory=lambda: [0.25, 0.5], max_length=MAX_GRID_VALUES)
+    sigma_b: list[BiasSigma] = Field(default_factory=lambda: [0.001, 0.1], max_length=MAX_GRID_VALUES)
+    layers: list[Depth] = Field(default_factory=lambda: [1, 2], max_length=MAX_GRID_VALUES)
+    C: list[Penalty] = Field(default_factory=lambda: [0.01, 1.0, 100.0, 1e4, 1e6], max_length=MAX_GRID_VALUES)
     normalize: Literal["max_row_norm", "none"] = Field(
         default="max_row_norm",
         description="max_row_norm divides X by its largest row norm (one scalar per dataset).",
@@ -131,6 +147,7 @@ class EvaluationConfig(BaseModel):
     )
 
     rnnp_orders: list[Annotated[list[NonNegativeInt], Field(min_length=1)]] = Field(
+        max_length=MAX_GRID_VALUES,
         default_factory=list,
         description="Extra step orders for RNN-P besides forward and reversed (which are "
         "always evaluated and dropped here if repeated); each a permutation of range(T).",
@@ -138,18 +155,21 @@ class EvaluationConfig(BaseModel):
     features_per_step: PositiveInt = Field(
         default=1, description="m: a table row of d features becomes d / m steps of m features."
     )
-    rbf_gamma: list[PositiveFloat] = Field(default_factory=lambda: [2.0**k for k in range(-5, 10, 2)])
-    poly_degree: list[PositiveInt] = Field(default_factory=lambda: [1, 2, 3])
-    poly_scale: list[PositiveFloat] = Field(default_factory=lambda: [0.001, 0.01, 0.1])
-    poly_offset: list[NonNegativeFloat] = Field(default_factory=lambda: [1.0])
-    mlp_layers: list[PositiveInt] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
-    mlp_fixed_layers: list[NonNegativeInt] | None = Field(
+    rbf_gamma: list[Scale] = Field(default_factory=lambda: [2.0**k for k in range(-5, 10, 2)],
+                                  max_length=MAX_GRID_VALUES)
+    poly_degree: list[Degree] = Field(default_factory=lambda: [1, 2, 3], max_length=MAX_GRID_VALUES)
+    poly_scale: list[Scale] = Field(default_factory=lambda: [0.001, 0.01, 0.1], max_length=MAX_GRID_VALUES)
+    poly_offset: list[Offset] = Field(default_factory=lambda: [1.0], max_length=MAX_GRID_VALUES)
+    mlp_layers: list[Depth] = Field(default_factory=lambda: [1, 2, 3, 4, 5], max_length=MAX_GRID_VALUES)
+    mlp_fixed_layers: list[FixedLayers] | None = Field(
+        max_length=MAX_GRID_VALUES,
         default=None,
         description="Fixed bottom layers of the MLP NTK; None means every value 0..L-1 for each L.",
     )
-    mlp_C: list[PositiveFloat] = Field(default_factory=lambda: [10.0**k for k in range(-2, 5)])
-    rf_n_estimators: list[PositiveInt] = Field(default_factory=lambda: [500])
+    mlp_C: list[Penalty] = Field(default_factory=lambda: [10.0**k for k in range(-2, 5)], max_length=MAX_GRID_VALUES)
+    rf_n_estimators: list[Trees] = Field(default_factory=lambda: [500], max_length=MAX_GRID_VALUES)
     rf_max_features: list[Literal["sqrt", "log2"] | UnitFraction] = Field(
+        max_length=MAX_GRID_VALUES,
         default_factory=lambda: ["sqrt"],
         description="Features tried per split: 'sqrt', 'log2' or a fraction in (0, 1].",
     )
@@ -209,6 +229,13 @@ class EvaluationConfig(BaseModel):
         return _dedupe(orders)  # T = 1: forward == reversed
 
 
+def error_message(item: Mapping[str, Any]) -> str:
+    """pydantic's message for one error, with an upper bound said as the limit it is."""
+    if item["type"] == "less_than_equal":
+        return f"at most {item['ctx']['le']:g} (the limit), got {item['input']!r}"
+    return str(item["msg"]).removeprefix("Value error, ")
+
+
 def _format_errors(error: ValidationError) -> str:
     """One clause per problem, ``field[index]: message``; unknown fields listed together."""
     clauses: list[str] = []
@@ -220,7 +247,7 @@ def _format_errors(error: ValidationError) -> str:
         if item["type"] == "extra_forbidden":
             unknown.append(repr(location))
         else:
-            clauses.append(f"{location or 'config'}: {item['msg'].removeprefix('Value error, ')}")
+            clauses.append(f"{location or 'config'}: {error_message(item)}")
     if unknown:
         clauses.insert(
             0,

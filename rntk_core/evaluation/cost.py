@@ -1,0 +1,185 @@
+"""How big an evaluation is before it runs: Gram grids, kernels, SVM fits and a time estimate.
+
+:func:`estimate_cost` is a small pure function of (N, T, config): it counts what
+``evaluate_dataset`` will compute, following the protocol's enumeration (one ``gram_grid``
+call per sigma_w and RNN-P step order; one SVM fit per distinct (kernel, C) on the
+validation split; the chosen ones again on each of the 4 test folds), and turns the counts
+into seconds with throughput constants measured on a 2-core CPU (``gram_grid`` at N=400,
+T=16, L=2, 4 (sigma_u, sigma_b) pairs: 0.21 s median of 3; libsvm on a precomputed
+200x200 kernel: about 1.2 ms). A GPU computes kernels far faster; pass
+``seconds_per_cell`` to rescale. The time is an order of magnitude, not a promise: large C
+values can make single fits much slower.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["CostEstimate", "STAGES", "estimate_cost", "eta_seconds", "overall_fraction", "N_FOLDS"]
+
+#: A job's progress stages in order, as the worker and evaluate_dataset report them.
+STAGES = ("loading", "kernels", "validation fits", "test folds", "writing")
+
+N_FOLDS = 4
+#: seconds per (sample pair, step, layer, (sigma_u, sigma_b) pair, sweep) of a Gram grid, 2-core CPU
+SECONDS_PER_CELL = 1.0e-8
+#: seconds per squared training sample of one precomputed-kernel SVM fit, and a floor per fit
+SECONDS_PER_FIT_SAMPLE2, SECONDS_PER_FIT_MIN = 3.0e-8, 1.0e-3
+#: JAX import and compilation, once per job
+SECONDS_FIXED = 3.0
+
+_RECURRENT = {  # family: (pool, directions, permutations)
+    "RNN": ("last", ("fwd",), False),
+    "RNN-P": ("last", ("fwd", "rev"), True),
+    "BI-RNN": ("last", ("bi",), False),
+    "RNN-AVG": ("avg", ("fwd",), False),
+    "BI-RNN-AVG": ("avg", ("bi",), False),
+}
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """What one evaluation computes, and roughly how long it takes."""
+
+    n_samples: int
+    steps: int
+    grids: int  #: gram_grid calls (one fused pass each)
+    kernels: int  #: distinct recurrent Gram matrices read from those grids
+    baseline_kernels: int  #: RBF / POLY / MLP kernels and RF forests
+    validation_fits: int  #: one per distinct (model, C) on the validation split
+    test_fits: int  #: the chosen models on every test fold (assuming one tie per family)
+    kernel_seconds: float
+    validation_seconds: float
+    test_seconds: float
+    seconds: float  #: total, with a fixed start-up cost
+
+    @property
+    def fit_seconds(self) -> float:
+        return self.validation_seconds + self.test_seconds
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Expected seconds per stage of :data:`STAGES` (the weights of overall progress)."""
+        return {"loading": SECONDS_FIXED, "kernels": self.kernel_seconds,
+                "validation fits": self.validation_seconds, "test folds": self.test_seconds,
+                "writing": 0.5}
+
+    @property
+    def fits(self) -> int:
+        return self.validation_fits + self.test_fits
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "fits": self.fits, "fit_seconds": round(self.fit_seconds, 3)}
+
+    def describe(self) -> str:
+        """One line for a person, e.g. before submitting."""
+        return (f"N={self.n_samples}, T={self.steps}: {self.grids} Gram grid pass(es), "
+                f"{self.kernels} recurrent kernel(s), {self.baseline_kernels} baseline model(s), "
+                f"{self.fits} SVM fit(s); about {_duration(self.seconds)} on a 2-core CPU")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _recurrent_counts(config: Any, steps: int) -> tuple[int, int, int]:
+    """(grids, distinct kernels, distinct (kernel, C) fits) of the recurrent families."""
+    families = [f for f in config.families if f in _RECURRENT]
+    if not families:
+        return 0, 0, 0
+    extra_orders = len(config.rnnp_orders) if "RNN-P" in families else 0
+    per_setting = len(config.sigma_u) * len(config.sigma_b) * len(config.layers) * len(config.kinds)
+    kernel_ids: set[tuple] = set()
+    for family in families:
+        pool, directions, permutations = _RECURRENT[family]
+        variants = [(None, d) for d in directions]
+        if permutations and steps == 1:
+            variants = [(None, "fwd")]  # forward == reversed
+        variants += [(order, "fwd") for order in range(extra_orders)] if permutations else []
+        kernel_ids.update((pool, variant) for variant in variants)
+    kernels = len(kernel_ids) * per_setting * len(config.sigma_w)
+    grids = len(config.sigma_w) * (1 + extra_orders)
+    return grids, kernels, kernels * len(config.C)
+
+
+def _baseline_counts(config: Any) -> tuple[int, int]:
+    """(models, validation fits) of the baseline families."""
+    models = fits = 0
+    kinds = len(config.kinds)
+    for family in config.families:
+        if family == "RBF":
+            count, per_model = len(config.rbf_gamma), len(config.C)
+        elif family == "POLY":
+            count = len(config.poly_degree) * len(config.poly_scale) * len(config.poly_offset)
+            per_model = len(config.C)
+        elif family == "MLP":
+            count = 0
+            for depth in config.mlp_layers:
+                fixed = depth if config.mlp_fixed_layers is None else sum(
+                    1 for k in config.mlp_fixed_layers if k < depth)
+                count += fixed * ("ntk" in config.kinds) + ("ck" in config.kinds and fixed > 0)
+            count = count if kinds else 0
+            per_model = len(config.mlp_C)
+        elif family == "RF":
+            count, per_model = len(config.rf_n_estimators) * len(config.rf_max_features), 1
+        else:
+            continue
+        models += count
+        fits += count * per_model
+    return models, fits
+
+
+def estimate_cost(n_samples: int, steps: int, config: Any, *,
+                  seconds_per_cell: float = SECONDS_PER_CELL) -> CostEstimate:
+    """Count the grids, kernels and fits of evaluating (N, T) data with ``config``.
+
+    Args:
+        n_samples: N, the number of sequences.
+        steps: T, the number of steps per sequence.
+        config: an :class:`~rntk_core.evaluation.config.EvaluationConfig` (only read).
+        seconds_per_cell: kernel throughput; the default is a 2-core CPU.
+    """
+    if n_samples < 1 or steps < 1:
+        raise ValueError(f"need N >= 1 and T >= 1, got N={n_samples}, T={steps}")
+    grids, kernels, recurrent_fits = _recurrent_counts(config, steps)
+    baseline_models, baseline_fits = _baseline_counts(config)
+    pairs = n_samples * (n_samples + 1) / 2  # only tiles on or above the diagonal
+    settings = len(config.sigma_u) * len(config.sigma_b) * max(config.layers)
+    kernel_seconds = grids * pairs * steps * settings * 2 * seconds_per_cell  # fwd + rev sweeps
+    kernel_seconds += baseline_models * pairs * 1e-8  # elementwise baseline kernels are cheap
+    validation_fits = recurrent_fits + baseline_fits
+    test_fits = N_FOLDS * len(config.families)
+    train = n_samples / 2
+    per_fit = max(SECONDS_PER_FIT_MIN, SECONDS_PER_FIT_SAMPLE2 * train * train)
+    fold_fit = max(SECONDS_PER_FIT_MIN, SECONDS_PER_FIT_SAMPLE2 * (0.75 * n_samples) ** 2)
+    validation_seconds, test_seconds = validation_fits * per_fit, test_fits * fold_fit
+    total = SECONDS_FIXED + kernel_seconds + validation_seconds + test_seconds
+    return CostEstimate(n_samples, steps, grids, kernels, baseline_models, validation_fits,
+                        test_fits, round(kernel_seconds, 3), round(validation_seconds, 3),
+                        round(test_seconds, 3), round(total, 3) if math.isfinite(total) else float("inf"))
+
+
+def overall_fraction(stage_seconds: dict[str, float], stage: str, done: int, total: int) -> float:
+    """Overall progress in [0, 1]: finished stages plus the current one's done/total, each
+    weighted by its expected seconds. Stages not in :data:`STAGES` count as not started."""
+    if stage not in STAGES:
+        return 0.0
+    weights = [max(stage_seconds.get(name, 0.0), 1e-3) for name in STAGES]
+    index = STAGES.index(stage)
+    part = min(max(done / total, 0.0), 1.0) if total > 0 else 0.0
+    return min((sum(weights[:index]) + weights[index] * part) / sum(weights), 1.0)
+
+
+def eta_seconds(elapsed: float, fraction: float, expected_total: float) -> float:
+    """Seconds left: the estimate early on, then extrapolated from the real pace."""
+    by_estimate = max(expected_total - elapsed, 0.0)
+    if fraction <= 0.0:
+        return by_estimate
+    by_pace = elapsed * (1.0 - fraction) / fraction
+    trust = min(fraction / 0.2, 1.0)  # after 20% the measured pace decides alone
+    return round(trust * by_pace + (1.0 - trust) * by_estimate, 1)
