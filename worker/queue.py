@@ -159,8 +159,9 @@ def _resend_unclaimed(store: Store, celery: Any, settings: Settings, records: li
 def waiting_message_ids(celery: Any, settings: Settings) -> set[str] | None:
     """The task ids of the messages still waiting in the broker's queue (not delivered yet).
 
-    Redis: the queue's lists (one per priority step); embedded: the filesystem transport's
-    message files. None when the broker cannot be read.
+    Redis: the queue's lists (one per priority step), read with a plain client and the key
+    prefix added here (kombu's prefixing client does not prefix LRANGE); embedded: the
+    filesystem transport's message files. None when the broker cannot be read.
     """
     try:
         raw: list[bytes] = []
@@ -171,8 +172,13 @@ def waiting_message_ids(celery: Any, settings: Settings) -> set[str] | None:
                     with contextlib.suppress(FileNotFoundError):  # delivered while we look
                         raw.append(path.read_bytes())
             else:
-                for priority in channel.priority_steps:
-                    raw += channel.client.lrange(channel._q_for_pri(settings.queue, priority), 0, -1)
+                import redis
+
+                keys = [settings.redis_key_prefix + channel._q_for_pri(settings.queue, priority)
+                        for priority in channel.priority_steps]
+                with redis.Redis.from_url(settings.broker_url, socket_connect_timeout=3, socket_timeout=10) as client:
+                    for key in keys:
+                        raw += client.lrange(key, 0, -1)
         return {json.loads(item)["headers"]["id"] for item in raw}
     except Exception as exc:  # broker down, or a transport without lists
         log.warning("cannot read the broker's queue: %s", exc)

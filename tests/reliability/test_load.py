@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import statistics
 import threading
 import time
@@ -49,7 +50,8 @@ def test_load(service_factory, iris_zip, redis_broker) -> None:
                     else:
                         errors.append(f"submit {response.status_code}: {response.text[:200]}")
 
-    def poller() -> None:
+    def poller(seed: int) -> None:  # like `rntk submit --wait`: one job, twice a second
+        rng = random.Random(seed)
         with service.client() as client:
             while not done.is_set():
                 with lock:
@@ -57,17 +59,16 @@ def test_load(service_factory, iris_zip, redis_broker) -> None:
                 if not ids:
                     time.sleep(0.05)
                     continue
-                for job_id in ids[-5:]:
-                    moment = time.perf_counter()
-                    response = client.get(f"/jobs/{job_id}")
-                    with lock:
-                        poll_latency.append(time.perf_counter() - moment)
-                        if response.status_code != 200:
-                            errors.append(f"poll {response.status_code}")
-                time.sleep(0.2)
+                moment = time.perf_counter()
+                response = client.get(f"/jobs/{rng.choice(ids)}")
+                with lock:
+                    poll_latency.append(time.perf_counter() - moment)
+                    if response.status_code != 200:
+                        errors.append(f"poll {response.status_code}")
+                time.sleep(0.5)
 
     shares = [submissions // clients + (1 if k < submissions % clients else 0) for k in range(clients)]
-    poll_threads = [threading.Thread(target=poller, daemon=True) for _ in range(pollers)]
+    poll_threads = [threading.Thread(target=poller, args=(k,), daemon=True) for k in range(pollers)]
     for thread in poll_threads:
         thread.start()
     with ThreadPoolExecutor(clients) as pool:

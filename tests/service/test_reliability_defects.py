@@ -110,6 +110,23 @@ def test_delivered_but_unclaimed_job_is_resent(service_factory, iris_zip, redis_
     assert done["attempts"] == 1, done  # the lost delivery never claimed it
 
 
+def test_queued_job_waiting_in_line_is_not_resent(service_factory, iris_zip, redis_broker) -> None:
+    """Defect 1's fix must leave alone a job that simply waits in the queue (no worker yet),
+    however long: its message is still in the broker's list (under the key prefix)."""
+    service = service_factory(**redis_broker, unclaimed_after_s="1")
+    service.start_server()
+    client = service.client()
+    dataset = _upload(client, iris_zip)
+    job_ids = [client.post("/jobs", json={"dataset_id": dataset, "config": SMALL_CONFIG}).json()["id"]
+               for _ in range(3)]
+    sent = {job_id: _record(service, job_id)["message_id"] for job_id in job_ids}
+    time.sleep(5)  # several sweeps, each past the 1 s bound
+    for job_id in job_ids:
+        record = _record(service, job_id)
+        assert record["state"] == "queued" and record["message_id"] == sent[job_id], record
+        assert not record["requeues"], record
+
+
 # --------------------------------------------------------------------------- 2. full disk
 
 
