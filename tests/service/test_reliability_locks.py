@@ -9,9 +9,13 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from worker.jobs import file_lock
 
 
+# the child only sleeps and exits: JAX's threads (loaded by other tests) cannot deadlock it
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called")
 def test_a_forked_child_does_not_keep_a_held_lock(tmp_path: Path) -> None:
     path = tmp_path / "lock"
     held, release = threading.Event(), threading.Event()
