@@ -37,8 +37,8 @@ def test_recurrent_counts_match_the_enumeration(data, steps):
 
 def test_time_grows_with_n_and_t():
     config = parse_config({})
-    small, large_n, large_t = (estimate_cost(n, t, config) for n, t in ((100, 10), (1000, 10), (100, 100)))
-    assert large_n.kernel_seconds == pytest.approx(small.kernel_seconds * (1000 * 1001) / (100 * 101), rel=1e-2)
+    small, large_n, large_t = (estimate_cost(n, t, config) for n, t in ((1000, 10), (3000, 10), (1000, 100)))
+    assert large_n.kernel_seconds == pytest.approx(small.kernel_seconds * (3000 * 3001) / (1000 * 1001), rel=1e-2)
     assert large_t.kernel_seconds > 9 * small.kernel_seconds
     assert small.seconds < large_n.seconds
     assert "SVM fit(s)" in large_n.describe()

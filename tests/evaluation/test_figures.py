@@ -70,6 +70,8 @@ def test_heatmap_long_labels_are_not_cut_off():
 
 def test_gram_svg_embeds_an_image():
     matrix = np.eye(6)
-    svg = figures.gram_svg(matrix, ["a", "b"], [3, 3], 0.0, 1.0)
+    svg = figures.gram_svg(matrix, 6, ["a", "b"], [3, 3], 0.0, 1.0)
+    assert ">a<" in svg and ">b<" in svg
+    figures.gram_svg(matrix, 6, [], [], 0.0, 1.0)  # unsorted: no class marks
     _parse(svg)
     assert "data:image/png;base64," in svg

@@ -69,7 +69,8 @@ def _to_svg(figure: Figure) -> str:
     figure.savefig(buffer, format="svg", bbox_inches="tight", pad_inches=0.05,
                    metadata={"Date": None, "Creator": None})
     text = buffer.getvalue()
-    return text[text.index("<svg"):]
+    # the RDF metadata block names vocabularies by URL; the page needs none of it
+    return re.sub(r"<metadata>.*?</metadata>\s*", "", text[text.index("<svg"):], flags=re.S)
 
 
 def accuracy_range(bars: Sequence[FamilyBar], majority: float | None = None) -> tuple[float, float]:
@@ -180,7 +181,8 @@ def heatmap_svg(
         axes.tick_params(length=0)
         for spine in axes.spines.values():
             spine.set_visible(False)
-        bar = figure.colorbar(image, ax=axes, extend="min" if np.nanmin(values) < low else "neither",
+        below = bool(np.any(values[np.isfinite(values)] < low))
+        bar = figure.colorbar(image, ax=axes, extend="min" if below else "neither",
                               fraction=0.08, pad=0.03)
         bar.ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
         if title:
@@ -188,36 +190,33 @@ def heatmap_svg(
         return _to_svg(figure)
 
 
-def gram_svg(matrix: np.ndarray, classes: Sequence, counts: Sequence[int],
+def gram_svg(matrix: np.ndarray, n_samples: int, classes: Sequence, counts: Sequence[int],
              low: float, high: float) -> str:
-    """The (class-sorted) Gram matrix as an image, class boundaries in white, a colour bar."""
-    n = int(sum(counts)) if counts else matrix.shape[0]
+    """The (class-sorted) Gram matrix as an image, class boundaries in white, a colour bar.
+
+    ``matrix`` may be block-averaged; the axes stay in samples (``n_samples``). Without
+    classes (``classes`` empty) no boundaries are drawn.
+    """
+    n = n_samples
     with rc_context(_STYLE):
         figure = Figure(figsize=(5.6, 4.8))
         axes = figure.add_subplot()
-        scale = n / matrix.shape[0]  # the image may be block-averaged; axes stay in samples
         image = axes.imshow(matrix, cmap="viridis", vmin=low, vmax=high, interpolation="nearest",
                             extent=(0, n, n, 0))
-        ticks, labels, start = [], [], 0
+        ticks, start = [], 0
         for index, count in enumerate(counts):
             if index < len(counts) - 1:
                 for line in (axes.axhline, axes.axvline):
                     line(start + count, color="white", linewidth=1)
             ticks.append(start + count / 2)
-            labels.append(str(classes[index]))
             start += count
         if classes and len(classes) <= 20:
+            labels = [str(name) for name in classes]
             axes.set_xticks(ticks, labels)
             axes.set_yticks(ticks, labels)
             axes.set_xlabel("class")
             axes.set_ylabel("class")
-        elif scale:
+        else:
             axes.set_xlabel("sample")
         figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
         return _to_svg(figure)
-
-
-def svg_size(svg: str) -> tuple[float, float]:
-    """The (width, height) in points an SVG declares (for tests and layout)."""
-    match = re.search(r'width="([\d.]+)pt" height="([\d.]+)pt"', svg)
-    return (float(match.group(1)), float(match.group(2))) if match else (0.0, 0.0)

@@ -24,7 +24,7 @@ from markupsafe import Markup
 
 from . import figures
 
-__all__ = ["render_html", "config_key", "fmt_value"]
+__all__ = ["chosen_keys", "config_key", "configurations", "fmt_value", "render_html"]
 
 _TIMING_ORDER = ("load", "kernels", "validation", "test", "report", "total")
 _DATASET_FIELDS = ("name", "format", "n_samples", "n_steps", "n_features", "n_classes", "sha256")
@@ -94,11 +94,11 @@ def config_key(params: Any, c_value: Any) -> str:
     return json.dumps([_as_dict(params), _num(c_value)], sort_keys=True)
 
 
-def _configurations(report: dict) -> list[dict]:
+def configurations(report: dict) -> list[dict]:
     return [entry for entry in _as_list(report.get("configurations")) if isinstance(entry, dict)]
 
 
-def _chosen_keys(report: dict) -> dict[str, set[str]]:
+def chosen_keys(report: dict) -> dict[str, set[str]]:
     return {
         str(family): {
             config_key(_as_dict(entry).get("params"), _as_dict(entry).get("C"))
@@ -111,7 +111,7 @@ def _chosen_keys(report: dict) -> dict[str, set[str]]:
 def _family_names(report: dict) -> list[str]:
     """Families in the order of ``families``, then any only seen in ``configurations``."""
     names = [str(name) for name in _as_dict(report.get("families"))]
-    for entry in _configurations(report):
+    for entry in configurations(report):
         name = str(entry.get("family", ""))
         if name and name not in names:
             names.append(name)
@@ -203,7 +203,7 @@ def _sort_token(value: Any) -> tuple:
 def _heatmap(report: dict, family: str, entries: list[dict]) -> dict:
     """One family's heatmap: its SVG and the parameters fixed for every row."""
     varying, constant = _varying_keys(entries)
-    chosen = _chosen_keys(report).get(family, set())
+    chosen = chosen_keys(report).get(family, set())
     rows: dict[str, tuple] = {}
     columns: dict[str, Any] = {}
     for entry in entries:
@@ -233,7 +233,7 @@ def _heatmap(report: dict, family: str, entries: list[dict]) -> dict:
 def _heatmaps(report: dict) -> list[dict]:
     maps = []
     for name in _family_names(report):
-        entries = [e for e in _configurations(report) if str(e.get("family", "")) == name]
+        entries = [e for e in configurations(report) if str(e.get("family", "")) == name]
         if entries:
             maps.append(_heatmap(report, name, entries))
     return maps
@@ -304,7 +304,7 @@ def _gram(report: dict, gram: Any, labels: Any) -> dict:
     scale = f"shown at {size}x{size} by block averaging" if size < n else "one pixel per sample"
     caption = (f"{which}N = {n} samples, {sorting}; {scale}; colour scale clipped to the "
                f"1st-99th percentile [{low:.4g}, {high:.4g}].")
-    svg = figures.gram_svg(np.nan_to_num(shown, nan=low), classes, counts or [n], low, high)
+    svg = figures.gram_svg(np.nan_to_num(shown, nan=low), n, classes, counts, low, high)
     return {"warning": warning, "caption": caption, "svg": Markup(svg), "pixels": shown.shape[0]}
 
 
@@ -334,11 +334,16 @@ def render_html(report: dict, gram: np.ndarray | None = None, labels: np.ndarray
     title = f"RNTK evaluation: {dataset.get('name', 'unnamed dataset')}"
     failed = [f for f in _as_list(report.get("non_converged")) if isinstance(f, dict)]
     majority = _majority(report)
+    selection = _as_dict(report.get("selection"))
     context = {
         "title": title,
         "dataset": [(key, fmt_value(dataset.get(key))) for key in _DATASET_FIELDS
-                    if key != "sha256" or key in dataset],
+                    if key != "sha256" or key in dataset]
+        + [(key, fmt_value(dataset[key])) for key in ("classes", "lengths") if dataset.get(key)],
         "run": [("protocol", fmt_value(report.get("protocol"))),
+                *([("selection", f"{selection.get('method')} ({selection.get('folds')} fold(s))")]
+                  if selection else []),
+                *[("note", str(note)) for note in _as_list(report.get("notes"))],
                 ("normalize", fmt_value(_as_dict(report.get("config")).get("normalize"))),
                 ("x_scale", fmt_value(report.get("x_scale"))),
                 ("majority class", _pct(majority)),
