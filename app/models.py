@@ -61,13 +61,15 @@ class JobRequest(BaseModel):
 
 
 class DatasetView(BaseModel):
-    id: str
+    id: str = Field(description="The dataset's content hash: the same files give the same id, "
+                                "however they were zipped.")
+    name: str | None = Field(default=None, description="The dataset's name (the UCI folder's, or the file's stem).")
     format: str
     n_samples: int
     n_steps: int
     n_features: int
     n_classes: int
-    sha256: str
+    sha256: str = Field(description="sha256 of the uploaded file's bytes.")
     filename: str
     size: int
     created_at: float | None = None

@@ -126,9 +126,10 @@ class EvaluationConfig(BaseModel):
     sigma_b: list[BiasSigma] = Field(default_factory=lambda: [0.001, 0.1], max_length=MAX_GRID_VALUES)
     layers: list[Depth] = Field(default_factory=lambda: [1, 2], max_length=MAX_GRID_VALUES)
     C: list[Penalty] = Field(default_factory=lambda: [0.01, 1.0, 100.0, 1e4, 1e6], max_length=MAX_GRID_VALUES)
-    normalize: Literal["max_row_norm", "none"] = Field(
+    normalize: Literal["max_row_norm", "standardize", "none"] = Field(
         default="max_row_norm",
-        description="max_row_norm divides X by its largest row norm (one scalar per dataset).",
+        description="max_row_norm divides X by its largest row norm (one scalar per dataset); "
+        "standardize first gives every feature mean 0 and std 1 (for raw units), then does the same.",
     )
     protocol: Literal["auto", "predefined", "stratified"] = Field(
         default="auto",

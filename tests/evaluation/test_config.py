@@ -110,7 +110,7 @@ def test_duplicates_removed_in_order() -> None:
         ({"layers": [True]}, "layers[0]"),
         ({"sigma_u": ["0.5"]}, "sigma_u[0]"),
         ({"sigma_u": 0.5}, "sigma_u"),
-        ({"normalize": "l2"}, "normalize: Input should be 'max_row_norm' or 'none'"),
+        ({"normalize": "l2"}, "normalize: Input should be 'max_row_norm', 'standardize' or 'none'"),
         ({"protocol": "random"}, "protocol: Input should be 'auto', 'predefined' or 'stratified'"),
         ({"seed": -1}, "seed"),
         ({"features_per_step": 0}, "features_per_step"),
