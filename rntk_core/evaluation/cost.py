@@ -70,7 +70,8 @@ class CostEstimate:
         return self.validation_fits + self.test_fits
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "fits": self.fits, "fit_seconds": round(self.fit_seconds, 3)}
+        return {**asdict(self), "fits": self.fits, "fit_seconds": round(self.fit_seconds, 3),
+                "stage_seconds": self.stage_seconds(), "text": self.describe()}
 
     def describe(self) -> str:
         """One line for a person, e.g. before submitting."""

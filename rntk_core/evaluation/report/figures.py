@@ -77,7 +77,7 @@ def accuracy_range(bars: Sequence[FamilyBar], majority: float | None = None) -> 
     """The x range of the accuracy plot: every accuracy, fold and a nearby majority line.
 
     The range is zoomed to the data (padding 10% of the span, at least 1 point) and rounded
-    outwards to whole percents, within [0, 1]. The majority line widens the range only when
+    outwards to whole percents, within [0, 1], plus a sliver past the top. The majority line widens the range only when
     it lies within 15 points of the lowest value; farther away it is noted off-scale instead.
     """
     values = [b.accuracy for b in bars if b.accuracy is not None]
@@ -90,7 +90,10 @@ def accuracy_range(bars: Sequence[FamilyBar], majority: float | None = None) -> 
     pad = max(0.1 * (high - low), 0.01)
     low = max(0.0, math.floor((low - pad) * 100) / 100)
     high = min(1.0, math.ceil((high + pad) * 100) / 100)
-    return (low, high) if high > low else (max(0.0, high - 0.05), high)
+    if high <= low:
+        low = max(0.0, high - 0.05)
+    # a sliver past the top, so dots at exactly 100% are drawn whole, not on the edge
+    return low, high + 0.015 * (high - low)
 
 
 def accuracy_svg(bars: Sequence[FamilyBar], majority: float | None = None) -> str:
@@ -110,8 +113,9 @@ def accuracy_svg(bars: Sequence[FamilyBar], majority: float | None = None) -> st
                 continue
             colour = RECURRENT_COLOUR if bar.recurrent else BASELINE_COLOUR
             axes.barh(index, bar.accuracy - low, left=low, height=0.7, color=colour, zorder=2)
-            if bar.std is not None:
-                axes.errorbar(bar.accuracy, index, xerr=bar.std, color="#222", capsize=3,
+            if bar.std is not None:  # whiskers end at the axis and at 100%
+                spread = [[min(bar.std, bar.accuracy - low)], [min(bar.std, 1.0 - bar.accuracy)]]
+                axes.errorbar(bar.accuracy, index, xerr=spread, color="#222", capsize=3,
                               linewidth=1, zorder=3)
             if len(bar.folds):
                 jitter = rng.uniform(-0.22, 0.22, size=len(bar.folds))  # inside the 0.7 band
