@@ -17,6 +17,7 @@ SERVICE_COMMANDS = {
     "download": "download a job's artifacts into a folder, checking sha256",
     "cancel": "cancel a queued or running job",
     "jobs": "list your jobs (--state, --limit)",
+    "compare": "several jobs' test accuracy per family side by side",
 }
 
 

@@ -60,6 +60,28 @@ def parse_job_request(body: Any) -> JobRequest:
         raise HTTPException(422, f"invalid job request: {problems}") from None
 
 
+def _estimate(meta: dict, config: Any) -> dict[str, Any]:
+    from rntk_core.evaluation.cost import estimate_cost
+
+    steps = int(meta.get("n_steps") or 1) // max(config.features_per_step, 1) or 1
+    return estimate_cost(int(meta.get("n_samples") or 1), steps, config).as_dict()
+
+
+@router.post("/jobs/estimate", summary="What a job would compute: kernels, SVM fits, expected seconds",
+             response_model=dict[str, Any], responses=errors(404, 422))
+def estimate_job(job: JobRequest, owner: str = Depends(current_owner),
+                 store: Store = Depends(get_store)) -> dict[str, Any]:
+    """The cost estimate of ``POST /jobs`` with this body, without submitting anything.
+
+    Counts follow the protocol exactly (Gram grid passes, recurrent kernels, baseline models,
+    validation and test fits); seconds are for a 2-core CPU, an order of magnitude.
+    """
+    meta = store.dataset_meta(owner, job.dataset_id)
+    if meta is None:
+        raise HTTPException(404, f"no dataset {job.dataset_id!r}")
+    return _estimate(meta, job.config)
+
+
 def create_job(request: Request, owner: str, job: JobRequest) -> JobRecord:
     """Check the dataset and the quota, write the record, and send the message (sync: threadpool)."""
     from rntk_core.evaluation.config import used_settings

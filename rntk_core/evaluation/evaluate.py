@@ -239,6 +239,11 @@ class Progress:
         if self.should_cancel is not None and self.should_cancel():
             raise Cancelled("the evaluation was cancelled")
 
+    def report(self, stage: str, done: int, total: int) -> None:
+        """A stage without a bar (e.g. drawing the report): the callback only."""
+        if self.on_progress is not None:
+            self.on_progress(stage, done, total)
+
 
 class _Phase:
     """One phase's counter: advances the bar, reports (stage, done, total), checks cancel."""
@@ -662,11 +667,18 @@ def write_splits(out_dir: Path, dataset: Dataset, splits: Any, X: np.ndarray, x_
     return "splits.npz"
 
 
-def save_report(report: dict, out_dir: Path, gram: np.ndarray | None, labels: np.ndarray) -> None:
+def draw_figures(report: dict, gram: np.ndarray | None, labels: np.ndarray) -> dict:
+    from .report.html import draw_figures as draw
+
+    return draw(report, gram, labels)
+
+
+def save_report(report: dict, out_dir: Path, gram: np.ndarray | None, labels: np.ndarray,
+                drawn: dict | None = None) -> None:
     """report.json / .csv / .html (see :mod:`rntk_core.evaluation.report.writer`)."""
     from .report.writer import write_report
 
-    write_report(report, out_dir, selected_gram=gram, labels=labels)
+    write_report(report, out_dir, selected_gram=gram, labels=labels, drawn=drawn)
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -772,12 +784,17 @@ def evaluate_dataset(
         if grams != "none":
             report["grams"], gram = write_grams(plan, outcomes, out, x_scale,
                                                 dataset.lengths is not None, grams == "all")
+    drawn = None
+    if out_dir is not None:  # the figures are most of the report's time: drawn before the total
+        progress.report("report", 0, 1)
+        with _timed(timings, "report"):
+            drawn = draw_figures(report, gram, dataset.classes[dataset.y])
     timings["total"] = load_seconds + time.perf_counter() - start
     report["reproducibility"]["finished_at"] = _utc(time.time())
     # Typed once here, so a report that breaks the schema fails where it is made.
     report = Report.model_validate(json_safe(report)).model_dump(mode="json", exclude_unset=True)
     if out_dir is not None:
-        save_report(report, Path(out_dir), gram, dataset.classes[dataset.y])
+        save_report(report, Path(out_dir), gram, dataset.classes[dataset.y], drawn)
     return report
 
 

@@ -22,9 +22,10 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from ..files import json_safe
 from . import figures
 
-__all__ = ["chosen_keys", "config_key", "configurations", "fmt_value", "render_html"]
+__all__ = ["chosen_keys", "config_key", "configurations", "draw_figures", "fmt_value", "render_html"]
 
 _TIMING_ORDER = ("load", "kernels", "validation", "test", "report", "total")
 _DATASET_FIELDS = ("name", "format", "n_samples", "n_steps", "n_features", "n_classes", "sha256")
@@ -328,8 +329,28 @@ def _reproducibility(report: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def render_html(report: dict, gram: np.ndarray | None = None, labels: np.ndarray | None = None) -> str:
-    """The page for a (JSON-safe) report dict; ``gram``/``labels`` draw the selected kernel."""
+def draw_figures(report: dict, gram: np.ndarray | None = None, labels: np.ndarray | None = None) -> dict:
+    """The page's figures (most of its cost): accuracy bars, heatmaps and the Gram image.
+
+    Drawn apart from :func:`render_html` so that the evaluation can time them and still put
+    that time in the report it renders. Only families, configurations, the majority class
+    and ``grams`` are read, so timings may change between drawing and rendering.
+    """
+    report = json_safe(report)
+    return {
+        "accuracy_svg": Markup(figures.accuracy_svg(_accuracy_bars(report), _majority(report)))
+        if _family_names(report) else None,
+        "heatmaps": _heatmaps(report),
+        "gram": _gram(report, gram, labels),
+    }
+
+
+def render_html(report: dict, gram: np.ndarray | None = None, labels: np.ndarray | None = None,
+                *, drawn: dict | None = None) -> str:
+    """The page for a (JSON-safe) report dict; ``gram``/``labels`` draw the selected kernel.
+
+    ``drawn``: the figures from :func:`draw_figures` of the same report (drawn here if None).
+    """
     dataset = _as_dict(report.get("dataset"))
     title = f"RNTK evaluation: {dataset.get('name', 'unnamed dataset')}"
     failed = [f for f in _as_list(report.get("non_converged")) if isinstance(f, dict)]
@@ -352,11 +373,8 @@ def render_html(report: dict, gram: np.ndarray | None = None, labels: np.ndarray
         "versions": _rows(_as_dict(report.get("versions")), (), fmt_value),
         "reproducibility": _reproducibility(report),
         "families": _family_rows(report),
-        "accuracy_svg": Markup(figures.accuracy_svg(_accuracy_bars(report), majority))
-        if _family_names(report) else None,
         "majority": _pct(majority) if majority is not None else None,
-        "heatmaps": _heatmaps(report),
-        "gram": _gram(report, gram, labels),
+        **(drawn if drawn is not None else draw_figures(report, gram, labels)),
         "non_converged_recorded": "non_converged" in report,
         "non_converged": [
             {"family": fmt_value(f.get("family")),

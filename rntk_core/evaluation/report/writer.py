@@ -38,6 +38,7 @@ def write_report(
     *,
     selected_gram: np.ndarray | None = None,
     labels: np.ndarray | None = None,
+    drawn: dict | None = None,
 ) -> None:
     """Write ``report.json``, ``report.csv`` and ``report.html`` into ``out_dir``.
 
@@ -48,6 +49,7 @@ def write_report(
         selected_gram: optional ``(N, N)`` Gram matrix of the selected kernel, drawn with
             rows and columns sorted by class.
         labels: optional ``(N,)`` class labels for ``selected_gram``.
+        drawn: the figures, drawn beforehand by :func:`.html.draw_figures` (else drawn here).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -57,7 +59,7 @@ def write_report(
     text = json.dumps(safe, indent=2, allow_nan=False) + "\n"
     atomic_write_text(out_dir / "report.json", text)
     atomic_write_text(out_dir / "report.csv", _render_csv(safe))
-    atomic_write_text(out_dir / "report.html", render_html(safe, selected_gram, labels))
+    atomic_write_text(out_dir / "report.html", render_html(safe, selected_gram, labels, drawn=drawn))
 
 
 def _render_csv(report: dict) -> str:
