@@ -86,9 +86,11 @@ def _goto(page, url: str) -> None:
                 raise
 
 
-def _shoot(page, tmp_path: Path, name: str) -> None:
+def _shoot(target, tmp_path: Path, name: str, full_page: bool = False) -> None:
+    """A PNG of a page (the viewport, or all of it) or of one element; kept with RNTK_SCREENSHOTS."""
     shot = tmp_path / f"{name}.png"
-    page.screenshot(path=str(shot), full_page=True)
+    options = {"full_page": full_page} if full_page else {}
+    target.screenshot(path=str(shot), **options)
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, len(data)
     keep = os.environ.get("RNTK_SCREENSHOTS")
@@ -173,7 +175,10 @@ def test_pages_in_chromium(browser, service_factory, iris_zip, tmp_path: Path) -
         saved = tmp_path / "report.json"
         download.value.save_as(saved)
         assert json.loads(saved.read_text())["families"].keys() == set(SIX_FAMILIES["families"])
-        _shoot(page, tmp_path, "job-report")
+        _shoot(page, tmp_path, "job-finished")
+        _shoot(page.locator("#report #families"), tmp_path, "report-families")
+        _shoot(page.locator("#report #accuracy"), tmp_path, "report-accuracy")
+        _shoot(page.locator("#report #validation figure").last, tmp_path, "report-heatmap")
 
         page.goto(f"{service.base}/")
         row = page.locator(f"tr[data-job='{job_id}']")
@@ -185,10 +190,11 @@ def test_pages_in_chromium(browser, service_factory, iris_zip, tmp_path: Path) -
         expect(page.locator(f"tr[data-job='{long_id}'] .job-state")).to_have_text("cancelled")
         assert page.locator("meta[http-equiv=refresh]").count() == 1
         _shoot(page, tmp_path, "jobs")
-
-        # the API docs render from local files
         page.goto(f"{service.base}/docs")
         expect(page.locator(".swagger-ui .info .title")).to_contain_text("rntk")
+        _shoot(page, tmp_path, "api-docs")
+
+        # the API docs render from local files
         expect(page.locator(".opblock-summary-path[data-path='/jobs']").first).to_be_visible()
         page.goto(f"{service.base}/redoc")
         expect(page.locator("h1")).to_contain_text("rntk")
