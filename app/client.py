@@ -554,21 +554,10 @@ def run(command: str, argv: Sequence[str]) -> int:
         print(f"rntk {command}: error: {exc}", file=sys.stderr)
         return exc.code
     except BrokenPipeError:
-        return _closed_pipe()
+        raise  # the reader went away: app.cli ends quietly
     except KeyboardInterrupt:
         print(f"rntk {command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # never a traceback: one line with the exception's type
         print(f"rntk {command}: error: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_ERROR
-
-
-def _closed_pipe() -> int:
-    """The reader went away (``rntk jobs | head``): stop quietly, as cat does.
-
-    stdout is pointed at /dev/null so that the interpreter's final flush does not raise again.
-    """
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
-    return EXIT_OK
