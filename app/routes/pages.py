@@ -8,6 +8,7 @@ scripts, no external assets, no build step. Pages refresh themselves with
   form that uploads a dataset and submits a job (``POST /page/submit``).
 - ``GET /jobs/{id}/page``: the job's facts, its artifacts as links, a cancel button while it
   runs ("cancel requested" once asked), and the report inline (no iframe).
+- ``GET /compare?job=A&job=B``: the jobs' test accuracy (± std over folds) per family side by side.
 - ``GET /jobs/{id}/page/report.html`` and ``/jobs/{id}/page/artifacts/{name}``: the files.
 
 Auth: with ``RNTK_API_KEYS`` set, a page needs a key like every endpoint. A browser cannot
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -287,3 +288,44 @@ def job_report(job_id: str, request: Request, store: Store = Depends(get_store))
         "Cache-Control": "no-store",
         "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
                                    "frame-ancestors 'none'"})
+
+
+def _fold_std(store: Store, record: JobRecord) -> dict[str, float]:
+    """Each family's std over test folds, from the job's report.json (empty without one)."""
+    path = _artifact(store, record, "report.json")
+    try:
+        families = json.loads(path.read_text(encoding="utf-8")).get("families") or {} if path else {}
+    except (OSError, ValueError):
+        return {}
+    spread = {}
+    for family, result in families.items():
+        folds = [f for f in (result or {}).get("fold_accuracies") or [] if isinstance(f, (int, float))]
+        if len(folds) >= 2:
+            mean = sum(folds) / len(folds)
+            spread[family] = (sum((f - mean) ** 2 for f in folds) / len(folds)) ** 0.5
+    return spread
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(request: Request, job: list[str] = Query(default=[]),
+                 store: Store = Depends(get_store)) -> Response:
+    """Several jobs' test accuracy per family side by side (``?job=A&job=B``)."""
+    owner, early = _authenticate(request)
+    if early is not None:
+        return early
+    records = [record for job_id in dict.fromkeys(job[:20]) if (record := _owned(store, job_id, owner))]
+    families: list[str] = []
+    for record in records:
+        families += [name for name in (record.summary or {}) if name not in families]
+    spreads = [_fold_std(store, record) for record in records]
+    rows = []
+    for family in families:
+        cells = []
+        for record, spread in zip(records, spreads):
+            accuracy = ((record.summary or {}).get(family) or {}).get("test_accuracy")
+            text = f"{100 * accuracy:.1f}%" if isinstance(accuracy, (int, float)) else "-"
+            if family in spread and text != "-":
+                text += f" ± {100 * spread[family]:.1f}"
+            cells.append(text)
+        rows.append((family, cells))
+    return _page("compare.html.j2", title="rntk: compare jobs", jobs=[_job(r) for r in records], rows=rows)

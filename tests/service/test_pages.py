@@ -190,6 +190,16 @@ def test_pages_in_chromium(browser, service_factory, iris_zip, tmp_path: Path) -
         expect(page.locator(f"tr[data-job='{long_id}'] .job-state")).to_have_text("cancelled")
         assert page.locator("meta[http-equiv=refresh]").count() == 1
         _shoot(page, tmp_path, "jobs")
+
+        # compare: tick both jobs; the finished one has its accuracies ± std, the cancelled none
+        page.check(f"tr[data-job='{job_id}'] input[name=job]")
+        page.check(f"tr[data-job='{long_id}'] input[name=job]")
+        page.click("#compare")
+        page.wait_for_url(f"{service.base}/compare?*")
+        rnn_row = page.locator("#compare tr[data-family='RNN'] td")
+        expect(rnn_row).to_have_count(2)
+        expect(rnn_row.nth(0)).to_contain_text(rnn + " ± ")
+        expect(rnn_row.nth(1)).to_have_text("-")
         page.goto(f"{service.base}/docs")
         expect(page.locator(".swagger-ui .info .title")).to_contain_text("rntk")
         _shoot(page, tmp_path, "api-docs")
