@@ -784,6 +784,10 @@ def evaluate_dataset(
         if grams != "none":
             report["grams"], gram = write_grams(plan, outcomes, out, x_scale,
                                                 dataset.lengths is not None, grams == "all")
+            if config.normalize == "standardize":  # X / x_scale alone would not reproduce them
+                for entry in report["grams"]:
+                    entry["inputs"] = ("protocol.standardize(X) / x_scale; splits.npz holds that X, "
+                                       "so gram(splits['X'], **params) reproduces the file")
     drawn = None
     if out_dir is not None:  # the figures are most of the report's time: drawn before the total
         progress.report("report", 0, 1)

@@ -244,3 +244,16 @@ def test_float64_kernels_are_recorded_in_params(iris, tmp_path):
     assert entry["params"]["dtype"] == "float64"
     expected = rntk_core.gram(iris.X / entry["x_scale"], **entry["params"])
     np.testing.assert_allclose(np.load(tmp_path / entry["file"]), expected, rtol=1e-12)
+
+
+def test_standardize_grams_are_reproduced_from_splits(iris, tmp_path):
+    config = EvaluationConfig(families=["RNN"], normalize="standardize", kinds=["ntk"], sigma_u=[0.5],
+                              sigma_b=[0.1], layers=[1], C=[1.0])
+    report = evaluation.evaluate_dataset(iris, config, out_dir=tmp_path)
+    entry = report["grams"][0]
+    assert "standardize" in entry["inputs"]
+    with np.load(tmp_path / "splits.npz") as saved:
+        X = saved["X"]
+    assert np.allclose(X[:, :, 0].std(axis=0), X[:, :, 0].std(axis=0)[0])  # every feature one scale
+    K = rntk_core.gram(X, **entry["params"])
+    assert np.allclose(K, np.load(tmp_path / entry["file"]), rtol=1e-5, atol=1e-6)
