@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,9 @@ def test_pages_in_chromium(browser, service_factory, iris_zip, tmp_path: Path) -
         page.wait_for_url(f"{service.base}/jobs/*/page")
         long_id = page.url.rsplit("/", 2)[-2]
         wait_for(alice, long_id, {"running"})
+        deadline = time.monotonic() + 60  # past loading: the overall bar has moved
+        while alice.get(f"/jobs/{long_id}").json()["progress"]["overall"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
         _goto(page, f"{service.base}/jobs/{long_id}/page")
         expect(page.locator("#facts")).to_contain_text("iris")  # the dataset's name
         expect(page.locator("#facts .progress")).to_contain_text("%")
