@@ -308,8 +308,8 @@ def submit_main(argv: Sequence[str]) -> int:
             return EXIT_OK
         job = api.json("POST", "/jobs", json=body)
         print(job["id"] if not args.json or args.wait else json.dumps(job, indent=2), flush=True)
-        if (job.get("estimate") or {}).get("text") and args.wait and not args.no_progress:
-            print(f"estimate: {job['estimate']['text']}", file=sys.stderr)  # above the bar
+        if (job.get("cost") or {}).get("text") and args.wait and not args.no_progress:
+            print(f"estimate: {job['cost']['text']}", file=sys.stderr)  # above the bar
         if not args.wait:
             return EXIT_OK
         try:

@@ -99,9 +99,6 @@ class JobView(BaseModel):
     config: dict[str, Any] = Field(description="The job's EvaluationConfig, without the settings of "
                                                "families that do not run.")
     artifacts: dict[str, Any]
-    estimate: dict[str, Any] | None = Field(
-        default=None, description="Expected Gram grids, kernels, SVM fits and seconds (2-core CPU), "
-                                  "from N, T and the grid, made at submission.")
     state: JobState
     progress: Progress
     created_at: str | None
@@ -129,7 +126,7 @@ class JobView(BaseModel):
                  ("created_at", "started_at", "finished_at", "updated_at", "enqueued_at")}
         return cls(
             id=record.id, dataset_id=record.dataset_id, dataset_name=record.dataset_name,
-            config=record.config, artifacts=record.artifacts, estimate=record.estimate,
+            config=record.config, artifacts=record.artifacts,
             state=record.state, progress=record.progress, error=record.error, summary=record.summary,
             attempts=record.attempts, cost=record.cost, cancel_requested=record.cancel_requested, worker=record.worker,
             phase_seconds=record.phase_seconds, timings=record.timings,

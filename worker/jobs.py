@@ -114,7 +114,6 @@ class JobRecord(BaseModel):
     dataset_name: str | None = None
     config: dict[str, Any] = Field(default_factory=dict)
     artifacts: dict[str, Any] = Field(default_factory=dict)
-    estimate: dict[str, Any] | None = None
     state: JobState = JobState.queued
     progress: Progress = Field(default_factory=lambda: Progress(stage="queued"))
     created_at: float = Field(default_factory=lambda: now())

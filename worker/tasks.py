@@ -187,7 +187,7 @@ def execute(store: Store, record: JobRecord, settings: Any) -> None:
     job_id = record.id
     last_write = [0.0]
     phases = PhaseClock()
-    overall = OverallProgress(record.estimate)
+    overall = OverallProgress(record.cost)
     # Celery's soft limit is a signal, and an import in flight (JAX's) can swallow it; this
     # deadline, checked between tiles, fits and phases, enforces the limit regardless.
     deadline = time.monotonic() + settings.job_time_limit_s

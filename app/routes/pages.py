@@ -127,7 +127,7 @@ def _job(record: JobRecord) -> dict:
         "families": ", ".join(map(str, families)) or "default",
         "progress": _progress(record), "summary": _summary(record), "error": _error(record),
         "created": _when(record.created_at), "finished": _when(record.finished_at),
-        "attempts": record.attempts, "estimate": (record.estimate or {}).get("text"),
+        "attempts": record.attempts, "cost": (record.cost or {}).get("text"),
         "cancel_requested": record.cancel_requested and not record.state.terminal,
         "cancellable": not record.state.terminal and not record.cancel_requested,
     }

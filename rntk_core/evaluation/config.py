@@ -244,6 +244,36 @@ class EvaluationConfig(BaseModel):
         return _dedupe(orders)  # T = 1: forward == reversed
 
 
+#: The settings that only matter when their family runs.
+_FAMILY_FIELDS: dict[str, tuple[str, ...]] = {
+    "RNN-P": ("rnnp_orders",),
+    "RBF": ("rbf_gamma",),
+    "POLY": ("poly_degree", "poly_scale", "poly_offset"),
+    "MLP": ("mlp_layers", "mlp_fixed_layers", "mlp_C"),
+    "RF": ("rf_n_estimators", "rf_max_features"),
+    "1NN-DTW": ("dtw_window",),
+}
+_RECURRENT_FIELDS = ("sigma_w", "sigma_u", "sigma_b", "layers")
+
+
+def used_settings(config: EvaluationConfig) -> dict[str, Any]:
+    """The config as JSON, without the settings of families that do not run.
+
+    ``parse_config`` of the result gives back a config that evaluates the same way (the
+    dropped fields take their defaults, which nothing reads).
+    """
+    data = config.model_dump(mode="json")
+    families = set(config.families)
+    unused = [name for family, names in _FAMILY_FIELDS.items() if family not in families for name in names]
+    if not families & set(RECURRENT_FAMILIES):
+        unused += _RECURRENT_FIELDS
+        if "MLP" not in families:
+            unused.append("kinds")
+    if not families & (set(RECURRENT_FAMILIES) | {"RBF", "POLY"}):
+        unused.append("C")
+    return {name: value for name, value in data.items() if name not in unused}
+
+
 def error_message(item: Mapping[str, Any]) -> str:
     """pydantic's message for one error, with an upper bound said as the limit it is."""
     if item["type"] == "less_than_equal":
