@@ -68,7 +68,7 @@ def _estimate(meta: dict, config: Any) -> dict[str, Any]:
 
 
 @router.post("/jobs/estimate", summary="What a job would compute: kernels, SVM fits, expected seconds",
-             response_model=dict[str, Any], responses=errors(404, 422))
+             response_model=dict[str, Any], responses=errors(400, 404, 422))
 def estimate_job(job: JobRequest, owner: str = Depends(current_owner),
                  store: Store = Depends(get_store)) -> dict[str, Any]:
     """The cost estimate of ``POST /jobs`` with this body, without submitting anything.

@@ -47,7 +47,7 @@ def test_job_request_documents_every_config_field(spec):
     ("/jobs/{job_id}", "get", {"200", "401", "404"}),
     ("/jobs/{job_id}/cancel", "post", {"202", "401", "404", "409"}),
     ("/jobs/{job_id}/artifacts/{name}", "get", {"200", "401", "404", "416"}),
-    ("/jobs/estimate", "post", {"200", "401", "404", "422"}),
+    ("/jobs/estimate", "post", {"200", "400", "401", "404", "422"}),
 ])
 def test_error_responses_are_documented(spec, path, method, codes):
     responses = spec["paths"][path][method]["responses"]
