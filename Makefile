@@ -1,8 +1,10 @@
 VENV ?= .venv
+HOST ?= 127.0.0.1
+PORT ?= 8000
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-reliability bench serve clean browser-deps
+.PHONY: install test test-reliability bench serve clean browser-deps screenshots
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -12,7 +14,9 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
+# After it, `. .venv/bin/activate` puts `rntk` (server, worker and client) on the PATH.
 install: $(STAMP)
+	@echo "installed; run '. $(VENV)/bin/activate' to put rntk on the PATH (or call $(VENV)/bin/rntk)"
 
 # The page test drives Debian's chromium; install it where we can (root with apt), else it skips.
 browser-deps:
@@ -34,8 +38,14 @@ test-reliability: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.grid_benchmark
 
+# make serve PORT=8080 HOST=0.0.0.0 (a non-loopback HOST needs RNTK_API_KEYS)
 serve: $(STAMP)
-	$(VENV)/bin/rntk serve --host 127.0.0.1 --port 8000
+	@echo "client: . $(VENV)/bin/activate; export RNTK_SERVER=http://$(HOST):$(PORT); rntk jobs"
+	$(VENV)/bin/rntk serve --host $(HOST) --port $(PORT)
+
+# Re-take docs/screenshots/*.png with the browser test.
+screenshots: $(STAMP) browser-deps
+	RNTK_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/service/test_pages.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

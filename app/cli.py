@@ -6,6 +6,7 @@ so that the engine never imports the service.
 
 from __future__ import annotations
 
+import os
 import sys
 
 SERVICE_COMMANDS = {
@@ -17,11 +18,25 @@ SERVICE_COMMANDS = {
     "download": "download a job's artifacts into a folder, checking sha256",
     "cancel": "cancel a queued or running job",
     "jobs": "list your jobs (--state, --limit)",
+    "compare": "several jobs' test accuracy per family side by side",
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run one command; a closed stdout (``rntk jobs | head``) ends it quietly, as cat does."""
+    try:
+        code = _dispatch(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below
+        return code
+    except BrokenPipeError:
+        # stdout to /dev/null, so that the interpreter's final flush does not raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] in SERVICE_COMMANDS and argv[0] not in ("serve", "worker"):
         from app.client import run
 

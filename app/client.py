@@ -25,7 +25,8 @@ from typing import Any, Callable, Sequence
 
 import httpx
 
-__all__ = ["COMMANDS", "run", "submit_main", "status_main", "download_main", "cancel_main", "jobs_main"]
+__all__ = ["COMMANDS", "run", "submit_main", "status_main", "download_main", "cancel_main", "jobs_main",
+           "compare_main", "progress_text", "overall_fraction"]
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -139,9 +140,12 @@ def _summary_lines(job: dict) -> list[str]:
 
 def _describe(job: dict) -> str:
     progress = job.get("progress") or {}
+    overall = f"{100 * overall_fraction(job):.0f}%"
+    eta = progress.get("eta_s")
     lines = [f"job {job['id']}: {job.get('state')}",
-             f"  progress  {progress.get('stage', '')} {progress.get('done', 0)}/{progress.get('total', 1)}",
-             f"  dataset   {job.get('dataset_id', '')}",
+             f"  progress  {overall} {progress_text(job)}"
+             + (f", ETA {_eta(eta)}" if eta is not None and job.get("state") not in TERMINAL else ""),
+             f"  dataset   {job.get('dataset_name') or ''} ({str(job.get('dataset_id', ''))[:16]})",
              f"  created   {job.get('created_at') or ''}"]
     for key in ("started_at", "finished_at"):
         if job.get(key):
@@ -196,44 +200,71 @@ def _payload(data: Path) -> tuple[str, Any, str]:
 
 
 def _read_config(value: str | None) -> dict:
+    """``--config``: inline JSON (a string starting with ``{``) or the path of a JSON file."""
     if not value:
         return {}
+    inline = value.lstrip().startswith(("{", "["))
     text = value
-    if not value.lstrip().startswith("{"):
+    if not inline:
+        path = Path(value)
+        if not path.is_file():
+            raise ClientError(f"--config {value!r}: no such file, and not inline JSON "
+                              "(inline JSON starts with '{', e.g. --config '{\"families\": [\"RNN\"]}')")
         try:
-            text = Path(value).read_text()
-        except OSError as exc:
-            raise ClientError(f"cannot read config {value}: {exc.strerror or exc}") from None
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ClientError(f"cannot read config {value}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
         config = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ClientError(f"config {value if text is not value else '(inline)'} is not valid JSON: "
+        raise ClientError(f"config {'(inline)' if inline else value} is not valid JSON: "
                           f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(config, dict):
-        raise ClientError("the config must be a JSON object")
+        raise ClientError(f"config {'(inline)' if inline else value} must be a JSON object "
+                          f"like {{\"families\": [\"RNN\"]}}, got {type(config).__name__}")
     return config
 
 
+def _eta(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)) or seconds < 0:
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def progress_text(job: dict) -> str:
+    """One consistent line from one poll: ``kernels 3/8`` (stage, counts, never the state twice)."""
+    progress = job.get("progress") or {}
+    state, stage = job.get("state") or "", progress.get("stage") or ""
+    if state in TERMINAL or not stage or stage == state:
+        return state
+    done, total = progress.get("done", 0), progress.get("total", 1)
+    return f"{stage} {done}/{total}" if total and total > 1 else stage
+
+
+def overall_fraction(job: dict) -> float:
+    """The job's overall progress in [0, 1] (1 once it has ended)."""
+    if job.get("state") in TERMINAL:
+        return 1.0
+    value = (job.get("progress") or {}).get("overall")
+    return min(max(float(value), 0.0), 1.0) if isinstance(value, (int, float)) else 0.0
+
+
 def _wait(api: Api, job_id: str, interval: float, timeout: float | None, show_bar: bool) -> dict:
-    """Poll the job until it ends, with a tqdm bar on stderr following its progress."""
+    """Poll the job until it ends, with one overall bar on stderr (stage and ETA beside it)."""
     from tqdm import tqdm
 
-    bar = tqdm(total=1, file=sys.stderr, disable=not show_bar, dynamic_ncols=True, leave=True,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n}/{total} [{elapsed}]")
-    stage = None
+    bar = tqdm(total=1000, file=sys.stderr, disable=not show_bar, dynamic_ncols=True, leave=True,
+               bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed} elapsed, ETA {postfix}")
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:
             job = api.json("GET", f"/jobs/{job_id}")
-            progress = job.get("progress") or {}
-            total = max(int(progress.get("total") or 1), 1)
-            done = min(max(int(progress.get("done") or 0), 0), total)
-            if progress.get("stage") != stage or total != bar.total:
-                stage = progress.get("stage")
-                bar.reset(total=total)
-                bar.set_description_str(f"{job_id[:8]} {job.get('state')} {stage or ''}".rstrip(),
-                                        refresh=False)
-            bar.n = done
+            # stage, counts and fraction come from the same poll and are drawn in one refresh
+            bar.set_description_str(f"{job_id[:8]} {progress_text(job)}", refresh=False)
+            bar.set_postfix_str(_eta((job.get("progress") or {}).get("eta_s"))
+                                if job.get("state") not in TERMINAL else "0:00", refresh=False)
+            bar.n = round(1000 * overall_fraction(job))
             bar.refresh()
             if job.get("state") in TERMINAL:
                 return job
@@ -248,7 +279,8 @@ def _wait(api: Api, job_id: str, interval: float, timeout: float | None, show_ba
 def submit_main(argv: Sequence[str]) -> int:
     parser = _Parser(prog="rntk submit", description="Upload DATA, submit a job, print its id.")
     parser.add_argument("data", metavar="DATA", help="a .csv, .npz, .ts or .zip file, or a UCI or .ts TRAIN/TEST folder (zipped for you)")
-    parser.add_argument("--config", metavar="CONFIG.json", help="the evaluation config: a JSON file (or inline JSON)")
+    parser.add_argument("--config", metavar="CONFIG",
+                        help="the evaluation config: a JSON file (e.g. examples/config.json) or inline JSON starting with '{'")
     parser.add_argument("--gram", choices=("selected", "all", "none"), default=None,
                         help="Gram matrices to keep as artifacts (server default: selected)")
     parser.add_argument("--wait", action="store_true", help="follow the job with a progress bar until it ends")
@@ -257,6 +289,8 @@ def submit_main(argv: Sequence[str]) -> int:
                         help="with --wait: give up waiting after S seconds (exit 2; the job goes on)")
     parser.add_argument("--no-progress", action="store_true", help="with --wait: no progress bar")
     parser.add_argument("--json", action="store_true", help="print the job record as JSON")
+    parser.add_argument("--estimate", action="store_true",
+                        help="upload DATA and print the expected kernels, fits and time; submit nothing")
     _common(parser)
     args = parser.parse_args(argv)
     config = _read_config(args.config)
@@ -268,8 +302,14 @@ def submit_main(argv: Sequence[str]) -> int:
         body: dict[str, Any] = {"dataset_id": dataset["id"], "config": config}
         if args.gram:
             body["artifacts"] = {"gram": args.gram}
+        if args.estimate:
+            estimate = api.json("POST", "/jobs/estimate", json=body)
+            print(json.dumps(estimate, indent=2) if args.json else estimate["text"])
+            return EXIT_OK
         job = api.json("POST", "/jobs", json=body)
         print(job["id"] if not args.json or args.wait else json.dumps(job, indent=2), flush=True)
+        if (job.get("cost") or {}).get("text") and args.wait and not args.no_progress:
+            print(f"estimate: {job['cost']['text']}", file=sys.stderr)  # above the bar
         if not args.wait:
             return EXIT_OK
         try:
@@ -352,15 +392,86 @@ def jobs_main(argv: Sequence[str]) -> int:
     if not jobs:
         print("no jobs" + (f" {args.state}" if args.state else ""))
         return EXIT_OK
-    print(f"{'job':32s}  {'state':9s}  {'progress':18s}  {'created':20s}  test accuracy")
+    columns = (("job", 32), ("dataset", 16), ("state", 9), ("progress", 24), ("created", 19))
+    print("  ".join(f"{name:{width}s}" for name, width in columns) + "  test accuracy")
     for job in jobs:
-        progress = job.get("progress") or {}
-        stage = f"{progress.get('stage', '')} {progress.get('done', 0)}/{progress.get('total', 1)}"
+        progress = f"{100 * overall_fraction(job):3.0f}% {progress_text(job)}"
         summary = " ".join(f"{family}={_percent((result or {}).get('test_accuracy'))}"
                            for family, result in (job.get("summary") or {}).items())
         created = (job.get("created_at") or "")[:19].replace("T", " ")
-        print(f"{job['id']:32s}  {job.get('state', ''):9s}  {stage:18s}  {created:20s}  {summary}")
+        cells = (job["id"], job.get("dataset_name") or str(job.get("dataset_id", ""))[:12],
+                 job.get("state", ""), progress, created)
+        # fixed widths, long values cut: the columns never shift while progress text grows
+        print("  ".join(_cell(str(value), width) for value, (_, width) in zip(cells, columns))
+              + "  " + summary)
     return EXIT_OK
+
+
+def _cell(text: str, width: int) -> str:
+    return f"{text[:width - 1] + '…' if len(text) > width else text:{width}s}"
+
+
+def compare_main(argv: Sequence[str]) -> int:
+    parser = _Parser(prog="rntk compare", description="Several jobs' test accuracy per family, side by side.")
+    parser.add_argument("jobs", nargs="+", metavar="JOB", help="job ids")
+    parser.add_argument("--json", action="store_true", help="print {family: {job: accuracy}} as JSON")
+    _common(parser)
+    args = parser.parse_args(argv)
+    api = Api(args.server, args.api_key)
+    try:
+        jobs = [api.json("GET", _job_path(job_id)) for job_id in args.jobs]
+        reports = [_report(api, job) for job in jobs]
+    finally:
+        api.close()
+    families: list[str] = []
+    for job in jobs:
+        families += [name for name in (job.get("summary") or {}) if name not in families]
+    table = {family: {job["id"]: _family_result(job, report, family) for job, report in zip(jobs, reports)}
+             for family in families}
+    if args.json:
+        print(json.dumps(table, indent=2))
+        return EXIT_OK
+    width = max([len(f) for f in families] + [len("family")])
+    heads = [f"{job['id'][:8]} {job.get('dataset_name') or ''}".strip()[:20] for job in jobs]
+    print(f"{'family':{width}s}  " + "  ".join(f"{head:>20s}" for head in heads))
+    for family in families:
+        cells = []
+        for job in jobs:
+            result = table[family][job["id"]]
+            text = "-" if result is None else _percent(result["test_accuracy"])
+            if result is not None and result.get("std") is not None:
+                text += f" ± {100 * result['std']:.1f}"
+            cells.append(f"{text:>20s}")
+        print(f"{family:{width}s}  " + "  ".join(cells))
+    states = [job.get("state") for job in jobs]
+    if any(state != "succeeded" for state in states):
+        print("(jobs not succeeded: " + ", ".join(f"{j['id'][:8]} {j.get('state')}" for j in jobs
+                                                  if j.get("state") != "succeeded") + ")", file=sys.stderr)
+    return EXIT_OK
+
+
+def _report(api: Api, job: dict) -> dict:
+    """The job's report.json (fold accuracies for the std), or {} when it has none."""
+    if job.get("state") != "succeeded":
+        return {}
+    try:
+        report = api.json("GET", f"/jobs/{job['id']}/artifacts/report.json")
+    except ClientError:
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
+def _family_result(job: dict, report: dict, family: str) -> dict | None:
+    result = (job.get("summary") or {}).get(family)
+    if result is None:
+        return None
+    folds = ((report.get("families") or {}).get(family) or {}).get("fold_accuracies") or []
+    folds = [f for f in folds if isinstance(f, (int, float))]
+    std = None
+    if len(folds) >= 2:
+        mean = sum(folds) / len(folds)
+        std = (sum((f - mean) ** 2 for f in folds) / len(folds)) ** 0.5
+    return {"test_accuracy": result.get("test_accuracy"), "std": std}
 
 
 # ---------------------------------------------------------------- download
@@ -430,6 +541,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "download": (download_main, "download a job's artifacts, checking sha256"),
     "cancel": (cancel_main, "cancel a queued or running job"),
     "jobs": (jobs_main, "list your jobs"),
+    "compare": (compare_main, "several jobs' test accuracy per family side by side"),
 }
 
 
@@ -441,6 +553,8 @@ def run(command: str, argv: Sequence[str]) -> int:
     except ClientError as exc:
         print(f"rntk {command}: error: {exc}", file=sys.stderr)
         return exc.code
+    except BrokenPipeError:
+        raise  # the reader went away: app.cli ends quietly
     except KeyboardInterrupt:
         print(f"rntk {command}: interrupted", file=sys.stderr)
         return 130

@@ -42,8 +42,13 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> FastA
             if sweeper:
                 sweeper.stop()
 
-    app = FastAPI(title="rntk", version="0.1.0", lifespan=lifespan,
-                  description="Recurrent neural tangent kernel evaluations as durable jobs.")
+    app = FastAPI(title="rntk", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Recurrent neural tangent kernel evaluations as durable jobs. Every "
+                              "error is `{\"detail\": \"...\"}`; with API keys configured, send "
+                              "`Authorization: Bearer <key>`.")
+    from app.docs import add_offline_docs
+
+    add_offline_docs(app)  # /docs and /redoc from local files: they render offline
     app.state.settings, app.state.store, app.state.celery = settings, store, celery
 
     @app.exception_handler(StarletteHTTPException)
@@ -99,6 +104,13 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
     components = schema.setdefault("components", {})
     components.setdefault("schemas", {})
+    # POST /jobs reads JSON or multipart by hand, so FastAPI cannot see its body model: add
+    # JobRequest (with EvaluationConfig and every field's description), which it refers to
+    from app.models import JobRequest
+
+    body = JobRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    components["schemas"].update(body.pop("$defs", {}))
+    components["schemas"]["JobRequest"] = body
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             responses = operation.get("responses", {})

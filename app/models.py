@@ -61,13 +61,15 @@ class JobRequest(BaseModel):
 
 
 class DatasetView(BaseModel):
-    id: str
+    id: str = Field(description="The dataset's content hash: the same files give the same id, "
+                                "however they were zipped.")
+    name: str | None = Field(default=None, description="The dataset's name (the UCI folder's, or the file's stem).")
     format: str
     n_samples: int
     n_steps: int
     n_features: int
     n_classes: int
-    sha256: str
+    sha256: str = Field(description="sha256 of the uploaded file's bytes.")
     filename: str
     size: int
     created_at: float | None = None
@@ -93,7 +95,9 @@ class JobView(BaseModel):
 
     id: str
     dataset_id: str
-    config: dict[str, Any]
+    dataset_name: str | None = None
+    config: dict[str, Any] = Field(description="The job's EvaluationConfig, without the settings of "
+                                               "families that do not run.")
     artifacts: dict[str, Any]
     state: JobState
     progress: Progress
@@ -121,7 +125,8 @@ class JobView(BaseModel):
         times = {name: iso(getattr(record, name)) for name in
                  ("created_at", "started_at", "finished_at", "updated_at", "enqueued_at")}
         return cls(
-            id=record.id, dataset_id=record.dataset_id, config=record.config, artifacts=record.artifacts,
+            id=record.id, dataset_id=record.dataset_id, dataset_name=record.dataset_name,
+            config=record.config, artifacts=record.artifacts,
             state=record.state, progress=record.progress, error=record.error, summary=record.summary,
             attempts=record.attempts, cost=record.cost, cancel_requested=record.cancel_requested, worker=record.worker,
             phase_seconds=record.phase_seconds, timings=record.timings,

@@ -74,9 +74,18 @@ class InvalidTransition(RuntimeError):
 
 
 class Progress(BaseModel):
+    """Where a job is: the stage with its counts, and the job as a whole.
+
+    ``stage``, ``done`` and ``total`` are always written together (one record update), so a
+    reader never pairs one stage's name with another's counts.
+    """
+
     stage: str
     done: int = 0
     total: int = 1
+    overall: float = Field(default=0.0, ge=0.0, le=1.0,
+                           description="The whole job's progress, each stage weighted by its expected time.")
+    eta_s: float | None = Field(default=None, description="Seconds left, estimated; None when unknown.")
 
 
 class JobError(BaseModel):
@@ -102,6 +111,7 @@ class JobRecord(BaseModel):
     id: str
     owner: str
     dataset_id: str
+    dataset_name: str | None = None
     config: dict[str, Any] = Field(default_factory=dict)
     artifacts: dict[str, Any] = Field(default_factory=dict)
     state: JobState = JobState.queued

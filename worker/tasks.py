@@ -164,11 +164,30 @@ def summarise(report: dict) -> dict:
             for family, result in (report.get("families") or {}).items()}
 
 
+class OverallProgress:
+    """The job's overall fraction and ETA from the stage counts, weighted by the estimate."""
+
+    def __init__(self, estimate: dict[str, Any] | None) -> None:
+        self.started = time.monotonic()
+        self.weights = (estimate or {}).get("stage_seconds") or {}
+        self.expected = float((estimate or {}).get("seconds") or 0.0)
+        self.fraction = 0.0
+
+    def update(self, stage: str, done: int, total: int) -> tuple[float, float]:
+        from rntk_core.evaluation.cost import eta_seconds, overall_fraction
+
+        if self.weights:  # never backwards: a stage outside the plan keeps the last value
+            self.fraction = max(self.fraction, overall_fraction(self.weights, stage, done, total))
+        elapsed = time.monotonic() - self.started
+        return round(self.fraction, 4), eta_seconds(elapsed, self.fraction, self.expected)
+
+
 def execute(store: Store, record: JobRecord, settings: Any) -> None:
     """Evaluate the job's dataset into a staged folder and install it; update the record."""
     job_id = record.id
     last_write = [0.0]
     phases = PhaseClock()
+    overall = OverallProgress(record.cost)
     # Celery's soft limit is a signal, and an import in flight (JAX's) can swallow it; this
     # deadline, checked between tiles, fits and phases, enforces the limit regardless.
     deadline = time.monotonic() + settings.job_time_limit_s
@@ -178,8 +197,11 @@ def execute(store: Store, record: JobRecord, settings: Any) -> None:
         if not force and not changed and done < total and time.monotonic() - last_write[0] < 0.5:
             return
         last_write[0] = time.monotonic()
+        fraction, eta = overall.update(stage, done, total)
+
         def report_progress(rec: JobRecord) -> None:
-            rec.progress = Progress(stage=stage, done=int(done), total=int(total))
+            # one assignment: stage, counts, fraction and ETA always change together
+            rec.progress = Progress(stage=stage, done=int(done), total=int(total), overall=fraction, eta_s=eta)
             rec.phase_seconds = phases.seconds()
 
         store.update_job(job_id, report_progress)
@@ -213,11 +235,17 @@ def execute(store: Store, record: JobRecord, settings: Any) -> None:
         limits = DatasetLimits(max_samples=settings.max_samples, max_steps=settings.max_steps)
         dataset = load_dataset(path, features_per_step=config.features_per_step, limits=limits)
         check_cancel()
-        set_progress("evaluating", 0, 1, force=True)
         gram_mode = record.artifacts.get("gram", "selected")
-        report = evaluate_dataset(dataset, config, out_dir=staged, progress=False, grams=gram_mode,
-                                  on_progress=set_progress, should_cancel=should_cancel,
-                                  memory_budget=settings.memory_budget_bytes)
+        # "loading" (JAX's import included) is the report's timings.load, and the report's
+        # total runs from the attempt's start: the record and the report agree
+        report = evaluate_dataset(
+            dataset, config, out_dir=staged, progress=False, grams=gram_mode,
+            on_progress=set_progress, should_cancel=should_cancel,
+            memory_budget=settings.memory_budget_bytes, load_seconds=time.monotonic() - overall.started,
+            started_at=time.time() - (time.monotonic() - overall.started),
+            provenance={"dataset_sha256": record.dataset_id, "job_id": job_id,
+                        "request": {"dataset_id": record.dataset_id, "config": record.config,
+                                    "artifacts": record.artifacts}})
         check_cancel()  # also the deadline, so a late report is never installed
         set_progress("writing", 0, 1, force=True)
         manifest = _install_artifacts(store, job_id, staged)
@@ -230,7 +258,8 @@ def execute(store: Store, record: JobRecord, settings: Any) -> None:
                 return
             rec.move_to(JobState.succeeded, summary=summary, error=None,
                         artifact_count=len(manifest), phase_seconds=phase_seconds,
-                        timings=report.get("timings"), progress=Progress(stage="done", done=1, total=1))
+                        timings=report.get("timings"),
+                        progress=Progress(stage="done", done=1, total=1, overall=1.0, eta_s=0.0))
 
         final = store.update_job(job_id, succeed)
         if final is not None and final.deleted:

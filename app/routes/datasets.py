@@ -17,6 +17,8 @@ from app.uploads import StreamedFile, parse_multipart, safe_filename
 router = APIRouter(tags=["datasets"], responses=errors(401))
 
 SUFFIXES = (".csv", ".npz", ".zip", ".ts")
+
+
 def validate_dataset(path: Path, settings: Settings, features_per_step: int = 1):
     from rntk_core.evaluation.datasets import DatasetError, DatasetLimits, load_dataset
 
@@ -38,17 +40,22 @@ def ingest(store: Store, settings: Settings, owner: str, upload: StreamedFile, f
                                  "or of NAME_TRAIN.ts + NAME_TEST.ts")
     if upload.size == 0:
         raise HTTPException(422, f"{filename}: the file is empty")
-    existing = store.dataset_meta(owner, upload.sha256)
-    if existing is not None:
-        return existing
     named = folder / filename
     upload.path.rename(named)
-    dataset = validate_dataset(named, settings)
-    meta = {"id": upload.sha256, "sha256": upload.sha256, "format": dataset.format,
+    dataset = validate_dataset(named, settings)  # first: hashing reads a zip's entries whole
+    from rntk_core.evaluation.datasets import content_sha256
+
+    # the id hashes the content, not the packing: a folder zipped by curl or by the client
+    # (other entry order, compression, timestamps) is the same dataset
+    dataset_id = content_sha256(named)
+    existing = store.dataset_meta(owner, dataset_id)
+    if existing is not None:
+        return existing
+    meta = {"id": dataset_id, "sha256": upload.sha256, "name": dataset.name, "format": dataset.format,
             "n_samples": dataset.n_samples, "n_steps": dataset.n_steps,
             "n_features": dataset.n_features, "n_classes": dataset.n_classes,
             "filename": filename, "file": filename, "size": upload.size, "created_at": now()}
-    return store.commit_dataset(owner, upload.sha256, named, meta)
+    return store.commit_dataset(owner, dataset_id, named, meta)
 
 
 async def receive_upload(request: Request, store: Store, settings: Settings, owner: str,

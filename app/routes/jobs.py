@@ -52,7 +52,7 @@ def owned_job(store: Store, job_id: str, owner: str) -> JobRecord:
     return record
 
 
-def _parse_request(body: Any) -> JobRequest:
+def parse_job_request(body: Any) -> JobRequest:
     try:
         return JobRequest.model_validate(body)
     except ValidationError as exc:
@@ -60,8 +60,32 @@ def _parse_request(body: Any) -> JobRequest:
         raise HTTPException(422, f"invalid job request: {problems}") from None
 
 
-def _create(request: Request, owner: str, job: JobRequest) -> JobRecord:
+def _estimate(meta: dict, config: Any) -> dict[str, Any]:
+    from rntk_core.evaluation.cost import estimate_cost
+
+    steps = int(meta.get("n_steps") or 1) // max(config.features_per_step, 1) or 1
+    return estimate_cost(int(meta.get("n_samples") or 1), steps, config).as_dict()
+
+
+@router.post("/jobs/estimate", summary="What a job would compute: kernels, SVM fits, expected seconds",
+             response_model=dict[str, Any], responses=errors(400, 404, 422))
+def estimate_job(job: JobRequest, owner: str = Depends(current_owner),
+                 store: Store = Depends(get_store)) -> dict[str, Any]:
+    """The cost estimate of ``POST /jobs`` with this body, without submitting anything.
+
+    Counts follow the protocol exactly (Gram grid passes, recurrent kernels, baseline models,
+    validation and test fits); seconds are for a 2-core CPU, an order of magnitude.
+    """
+    meta = store.dataset_meta(owner, job.dataset_id)
+    if meta is None:
+        raise HTTPException(404, f"no dataset {job.dataset_id!r}")
+    return _estimate(meta, job.config)
+
+
+def create_job(request: Request, owner: str, job: JobRequest) -> JobRecord:
     """Check the dataset and the quota, write the record, and send the message (sync: threadpool)."""
+    from rntk_core.evaluation.config import used_settings
+
     store: Store = request.app.state.store
     settings: Settings = request.app.state.settings
     meta = store.dataset_meta(owner, job.dataset_id)
@@ -78,7 +102,8 @@ def _create(request: Request, owner: str, job: JobRequest) -> JobRecord:
         raise HTTPException(422, f"the job's estimated cost, {cost.describe()}, is over the limit of "
                                  f"{settings.max_job_seconds:g} s (RNTK_MAX_JOB_SECONDS); use smaller grids")
     record = JobRecord(id=store.new_job_id(), owner=owner, dataset_id=job.dataset_id,
-                       config=config.model_dump(mode="json"), artifacts=job.artifacts.model_dump(),
+                       dataset_name=meta.get("name") or meta.get("filename"),
+                       config=used_settings(config), artifacts=job.artifacts.model_dump(),
                        cost=cost.as_dict())
     with store.owner_locked(owner):  # count and create in one step: concurrent submits see each other
         active = sum(1 for rec in store.iter_jobs() if rec.owner == owner and rec.active)
@@ -97,7 +122,8 @@ _JOB_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {
         "type": "object", "required": ["file"],
         "properties": {"file": {"type": "string", "format": "binary"},
-                       "config": {"type": "string", "description": "EvaluationConfig as JSON"},
+                       "config": {"type": "string", "description": "The EvaluationConfig (see the "
+                                  "JobRequest schema's config) as a JSON string, e.g. {\"families\": [\"RNN\"]}"},
                        "artifacts": {"type": "string", "description": 'e.g. {"gram": "all"}'}}}}}}}
 
 
@@ -125,8 +151,8 @@ async def submit_job(request: Request, response: Response, owner: str = Depends(
                 await drain(request)
                 raise HTTPException(413, "a job request is at most 1 MB of JSON", headers=CLOSE)
         body = load_json(bytes(raw) or b"null", "the body")
-    job = _parse_request(body)
-    record = await run_in_threadpool(_create, request, owner, job)
+    job = parse_job_request(body)
+    record = await run_in_threadpool(create_job, request, owner, job)
     response.headers["Location"] = f"/jobs/{record.id}"
     return JobView.from_record(record)
 
@@ -145,7 +171,7 @@ async def get_job(job_id: str, owner: str = Depends(current_owner), store: Store
     return JobView.from_record(owned_job(store, job_id, owner))
 
 
-def _cancel(store: Store, job_id: str) -> tuple[JobRecord | None, bool]:
+def cancel_record(store: Store, job_id: str) -> tuple[JobRecord | None, bool]:
     """Cancel a queued job at once; ask a running one to stop (it checks between tiles and fits).
 
     Returns the record and whether it was still queued or running when the cancel took hold:
@@ -170,7 +196,7 @@ def _cancel(store: Store, job_id: str) -> tuple[JobRecord | None, bool]:
              response_model=JobView, responses=errors(404, 409))
 def cancel_job(job_id: str, owner: str = Depends(current_owner), store: Store = Depends(get_store)) -> JobView:
     record = owned_job(store, job_id, owner)
-    updated, accepted = _cancel(store, job_id)
+    updated, accepted = cancel_record(store, job_id)
     record = updated or record
     if not accepted:
         raise HTTPException(409, f"job {job_id!r} already {record.state.value}")
@@ -182,7 +208,7 @@ def cancel_job(job_id: str, owner: str = Depends(current_owner), store: Store = 
 def delete_job(job_id: str, owner: str = Depends(current_owner), store: Store = Depends(get_store)) -> Response:
     record = owned_job(store, job_id, owner)
     if not record.state.terminal:
-        _cancel(store, job_id)
+        cancel_record(store, job_id)
 
     def mark_deleted(rec: JobRecord) -> None:
         rec.deleted, rec.deleted_at = True, now()

@@ -1,62 +1,66 @@
-"""HTML pages for a browser: ``GET /`` lists the jobs, ``GET /jobs/{id}/page`` shows one.
+"""HTML pages for a browser: the job list with a submit form, one job's page, its report.
 
-Plain server-rendered HTML with inline CSS: no scripts, no external assets, no build step.
-Pages refresh themselves with ``<meta http-equiv="refresh">`` while something is running.
+Server-rendered jinja2 templates (``app/templates/``, autoescaped) with inline CSS: no
+scripts, no external assets, no build step. Pages refresh themselves with
+``<meta http-equiv="refresh">`` while something is running.
+
+- ``GET /``: the jobs (dataset, families, state, overall progress with ETA, accuracy) and a
+  form that uploads a dataset and submits a job (``POST /page/submit``).
+- ``GET /jobs/{id}/page``: the job's facts, its artifacts as links, a cancel button while it
+  runs ("cancel requested" once asked), and the report inline (no iframe).
+- ``GET /compare?job=A&job=B``: the jobs' test accuracy (± std over folds) per family side by side.
+- ``GET /jobs/{id}/page/report.html`` and ``/jobs/{id}/page/artifacts/{name}``: the files.
 
 Auth: with ``RNTK_API_KEYS`` set, a page needs a key like every endpoint. A browser cannot
 send the bearer header, so the pages (only they) also accept ``?key=KEY``, which sets an
 HttpOnly, SameSite=Strict cookie and redirects to the same address without the key, and then
-that cookie. Every page shows only the key owner's jobs.
+that cookie. SameSite=Strict also keeps other sites from posting the forms. Every page shows
+only the key owner's jobs.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime, timezone
-from html import escape
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
 from app.deps import PAGE_COOKIE, get_store, page_credentials
 from worker.jobs import JobRecord, JobState, Store
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
-_CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5rem;color:#1d1d1f}
-h1{font-size:1.35rem;margin:0 0 .8rem}h1 a{color:inherit;text-decoration:none}
-table{border-collapse:collapse;min-width:40rem}th,td{padding:.35rem .7rem;text-align:left;border-bottom:1px solid #e4e4e4}
-th{font-weight:600;color:#555}code{font-size:.92em}
-.state{display:inline-block;padding:0 .45rem;border-radius:.6rem;font-size:.85em;font-weight:600}
-.queued{background:#eef}.running{background:#fff3c4}.succeeded{background:#d9f5df}
-.failed{background:#fbd9d9}.cancelled{background:#e6e6e6}
-.muted{color:#777}.error{color:#a01010}progress{width:7rem;vertical-align:middle}
-nav a{margin-right:.8rem}iframe{width:100%;height:80vh;border:1px solid #ddd;margin-top:1rem}
-"""
+_TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).resolve().parents[1] / "templates"),
+                         autoescape=select_autoescape(default=True, default_for_string=True),
+                         trim_blocks=True, lstrip_blocks=True)
 _ACTIVE_REFRESH_S, _IDLE_REFRESH_S = 2, 15
+_STATES = [state.value for state in JobState]
+_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'")
+_EXAMPLE_CONFIG = {"families": ["RNN", "BI-RNN", "RBF"], "sigma_u": [0.5], "sigma_b": [0.1],
+                   "layers": [1, 2], "C": [1, 100, 10000]}
+_REPORT_STYLE = re.compile(r'<style id="rntk-report-style">(.*?)</style>', re.S)
+_REPORT_MAIN = re.compile(r'<main class="rntk-report">.*</main>', re.S)
 
 
-def _page(title: str, body: str, refresh: int | None = None, status: int = 200) -> HTMLResponse:
-    meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh else ""
-    return HTMLResponse(
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8">{meta}'
-        f'<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>{body}</body></html>",
-        status_code=status,
-        headers={"Cache-Control": "no-store", "X-Frame-Options": "SAMEORIGIN",
-                 "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                                            "frame-src 'self'; img-src 'self' data:; form-action 'self'"})
+def _page(template: str, status: int = 200, refresh: int | None = None, **context: Any) -> HTMLResponse:
+    html = _TEMPLATES.get_template(template).render(refresh=refresh, **context)
+    return HTMLResponse(html, status_code=status, headers={
+        "Cache-Control": "no-store", "X-Frame-Options": "DENY", "Content-Security-Policy": _CSP})
 
 
 def _login(request: Request, reason: str) -> HTMLResponse:
     message = "That key is not valid." if reason == "invalid" else "This server needs an API key."
-    body = (f"<h1>rntk</h1><p class=\"error\">{message}</p>"
-            f'<form method="get" action="{escape(request.url.path)}"><label>API key '
-            f'<input type="password" name="key" autocomplete="current-password" autofocus></label> '
-            f'<button type="submit">Open</button></form>'
-            f'<p class="muted">Or send <code>Authorization: Bearer &lt;key&gt;</code>.</p>')
-    return _page("rntk: API key needed", body, status=401)
+    return _page("login.html.j2", status=401, title="rntk: API key needed", message=message,
+                 action=request.url.path)
 
 
 def _authenticate(request: Request) -> tuple[str | None, Response | None]:
@@ -80,28 +84,53 @@ def _when(value: float | None) -> str:
     return datetime.fromtimestamp(value, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _state(record: JobRecord) -> str:
-    state = record.state.value
-    return f'<span class="state {escape(state)}">{escape(state)}</span>'
+def _eta(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)) or seconds < 0:
+        return ""
+    seconds = int(round(seconds))
+    return f"ETA {seconds // 60}:{seconds % 60:02d}"
 
 
-def _progress(record: JobRecord) -> str:
-    progress = record.progress
-    stage = escape(progress.stage)
-    done, total = progress.done, max(progress.total, 1)
-    return f'<progress value="{min(done, total)}" max="{total}"></progress> {stage} {done}/{total}'
+def _progress(record: JobRecord) -> dict | None:
+    """Overall fraction (per mille) and one consistent text: ``42% kernels 3/8 ETA 0:12``."""
+    progress, state = record.progress, record.state
+    if state.terminal:
+        return {"permille": 1000, "text": "100%"} if state == JobState.succeeded else None
+    stage = progress.stage
+    counts = f" {progress.done}/{progress.total}" if progress.total > 1 else ""
+    parts = [f"{100 * progress.overall:.0f}%", "" if stage == state.value else stage + counts,
+             _eta(progress.eta_s)]
+    return {"permille": round(1000 * progress.overall), "text": " ".join(p for p in parts if p)}
 
 
-def _summary(record: JobRecord) -> str:
+def _summary(record: JobRecord) -> list[tuple[str, str]]:
     summary = record.summary or {}
-    parts = []
+    rows = []
     for family, result in summary.items():
         accuracy = (result or {}).get("test_accuracy")
-        text = f"{100 * accuracy:.1f}%" if isinstance(accuracy, (int, float)) else "n/a"
-        parts.append(f"<span>{escape(str(family))} <b>{text}</b></span>")
-    if not parts and record.error:
-        return f'<span class="error">{escape(record.error.type)}: {escape(record.error.message)}</span>'
-    return " · ".join(parts)
+        rows.append((str(family), f"{100 * accuracy:.1f}%" if isinstance(accuracy, (int, float)) else "n/a"))
+    return rows
+
+
+def _error(record: JobRecord) -> str | None:
+    if record.error is None or record.summary:
+        return None
+    return f"{record.error.type}: {record.error.message}"
+
+
+def _job(record: JobRecord) -> dict:
+    """What the templates show of a job record."""
+    families = record.config.get("families") or []
+    return {
+        "id": record.id, "state": record.state.value,
+        "dataset": record.dataset_name or "(unnamed)", "dataset_id": record.dataset_id,
+        "families": ", ".join(map(str, families)) or "default",
+        "progress": _progress(record), "summary": _summary(record), "error": _error(record),
+        "created": _when(record.created_at), "finished": _when(record.finished_at),
+        "attempts": record.attempts, "cost": (record.cost or {}).get("text"),
+        "cancel_requested": record.cancel_requested and not record.state.terminal,
+        "cancellable": not record.state.terminal and not record.cancel_requested,
+    }
 
 
 def _owned(store: Store, job_id: str, owner: str) -> JobRecord | None:
@@ -112,8 +141,18 @@ def _owned(store: Store, job_id: str, owner: str) -> JobRecord | None:
 
 
 def _not_found(job_id: str) -> HTMLResponse:
-    return _page("rntk: no such job", f'<h1><a href="/">rntk</a></h1><p class="error">No job '
-                                      f"<code>{escape(job_id)}</code>.</p>", status=404)
+    return _page("message.html.j2", status=404, title="rntk: no such job", message=f"No job {job_id}.")
+
+
+def _jobs_page(store: Store, owner: str, state: str | None, *, status: int = 200,
+               form_error: str | None = None, config_text: str | None = None) -> HTMLResponse:
+    records = store.list_jobs(owner, JobState(state) if state else None, 200, 0)
+    active = any(not r.state.terminal for r in records)
+    refresh = _ACTIVE_REFRESH_S if active else _IDLE_REFRESH_S
+    return _page("jobs.html.j2", status=status, refresh=None if form_error else refresh,
+                 title="rntk jobs", jobs=[_job(r) for r in records], states=_STATES, state=state,
+                 form_error=form_error,
+                 config_text=config_text if config_text is not None else json.dumps(_EXAMPLE_CONFIG))
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -121,27 +160,35 @@ def jobs_page(request: Request, state: str | None = None, store: Store = Depends
     owner, early = _authenticate(request)
     if early is not None:
         return early
-    states = [s.value for s in JobState]
-    if state not in states:
-        state = None
-    records = store.list_jobs(owner, JobState(state) if state else None, 200, 0)
-    rows = []
-    for record in records:
-        job_id = escape(record.id)
-        rows.append(
-            f'<tr data-job="{job_id}"><td><a href="/jobs/{job_id}/page"><code>{job_id[:12]}</code></a></td>'
-            f'<td class="job-state">{_state(record)}</td><td>{_progress(record)}</td>'
-            f'<td class="summary">{_summary(record)}</td>'
-            f'<td class="muted">{escape(_when(record.created_at))}</td></tr>')
-    filters = " ".join(f'<a href="/?state={s}">{s}</a>' for s in states)
-    table = ("<table><thead><tr><th>job</th><th>state</th><th>progress</th>"
-             "<th>test accuracy</th><th>created</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
-             if rows else '<p class="muted">No jobs yet. Submit one with <code>rntk submit DATA</code>.</p>')
-    active = any(not r.state.terminal for r in records)
-    body = (f'<h1><a href="/">rntk jobs</a></h1><nav><a href="/">all</a>{filters}</nav>{table}'
-            f'<p class="muted">{len(records)} job(s){" (" + escape(state) + ")" if state else ""}; '
-            f"refreshes every {_ACTIVE_REFRESH_S if active else _IDLE_REFRESH_S} s.</p>")
-    return _page("rntk jobs", body, refresh=_ACTIVE_REFRESH_S if active else _IDLE_REFRESH_S)
+    return _jobs_page(store, owner, state if state in _STATES else None)
+
+
+@router.post("/page/submit", response_class=HTMLResponse)
+async def submit_page(request: Request, store: Store = Depends(get_store)) -> Response:
+    """The browser form: upload, submit, then go to the job's page (errors: the form again)."""
+    from app.routes.datasets import receive_upload
+    from app.routes.jobs import create_job, parse_job_request
+
+    owner, early = _authenticate(request)
+    if early is not None:
+        return early
+    settings = request.app.state.settings
+    config_text = ""
+    try:
+        meta, fields = await receive_upload(request, store, settings, owner)
+        config_text = fields.get("config", "")
+        try:
+            config = json.loads(config_text) if config_text.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise HTTPException(422, f"the config is not valid JSON: {exc.msg} at line {exc.lineno} "
+                                     f"column {exc.colno}") from None
+        body = {"dataset_id": meta["id"], "config": config,
+                "artifacts": {"gram": fields.get("gram") or "selected"}}
+        record = await run_in_threadpool(create_job, request, owner, parse_job_request(body))
+    except HTTPException as exc:
+        return _jobs_page(store, owner, None, status=exc.status_code, form_error=str(exc.detail),
+                          config_text=config_text)
+    return RedirectResponse(f"/jobs/{record.id}/page", status_code=303)
 
 
 def _page_job(request: Request, store: Store, job_id: str) -> tuple[JobRecord | None, Response | None]:
@@ -155,43 +202,130 @@ def _page_job(request: Request, store: Store, job_id: str) -> tuple[JobRecord | 
     return record, None
 
 
+def _size(count: Any) -> str:
+    if not isinstance(count, int):
+        return ""
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return ""
+
+
+def _inline_report(path: Path) -> tuple[Markup | None, Markup | None]:
+    """The report's scoped style and ``<main>`` (written autoescaped by the report template)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return None, None
+    style, main = _REPORT_STYLE.search(text), _REPORT_MAIN.search(text)
+    if not style or not main:
+        return None, None
+    return Markup(style.group(1).replace("body{", ".rntk-report-page{")), Markup(main.group(0))
+
+
 @router.get("/jobs/{job_id}/page", response_class=HTMLResponse)
 def job_page(job_id: str, request: Request, store: Store = Depends(get_store)) -> Response:
     record, early = _page_job(request, store, job_id)
     if early is not None:
         return early
-    job = escape(record.id)
-    artifacts = {entry["name"]: entry for entry in store.manifest(record.id)}
-    facts = [("state", _state(record)), ("progress", _progress(record)),
-             ("test accuracy", _summary(record) or '<span class="muted">none yet</span>'),
-             ("dataset", f"<code>{escape(str(record.dataset_id))[:16]}</code>"),
-             ("created", escape(_when(record.created_at))),
-             ("finished", escape(_when(record.finished_at))),
-             ("attempts", escape(str(record.attempts))),
-             ("artifacts", escape(", ".join(sorted(artifacts))) or '<span class="muted">none</span>')]
-    table = "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts) + "</table>"
-    if "report.html" in artifacts:
-        # sandboxed: the report runs no script and cannot reach this page
-        report = (f'<iframe id="report" title="report" sandbox src="/jobs/{job}/page/report.html">'
-                  f"</iframe>")
-    else:
-        report = '<p class="muted">The report appears here when the job has succeeded.</p>'
-    terminal = record.state.terminal
-    body = (f'<h1><a href="/">rntk jobs</a> / <code>{job}</code></h1>{table}{report}'
-            f'<p class="muted">Download everything with <code>rntk download {job}</code>.</p>')
-    return _page(f"rntk job {record.id[:12]}", body, refresh=None if terminal else _ACTIVE_REFRESH_S)
+    manifest = store.manifest(record.id)
+    artifacts = [{"name": e["name"], "size": _size(e.get("size")),
+                  "url": f"/jobs/{record.id}/page/artifacts/{e['name']}"} for e in manifest]
+    style = body = None
+    if any(e["name"] == "report.html" for e in manifest):
+        style, body = _inline_report(store.artifacts_dir(record.id) / "report.html")
+    return _page("job.html.j2", refresh=None if record.state.terminal else _ACTIVE_REFRESH_S,
+                 title=f"rntk job {record.id[:12]}", job=_job(record), artifacts=artifacts,
+                 report_style=style, report_body=body)
+
+
+@router.post("/jobs/{job_id}/page/cancel")
+def cancel_page(job_id: str, request: Request, store: Store = Depends(get_store)) -> Response:
+    """The cancel button: ask, then show the job page (which says "cancel requested")."""
+    from app.routes.jobs import cancel_record
+
+    record, early = _page_job(request, store, job_id)
+    if early is not None:
+        return early
+    cancel_record(store, record.id)
+    return RedirectResponse(f"/jobs/{record.id}/page", status_code=303)
+
+
+def _artifact(store: Store, record: JobRecord, name: str) -> Path | None:
+    """The artifact's file, only for names the worker listed (no traversal, no private files)."""
+    entry = next((e for e in store.manifest(record.id) if e["name"] == name), None)
+    root = store.artifacts_dir(record.id).resolve()
+    path = (root / name).resolve() if entry else None
+    if path is None or root not in path.parents or not path.is_file():
+        return None
+    return path
+
+
+@router.get("/jobs/{job_id}/page/artifacts/{name:path}")
+def artifact_page(job_id: str, name: str, request: Request, store: Store = Depends(get_store)) -> Response:
+    """An artifact for the browser (cookie auth), as a download."""
+    record, early = _page_job(request, store, job_id)
+    if early is not None:
+        return early
+    path = _artifact(store, record, name)
+    if path is None:
+        return _page("message.html.j2", status=404, title="rntk: no such file",
+                     message=f"Job {job_id} has no artifact {name}.")
+    return FileResponse(path, filename=path.name, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/jobs/{job_id}/page/report.html")
 def job_report(job_id: str, request: Request, store: Store = Depends(get_store)) -> Response:
+    """The standalone report (also linked from the artifacts)."""
     record, early = _page_job(request, store, job_id)
     if early is not None:
         return early
-    entry = next((e for e in store.manifest(record.id) if e["name"] == "report.html"), None)
-    path = store.artifacts_dir(record.id) / "report.html"
-    if entry is None or not path.is_file():
-        return _page("rntk: no report", '<p class="muted">No report yet.</p>', status=404)
+    path = _artifact(store, record, "report.html")
+    if path is None:
+        return _page("message.html.j2", status=404, title="rntk: no report", message="No report yet.")
     return FileResponse(path, media_type="text/html; charset=utf-8", headers={
         "Cache-Control": "no-store",
         "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-                                   "frame-ancestors 'self'"})
+                                   "frame-ancestors 'none'"})
+
+
+def _fold_std(store: Store, record: JobRecord) -> dict[str, float]:
+    """Each family's std over test folds, from the job's report.json (empty without one)."""
+    path = _artifact(store, record, "report.json")
+    try:
+        families = json.loads(path.read_text(encoding="utf-8")).get("families") or {} if path else {}
+    except (OSError, ValueError):
+        return {}
+    spread = {}
+    for family, result in families.items():
+        folds = [f for f in (result or {}).get("fold_accuracies") or [] if isinstance(f, (int, float))]
+        if len(folds) >= 2:
+            mean = sum(folds) / len(folds)
+            spread[family] = (sum((f - mean) ** 2 for f in folds) / len(folds)) ** 0.5
+    return spread
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(request: Request, job: list[str] = Query(default=[]),
+                 store: Store = Depends(get_store)) -> Response:
+    """Several jobs' test accuracy per family side by side (``?job=A&job=B``)."""
+    owner, early = _authenticate(request)
+    if early is not None:
+        return early
+    records = [record for job_id in dict.fromkeys(job[:20]) if (record := _owned(store, job_id, owner))]
+    families: list[str] = []
+    for record in records:
+        families += [name for name in (record.summary or {}) if name not in families]
+    spreads = [_fold_std(store, record) for record in records]
+    rows = []
+    for family in families:
+        cells = []
+        for record, spread in zip(records, spreads):
+            accuracy = ((record.summary or {}).get(family) or {}).get("test_accuracy")
+            text = f"{100 * accuracy:.1f}%" if isinstance(accuracy, (int, float)) else "-"
+            if family in spread and text != "-":
+                text += f" ± {100 * spread[family]:.1f}"
+            cells.append(text)
+        rows.append((family, cells))
+    return _page("compare.html.j2", title="rntk: compare jobs", jobs=[_job(r) for r in records], rows=rows)

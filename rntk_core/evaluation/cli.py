@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -50,8 +51,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_path
 
     config = _config(args.config)
+    command = " ".join(shlex.quote(part) for part in ["rntk", *sys.argv[1:]])
     report = evaluate_path(args.data, config, out_dir=args.out, progress=not args.quiet,
-                           n_jobs=args.jobs, dtype=args.dtype)
+                           n_jobs=args.jobs, dtype=args.dtype,
+                           provenance={"command": command})
     for family, outcome in report["families"].items():
         print(f"{family:>12}: test {100 * outcome['test_accuracy']:6.2f}%  "
               f"validation {100 * outcome['validation_accuracy']:6.2f}%  "

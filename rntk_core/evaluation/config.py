@@ -39,6 +39,7 @@ __all__ = [
     "error_message",
     "load_config",
     "parse_config",
+    "used_settings",
 ]
 
 Family = Literal[
@@ -121,20 +122,27 @@ class EvaluationConfig(BaseModel):
         default_factory=lambda: ["ck", "ntk"],
         description="Kernel kinds: conjugate kernel (ck) and/or neural tangent kernel (ntk).",
     )
-    sigma_w: list[Sigma] = Field(default_factory=lambda: [math.sqrt(2.0)], max_length=MAX_GRID_VALUES)
-    sigma_u: list[Sigma] = Field(default_factory=lambda: [0.25, 0.5], max_length=MAX_GRID_VALUES)
-    sigma_b: list[BiasSigma] = Field(default_factory=lambda: [0.001, 0.1], max_length=MAX_GRID_VALUES)
-    layers: list[Depth] = Field(default_factory=lambda: [1, 2], max_length=MAX_GRID_VALUES)
-    C: list[Penalty] = Field(default_factory=lambda: [0.01, 1.0, 100.0, 1e4, 1e6], max_length=MAX_GRID_VALUES)
-    normalize: Literal["max_row_norm", "none"] = Field(
+    sigma_w: list[Sigma] = Field(default_factory=lambda: [math.sqrt(2.0)], max_length=MAX_GRID_VALUES,
+        description="Std of the input weights w (one Gram grid pass each).")
+    sigma_u: list[Sigma] = Field(default_factory=lambda: [0.25, 0.5], max_length=MAX_GRID_VALUES,
+        description="Std of the recurrent weights u.")
+    sigma_b: list[BiasSigma] = Field(default_factory=lambda: [0.001, 0.1], max_length=MAX_GRID_VALUES,
+        description="Std of the biases b (0 allowed).")
+    layers: list[Depth] = Field(default_factory=lambda: [1, 2], max_length=MAX_GRID_VALUES,
+        description="Recurrent depths L.")
+    C: list[Penalty] = Field(default_factory=lambda: [0.01, 1.0, 100.0, 1e4, 1e6], max_length=MAX_GRID_VALUES,
+        description="SVM penalties for the recurrent, RBF and POLY families.")
+    normalize: Literal["max_row_norm", "standardize", "none"] = Field(
         default="max_row_norm",
-        description="max_row_norm divides X by its largest row norm (one scalar per dataset).",
+        description="max_row_norm divides X by its largest row norm (one scalar per dataset); "
+        "standardize first gives every feature mean 0 and std 1 (for raw units), then does the same.",
     )
     protocol: Literal["auto", "predefined", "stratified"] = Field(
         default="auto",
         description="auto uses the dataset's predefined splits when it has them, else stratified.",
     )
-    seed: Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)] = 0
+    seed: Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)] = Field(
+        default=0, description="Seed of the stratified splits (datasets without predefined splits).")
     cv_folds: Annotated[int, Field(strict=True, ge=2, le=50)] = Field(
         default=5,
         description="k of the stratified k-fold cross-validation inside TRAIN that chooses "
@@ -156,18 +164,25 @@ class EvaluationConfig(BaseModel):
         default=1, description="m: a table row of d features becomes d / m steps of m features."
     )
     rbf_gamma: list[Scale] = Field(default_factory=lambda: [2.0**k for k in range(-5, 10, 2)],
-                                  max_length=MAX_GRID_VALUES)
-    poly_degree: list[Degree] = Field(default_factory=lambda: [1, 2, 3], max_length=MAX_GRID_VALUES)
-    poly_scale: list[Scale] = Field(default_factory=lambda: [0.001, 0.01, 0.1], max_length=MAX_GRID_VALUES)
-    poly_offset: list[Offset] = Field(default_factory=lambda: [1.0], max_length=MAX_GRID_VALUES)
-    mlp_layers: list[Depth] = Field(default_factory=lambda: [1, 2, 3, 4, 5], max_length=MAX_GRID_VALUES)
+                                  max_length=MAX_GRID_VALUES,
+        description="RBF: gamma on squared Euclidean distance.")
+    poly_degree: list[Degree] = Field(default_factory=lambda: [1, 2, 3], max_length=MAX_GRID_VALUES,
+        description="POLY: degrees.")
+    poly_scale: list[Scale] = Field(default_factory=lambda: [0.001, 0.01, 0.1], max_length=MAX_GRID_VALUES,
+        description="POLY: scale of the inner product.")
+    poly_offset: list[Offset] = Field(default_factory=lambda: [1.0], max_length=MAX_GRID_VALUES,
+        description="POLY: offsets.")
+    mlp_layers: list[Depth] = Field(default_factory=lambda: [1, 2, 3, 4, 5], max_length=MAX_GRID_VALUES,
+        description="MLP: depths.")
     mlp_fixed_layers: list[FixedLayers] | None = Field(
         max_length=MAX_GRID_VALUES,
         default=None,
         description="Fixed bottom layers of the MLP NTK; None means every value 0..L-1 for each L.",
     )
-    mlp_C: list[Penalty] = Field(default_factory=lambda: [10.0**k for k in range(-2, 5)], max_length=MAX_GRID_VALUES)
-    rf_n_estimators: list[Trees] = Field(default_factory=lambda: [500], max_length=MAX_GRID_VALUES)
+    mlp_C: list[Penalty] = Field(default_factory=lambda: [10.0**k for k in range(-2, 5)], max_length=MAX_GRID_VALUES,
+        description="MLP: SVM penalties.")
+    rf_n_estimators: list[Trees] = Field(default_factory=lambda: [500], max_length=MAX_GRID_VALUES,
+        description="RF: numbers of trees.")
     rf_max_features: list[Literal["sqrt", "log2"] | UnitFraction] = Field(
         max_length=MAX_GRID_VALUES,
         default_factory=lambda: ["sqrt"],
@@ -227,6 +242,36 @@ class EvaluationConfig(BaseModel):
         forward = tuple(range(n_steps))
         orders = [forward, forward[::-1]] + [tuple(order) for order in self.rnnp_orders]
         return _dedupe(orders)  # T = 1: forward == reversed
+
+
+#: The settings that only matter when their family runs.
+_FAMILY_FIELDS: dict[str, tuple[str, ...]] = {
+    "RNN-P": ("rnnp_orders",),
+    "RBF": ("rbf_gamma",),
+    "POLY": ("poly_degree", "poly_scale", "poly_offset"),
+    "MLP": ("mlp_layers", "mlp_fixed_layers", "mlp_C"),
+    "RF": ("rf_n_estimators", "rf_max_features"),
+    "1NN-DTW": ("dtw_window",),
+}
+_RECURRENT_FIELDS = ("sigma_w", "sigma_u", "sigma_b", "layers")
+
+
+def used_settings(config: EvaluationConfig) -> dict[str, Any]:
+    """The config as JSON, without the settings of families that do not run.
+
+    ``parse_config`` of the result gives back a config that evaluates the same way (the
+    dropped fields take their defaults, which nothing reads).
+    """
+    data = config.model_dump(mode="json")
+    families = set(config.families)
+    unused = [name for family, names in _FAMILY_FIELDS.items() if family not in families for name in names]
+    if not families & set(RECURRENT_FAMILIES):
+        unused += _RECURRENT_FIELDS
+        if "MLP" not in families:
+            unused.append("kinds")
+    if not families & (set(RECURRENT_FAMILIES) | {"RBF", "POLY"}):
+        unused.append("C")
+    return {name: value for name, value in data.items() if name not in unused}
 
 
 def error_message(item: Mapping[str, Any]) -> str:

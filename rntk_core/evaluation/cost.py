@@ -20,15 +20,15 @@ from typing import Any
 __all__ = ["CostEstimate", "STAGES", "estimate_cost", "eta_seconds", "overall_fraction", "N_FOLDS"]
 
 #: A job's progress stages in order, as the worker and evaluate_dataset report them.
-STAGES = ("loading", "kernels", "validation fits", "test folds", "writing")
+STAGES = ("loading", "kernels", "validation fits", "test folds", "report", "writing")
 
 N_FOLDS = 4
 #: seconds per (sample pair, step, layer, (sigma_u, sigma_b) pair, sweep) of a Gram grid, 2-core CPU
 SECONDS_PER_CELL = 1.0e-8
 #: seconds per squared training sample of one precomputed-kernel SVM fit, and a floor per fit
 SECONDS_PER_FIT_SAMPLE2, SECONDS_PER_FIT_MIN = 3.0e-8, 1.0e-3
-#: JAX import and compilation, once per job
-SECONDS_FIXED = 3.0
+#: JAX import and compilation, once per job; drawing the report's figures
+SECONDS_FIXED, SECONDS_REPORT = 3.0, 2.0
 
 _RECURRENT = {  # family: (pool, directions, permutations)
     "RNN": ("last", ("fwd",), False),
@@ -63,14 +63,15 @@ class CostEstimate:
         """Expected seconds per stage of :data:`STAGES` (the weights of overall progress)."""
         return {"loading": SECONDS_FIXED, "kernels": self.kernel_seconds,
                 "validation fits": self.validation_seconds, "test folds": self.test_seconds,
-                "writing": 0.5}
+                "report": SECONDS_REPORT, "writing": 0.5}
 
     @property
     def fits(self) -> int:
         return self.validation_fits + self.test_fits
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "fits": self.fits, "fit_seconds": round(self.fit_seconds, 3)}
+        return {**asdict(self), "fits": self.fits, "fit_seconds": round(self.fit_seconds, 3),
+                "stage_seconds": self.stage_seconds(), "text": self.describe()}
 
     def describe(self) -> str:
         """One line for a person, e.g. before submitting."""
@@ -158,7 +159,7 @@ def estimate_cost(n_samples: int, steps: int, config: Any, *,
     per_fit = max(SECONDS_PER_FIT_MIN, SECONDS_PER_FIT_SAMPLE2 * train * train)
     fold_fit = max(SECONDS_PER_FIT_MIN, SECONDS_PER_FIT_SAMPLE2 * (0.75 * n_samples) ** 2)
     validation_seconds, test_seconds = validation_fits * per_fit, test_fits * fold_fit
-    total = SECONDS_FIXED + kernel_seconds + validation_seconds + test_seconds
+    total = SECONDS_FIXED + kernel_seconds + validation_seconds + test_seconds + SECONDS_REPORT
     return CostEstimate(n_samples, steps, grids, kernels, baseline_models, validation_fits,
                         test_fits, round(kernel_seconds, 3), round(validation_seconds, 3),
                         round(test_seconds, 3), round(total, 3) if math.isfinite(total) else float("inf"))

@@ -21,13 +21,17 @@ params), as the spec's default: see :data:`AVG_SCALING`.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import math
 import platform
+import re
+import subprocess
 import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterator, Literal, Mapping, Sequence
 
@@ -39,7 +43,7 @@ from rntk_core.api import GramGrid, gram_grid
 from .baselines import mlp_family, nearest_family, poly_family, rbf_family, rf_family
 from .cancel import Cancelled
 from .config import BASELINE_FAMILIES, EvaluationConfig
-from .datasets import Dataset, load_dataset
+from .datasets import Dataset, content_sha256, load_dataset
 from .files import json_safe
 from .protocol import (
     Candidate,
@@ -234,6 +238,11 @@ class Progress:
     def check(self) -> None:
         if self.should_cancel is not None and self.should_cancel():
             raise Cancelled("the evaluation was cancelled")
+
+    def report(self, stage: str, done: int, total: int) -> None:
+        """A stage without a bar (e.g. drawing the report): the callback only."""
+        if self.on_progress is not None:
+            self.on_progress(stage, done, total)
 
 
 class _Phase:
@@ -611,11 +620,65 @@ def device_description() -> str:
     return f"{device.device_kind} ({device.platform}, {len(jax.devices())} device(s))"
 
 
-def save_report(report: dict, out_dir: Path, gram: np.ndarray | None, labels: np.ndarray) -> None:
+def majority_class_accuracy(y: np.ndarray, folds: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
+    """The test accuracy of always predicting each fold's most frequent training class."""
+    scores = []
+    for train, test in folds:
+        majority = np.bincount(y[train]).argmax()
+        scores.append(float(np.mean(y[test] == majority)))
+    return float(np.mean(scores))
+
+
+def split_digest(splits: Any) -> str:
+    """sha256 over the split indices (``name:i,j,...`` lines in the order of ``Splits.parts``)."""
+    digest = hashlib.sha256()
+    for name, indices in splits.parts():
+        digest.update(f"{name}:{','.join(map(str, np.asarray(indices).tolist()))}\n".encode())
+    return digest.hexdigest()
+
+
+def git_commit() -> str | None:
+    """The source tree's git commit when it is a checkout (None for an installed wheel)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        run = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = run.stdout.strip()
+    return commit if run.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", commit) else None
+
+
+def _utc(moment: float) -> str:
+    return datetime.fromtimestamp(moment, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def write_splits(out_dir: Path, dataset: Dataset, splits: Any, X: np.ndarray, x_scale: float) -> str:
+    """``splits.npz``: the labels and every split's indices, rows in the Gram matrices' order.
+
+    With the saved ``gram/*.npy`` (rows and columns in dataset order, ``sample_index``) this is
+    enough to refit any fold: ``K[np.ix_(fold0_test, fold0_train)]`` is K(test, train).
+    ``X`` is the normalised input the kernels were computed from.
+    """
+    arrays = {"y": dataset.y, "sample_index": np.arange(dataset.n_samples), "X": X,
+              "x_scale": np.float64(x_scale), **dict(splits.parts())}
+    (out_dir).mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out_dir / "splits.npz", **arrays)
+    return "splits.npz"
+
+
+def draw_figures(report: dict, gram: np.ndarray | None, labels: np.ndarray) -> dict:
+    from .report.html import draw_figures as draw
+
+    return draw(report, gram, labels)
+
+
+def save_report(report: dict, out_dir: Path, gram: np.ndarray | None, labels: np.ndarray,
+                drawn: dict | None = None) -> None:
     """report.json / .csv / .html (see :mod:`rntk_core.evaluation.report.writer`)."""
     from .report.writer import write_report
 
-    write_report(report, out_dir, selected_gram=gram, labels=labels)
+    write_report(report, out_dir, selected_gram=gram, labels=labels, drawn=drawn)
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -645,6 +708,8 @@ def evaluate_dataset(
     load_seconds: float = 0.0,
     grams: Literal["selected", "all", "none"] = "selected",
     memory_budget: int | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    started_at: float | None = None,
 ) -> dict[str, Any]:
     """Run the protocol on one dataset and return the report dict.
 
@@ -667,8 +732,12 @@ def evaluate_dataset(
         grams: which recurrent Gram matrices ``out_dir/gram/`` gets: the selected ones, every
             one of the grid, or none (the report's picture then shows none either).
         memory_budget: device bytes for the engine's working set (default: the engine's).
+        provenance: recorded in the report's ``reproducibility`` (e.g. ``dataset_sha256``,
+            ``command`` or ``request``, ``job_id``).
+        started_at: when the run began (epoch seconds; default: now minus ``load_seconds``).
     """
     start = time.perf_counter()
+    started_at = time.time() - load_seconds if started_at is None else started_at
     timings = {"load": load_seconds}
     progress = Progress(bars=progress, on_progress=on_progress, should_cancel=should_cancel)
     names = check_families(list(families) if families is not None else list(config.families))
@@ -703,18 +772,33 @@ def evaluate_dataset(
         "timings": timings,
         "versions": versions(),
         "device": device_description(),
+        "majority_class_accuracy": majority_class_accuracy(dataset.y, splits.folds),
+        "reproducibility": {**dict(provenance or {}), "split_sha256": split_digest(splits),
+                            "started_at": _utc(started_at), "rntk_version": __version__,
+                            "git_commit": git_commit()},
     }
     gram = None
     if out_dir is not None:
         out = Path(out_dir)
+        report["reproducibility"]["splits_file"] = write_splits(out, dataset, splits, X, x_scale)
         if grams != "none":
             report["grams"], gram = write_grams(plan, outcomes, out, x_scale,
                                                 dataset.lengths is not None, grams == "all")
+            if config.normalize == "standardize":  # X / x_scale alone would not reproduce them
+                for entry in report["grams"]:
+                    entry["inputs"] = ("protocol.standardize(X) / x_scale; splits.npz holds that X, "
+                                       "so gram(splits['X'], **params) reproduces the file")
+    drawn = None
+    if out_dir is not None:  # the figures are most of the report's time: drawn before the total
+        progress.report("report", 0, 1)
+        with _timed(timings, "report"):
+            drawn = draw_figures(report, gram, dataset.classes[dataset.y])
     timings["total"] = load_seconds + time.perf_counter() - start
+    report["reproducibility"]["finished_at"] = _utc(time.time())
     # Typed once here, so a report that breaks the schema fails where it is made.
     report = Report.model_validate(json_safe(report)).model_dump(mode="json", exclude_unset=True)
     if out_dir is not None:
-        save_report(report, Path(out_dir), gram, dataset.classes[dataset.y])
+        save_report(report, Path(out_dir), gram, dataset.classes[dataset.y], drawn)
     return report
 
 
@@ -726,4 +810,6 @@ def evaluate_path(
     dataset = load_dataset(path, features_per_step=config.features_per_step)
     with _bar("load", 1, Progress(bars=options.get("progress", False))) as bar:  # shown once it succeeded
         bar.update()
-    return evaluate_dataset(dataset, config, load_seconds=time.perf_counter() - start, **options)
+    provenance = {"dataset_sha256": content_sha256(path), **dict(options.pop("provenance", None) or {})}
+    return evaluate_dataset(dataset, config, load_seconds=time.perf_counter() - start,
+                            provenance=provenance, **options)

@@ -62,22 +62,36 @@ class Candidate:
 
 
 def normalise(X: np.ndarray, method: str = "max_row_norm") -> tuple[np.ndarray, float]:
-    """Divide X by its largest row norm.
+    """Scale X for the kernels.
 
     Args:
         X: (N, T, m) or (N, d) inputs.
-        method: ``"max_row_norm"`` or ``"none"`` (scale 1).
+        method: ``"max_row_norm"``: divide by the largest row norm (one scalar per dataset);
+            ``"standardize"``: first give every feature (every step's every input) mean 0 and
+            standard deviation 1 over the samples (constant features become 0), so raw units
+            do not let one feature set the scale, then divide by the largest row norm;
+            ``"none"``: scale 1.
 
     Returns:
-        ``(X / x_scale, x_scale)``; ``x_scale`` is 1.0 for ``"none"`` or an all-zero X.
+        ``(X', x_scale)`` with ``X' = standardized(X) / x_scale`` (``X / x_scale`` without
+        standardising); ``x_scale`` is 1.0 for ``"none"`` or an all-zero X.
     """
     if method == "none":
         return X, 1.0
-    if method != "max_row_norm":
-        raise ValueError(f"unknown normalisation {method!r}; allowed: max_row_norm, none")
+    if method not in ("max_row_norm", "standardize"):
+        raise ValueError(f"unknown normalisation {method!r}; allowed: max_row_norm, standardize, none")
+    if method == "standardize":
+        X = standardize(X)
     norms = np.linalg.norm(X.reshape(X.shape[0], -1), axis=1)
     x_scale = float(norms.max()) if norms.size and norms.max() > 0 else 1.0
     return X / x_scale, x_scale
+
+
+def standardize(X: np.ndarray) -> np.ndarray:
+    """Every feature to mean 0 and (population) standard deviation 1 over the samples."""
+    mean = X.mean(axis=0, keepdims=True)
+    std = X.std(axis=0, keepdims=True)
+    return np.where(std > 0, (X - mean) / np.where(std > 0, std, 1.0), 0.0)
 
 
 def stratified_splits(y: np.ndarray, seed: int, n_folds: int = N_FOLDS) -> Splits:

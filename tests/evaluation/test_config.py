@@ -110,7 +110,7 @@ def test_duplicates_removed_in_order() -> None:
         ({"layers": [True]}, "layers[0]"),
         ({"sigma_u": ["0.5"]}, "sigma_u[0]"),
         ({"sigma_u": 0.5}, "sigma_u"),
-        ({"normalize": "l2"}, "normalize: Input should be 'max_row_norm' or 'none'"),
+        ({"normalize": "l2"}, "normalize: Input should be 'max_row_norm', 'standardize' or 'none'"),
         ({"protocol": "random"}, "protocol: Input should be 'auto', 'predefined' or 'stratified'"),
         ({"seed": -1}, "seed"),
         ({"features_per_step": 0}, "features_per_step"),
@@ -205,3 +205,15 @@ def test_load_config_missing_file(tmp_path: Path) -> None:
 
 def test_config_error_is_value_error() -> None:
     assert issubclass(ConfigError, ValueError)
+
+
+def test_used_settings_drop_the_families_that_do_not_run():
+    from rntk_core.evaluation.config import used_settings
+
+    config = parse_config({"families": ["RNN", "RBF"], "rbf_gamma": [0.5]})
+    kept = used_settings(config)
+    assert {"sigma_u", "C", "kinds", "rbf_gamma", "normalize", "seed"} <= set(kept)
+    assert not {"rnnp_orders", "poly_degree", "mlp_layers", "mlp_C", "rf_n_estimators"} & set(kept)
+    assert parse_config(kept) == config  # the same evaluation
+    only_rf = used_settings(parse_config({"families": ["RF"]}))
+    assert not {"sigma_u", "kinds", "C", "rbf_gamma"} & set(only_rf) and "rf_max_features" in only_rf

@@ -658,3 +658,31 @@ def test_check_stratifiable(tmp_path: Path) -> None:
     ds = load_dataset(write_npz(tmp_path, arrays))
     with pytest.raises(DatasetError, match=r"class 2 \(1\)"):
         check_stratifiable(ds)
+
+
+def test_content_sha256_ignores_how_a_folder_was_packed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from rntk_core.evaluation.datasets import content_sha256
+
+    folder = SHARED / "data" / "uci" / "iris"
+    by_cli = tmp_path / "cli.zip"
+    subprocess.run([sys.executable, "-m", "zipfile", "-c", str(by_cli), str(folder)], check=True)
+    by_hand = tmp_path / "hand.zip"
+    with zipfile.ZipFile(by_hand, "w", zipfile.ZIP_STORED) as archive:  # other order, no folder entry
+        for path in sorted(folder.iterdir(), reverse=True):
+            archive.write(path, f"iris/{path.name}")
+        archive.writestr("iris/.DS_Store", b"junk")
+        archive.writestr("__MACOSX/iris/._iris.txt", b"junk")
+    assert content_sha256(by_cli) == content_sha256(by_hand) == content_sha256(folder)
+
+    changed = tmp_path / "changed" / "iris"
+    changed.mkdir(parents=True)
+    for path in folder.iterdir():
+        changed.joinpath(path.name).write_bytes(path.read_bytes())
+    changed.joinpath("iris.txt").write_bytes(folder.joinpath("iris.txt").read_bytes() + b" ")
+    assert content_sha256(changed) != content_sha256(folder)
+    renamed = tmp_path / "other.csv"
+    renamed.write_text("a,label\n1,x\n2,y\n")
+    assert content_sha256(renamed) == __import__("hashlib").sha256(renamed.read_bytes()).hexdigest()

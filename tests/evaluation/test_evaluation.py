@@ -37,7 +37,8 @@ def iris_run(iris, tmp_path_factory):
         families=["RNN", "RNN-P", "BI-RNN", "RNN-AVG", "BI-RNN-AVG", "RF"],
         rnnp_orders=[[2, 0, 3, 1]], rf_n_estimators=[50],
     )
-    report = evaluation.evaluate_dataset(iris, config, families=[*config.families, "RNN-P-CK"], out_dir=out)
+    report = evaluation.evaluate_dataset(iris, config, families=[*config.families, "RNN-P-CK"], out_dir=out,
+                                         provenance={"command": "rntk evaluate iris"})
     return report, out
 
 
@@ -49,7 +50,8 @@ def test_report_fields(iris_run):
     assert report["protocol"] == "predefined"
     assert report["selection"] == {"method": "holdout", "folds": 1}
     assert report["x_scale"] == pytest.approx(np.linalg.norm(load_dataset(UCI / "iris").X[:, :, 0], axis=1).max())
-    assert set(report["timings"]) == {"load", "kernels", "validation", "test", "total"}
+    assert set(report["timings"]) == {"load", "kernels", "validation", "test", "report", "total"}
+    assert report["timings"]["total"] >= sum(v for k, v in report["timings"].items() if k != "total")
     assert set(report["versions"]) == {"rntk", "jax", "numpy", "scikit-learn", "python"}
     assert report["config"]["rnnp_orders"] == [[2, 0, 3, 1]]
     assert list(report["families"]) == ["RNN", "RNN-P", "BI-RNN", "RNN-AVG", "BI-RNN-AVG", "RF", "RNN-P-CK"]
@@ -67,6 +69,25 @@ def test_report_fields(iris_run):
     written = json.loads((out / "report.json").read_text())
     assert REPORT_KEYS <= set(written) and written["families"]["RNN"]["chosen"] == report["families"]["RNN"]["chosen"]
     assert (out / "report.csv").is_file() and (out / "report.html").is_file()
+
+
+def test_reproducibility_and_splits(iris_run, iris):
+    report, out = iris_run
+    y = iris.y
+    folds = iris.splits.folds
+    majority = np.mean([np.mean(y[test] == np.bincount(y[train]).argmax()) for train, test in folds])
+    assert report["majority_class_accuracy"] == pytest.approx(majority)
+    assert 0.2 < majority < 0.5  # iris: three balanced classes
+    repro = report["reproducibility"]
+    assert repro["command"] == "rntk evaluate iris" and len(repro["split_sha256"]) == 64
+    assert repro["started_at"] <= repro["finished_at"] and repro["rntk_version"]
+    assert repro["splits_file"] == "splits.npz"
+    with np.load(out / "splits.npz") as saved:
+        assert np.array_equal(saved["y"], y) and np.array_equal(saved["sample_index"], np.arange(len(y)))
+        for name, indices in iris.splits.parts():
+            assert np.array_equal(saved[name], indices), name
+        assert saved["x_scale"] == pytest.approx(report["x_scale"])
+        assert np.allclose(saved["X"], iris.X / report["x_scale"])
 
 
 def test_each_gram_file_is_reproduced_by_gram(iris_run, iris):
@@ -223,3 +244,16 @@ def test_float64_kernels_are_recorded_in_params(iris, tmp_path):
     assert entry["params"]["dtype"] == "float64"
     expected = rntk_core.gram(iris.X / entry["x_scale"], **entry["params"])
     np.testing.assert_allclose(np.load(tmp_path / entry["file"]), expected, rtol=1e-12)
+
+
+def test_standardize_grams_are_reproduced_from_splits(iris, tmp_path):
+    config = EvaluationConfig(families=["RNN"], normalize="standardize", kinds=["ntk"], sigma_u=[0.5],
+                              sigma_b=[0.1], layers=[1], C=[1.0])
+    report = evaluation.evaluate_dataset(iris, config, out_dir=tmp_path)
+    entry = report["grams"][0]
+    assert "standardize" in entry["inputs"]
+    with np.load(tmp_path / "splits.npz") as saved:
+        X = saved["X"]
+    assert np.allclose(X[:, :, 0].std(axis=0), X[:, :, 0].std(axis=0)[0])  # every feature one scale
+    K = rntk_core.gram(X, **entry["params"])
+    assert np.allclose(K, np.load(tmp_path / entry["file"]), rtol=1e-5, atol=1e-6)

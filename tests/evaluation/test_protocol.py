@@ -198,3 +198,17 @@ def test_table_metrics():
     assert summary["X"]["friedman_rank"] == pytest.approx((1.5 + 2) / 2)  # tied first on "a"
     assert summary["Y"]["friedman_rank"] == pytest.approx((3 + 1) / 2)
     assert summary["Z"]["friedman_rank"] == pytest.approx((1.5 + 3) / 2)
+
+
+def test_standardize_gives_every_feature_the_same_scale():
+    rng = np.random.default_rng(3)
+    # raw units: the second feature is 1000x the first; max_row_norm alone keeps that ratio
+    X = np.stack([rng.normal(5, 1, 50), rng.normal(0, 1000, 50), np.full(50, 7.0)], axis=1)[:, :, None]
+    plain, _ = normalise(X, "max_row_norm")
+    assert plain[:, 1].std() > 100 * plain[:, 0].std()
+    scaled, x_scale = normalise(X, "standardize")
+    stds = scaled[:, :, 0].std(axis=0)
+    assert stds[0] == pytest.approx(stds[1]) and stds[2] == 0.0  # the constant feature is 0
+    assert np.allclose(scaled.mean(axis=0), 0.0)
+    assert np.linalg.norm(scaled.reshape(50, -1), axis=1).max() == pytest.approx(1.0)
+    assert x_scale > 0

@@ -53,6 +53,28 @@ def test_client_end_to_end_with_key_from_env(service_factory, tmp_path: Path) ->
     assert len(job_id) == 32 and f"job {job_id}: succeeded" in result.stdout
     assert "RNN" in result.stdout and "RBF" in result.stdout and "%" in result.stdout
     assert "100%|" in result.stderr and "Traceback" not in result.stderr  # tqdm's final bar
+    # one overall bar: its label never repeats the state ("queued queued"), it has an ETA
+    assert "queued queued" not in result.stderr and "ETA" in result.stderr
+    assert "estimate: N=150, T=4" in result.stderr
+
+    # the folder zipped by the client and by `python -m zipfile -c` is one dataset
+    by_zipfile = tmp_path / "by-zipfile.zip"
+    subprocess.run([sys.executable, "-m", "zipfile", "-c", str(by_zipfile), str(IRIS)], check=True)
+    uploaded = service.client("alice-key-123").post(
+        "/datasets", files={"file": ("iris.zip", by_zipfile.read_bytes())}).json()
+    submitted_record = json.loads(rntk("status", job_id, "--json", env=env).stdout)
+    assert uploaded["id"] == submitted_record["dataset_id"] and uploaded["name"] == "iris"
+    assert submitted_record["dataset_name"] == "iris"
+    # the record keeps the settings of the families that ran, and its times agree
+    assert "rbf_gamma" in submitted_record["config"] and "mlp_layers" not in submitted_record["config"]
+    timings, phases = submitted_record["timings"], submitted_record["phase_seconds"]
+    assert abs(timings["load"] - phases["loading"]) < 0.05, (timings, phases)
+    stages = ("loading", "kernels", "validation fits", "test folds", "report")
+    assert abs(timings["total"] - sum(phases[s] for s in stages)) < 0.2, (timings, phases)
+
+    # a cost estimate without submitting
+    estimate = rntk("submit", str(IRIS), "--config", json.dumps(SMALL_CONFIG), "--estimate", env=env)
+    assert estimate.returncode == 0 and "SVM fit(s)" in estimate.stdout, estimate.stderr
 
     # status: text and JSON, exit 0 for a succeeded job
     status = rntk("status", job_id, env=env)
@@ -63,9 +85,13 @@ def test_client_end_to_end_with_key_from_env(service_factory, tmp_path: Path) ->
         accuracy = record["summary"][family]["test_accuracy"]
         assert 0.8 < accuracy <= 1 and f"{100 * accuracy:.1f}%" in status.stdout
 
-    # jobs: filter by state, limit, JSON
+    # jobs: filter by state, limit, JSON; fixed-width columns
     listed = rntk("jobs", "--state", "succeeded", env=env)
     assert listed.returncode == 0 and job_id in listed.stdout and "RNN=" in listed.stdout
+    header, row = listed.stdout.splitlines()[:2]
+    assert row[header.index("dataset"):].startswith("iris ")
+    assert row[header.index("state"):].startswith("succeeded ")
+    assert row[header.index("progress"):].startswith("100% succeeded")
     assert job_id not in rntk("jobs", "--state", "queued", env=env).stdout
     assert [j["id"] for j in json.loads(rntk("jobs", "--limit", "1", "--json", env=env).stdout)] == [job_id]
 
@@ -80,6 +106,23 @@ def test_client_end_to_end_with_key_from_env(service_factory, tmp_path: Path) ->
         assert path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"], entry
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert written == sorted(entry["name"] for entry in listing)  # no .part files left
+
+    # a reader that goes away (`rntk jobs | head`) ends the output quietly
+    reader = subprocess.Popen([sys.executable, "-m", "app.cli", "jobs", "--json"], cwd=REPO,
+                              env={**{k: v for k, v in os.environ.items() if not k.startswith("RNTK_")}, **env},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.close()  # before the client writes a byte
+    _, errors = reader.communicate(timeout=60)
+    assert reader.returncode == 0 and b"BrokenPipe" not in errors and b"Traceback" not in errors, errors
+
+    # compare: families side by side, the std over folds from each report
+    compared = rntk("compare", job_id, job_id, env=env)
+    assert compared.returncode == 0, compared.stderr
+    rnn_row = next(line for line in compared.stdout.splitlines() if line.startswith("RNN "))
+    accuracy = f"{100 * record['summary']['RNN']['test_accuracy']:.1f}%"
+    assert rnn_row.count(accuracy) == 2 and "±" in rnn_row
+    table = json.loads(rntk("compare", job_id, "--json", env=env).stdout)
+    assert set(table) == {"RNN", "RBF"} and table["RBF"][job_id]["std"] >= 0
 
     # cancelling a finished job is a client error (409), one line
     late = rntk("cancel", job_id, env=env)
@@ -129,11 +172,30 @@ def test_client_errors_without_a_server(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no such file" in one_error_line(missing, "submit")
     bad_config = rntk("submit", str(IRIS), "--config", "{oops")
     assert bad_config.returncode == 2 and "not valid JSON" in one_error_line(bad_config, "submit")
+    not_object = rntk("submit", str(IRIS), "--config", "[1]")
+    assert not_object.returncode == 2 and "must be a JSON object" in one_error_line(not_object, "submit")
+    no_file = rntk("submit", str(IRIS), "--config", "configs.json")
+    assert no_file.returncode == 2 and "no such file, and not inline JSON" in one_error_line(no_file, "submit")
+    example = rntk("submit", str(IRIS), "--config", "examples/config.json", "--server", url)
+    assert "cannot reach" in one_error_line(example, "submit")  # the example config was read
     no_args = rntk("status")
     assert no_args.returncode == 2 and "Traceback" not in no_args.stderr
     assert "the following arguments are required: JOB" in no_args.stderr.splitlines()[-1]
 
     helped = rntk("--help")
     assert helped.returncode == 0
-    for command in ("submit", "status", "download", "cancel", "jobs", "serve", "worker"):
+    for command in ("submit", "status", "download", "cancel", "jobs", "compare", "serve", "worker"):
         assert f"  {command} " in helped.stdout
+
+
+def test_progress_line_and_fixed_columns() -> None:
+    from app.client import _cell, overall_fraction, progress_text
+
+    queued = {"state": "queued", "progress": {"stage": "queued", "done": 0, "total": 1}}
+    assert progress_text(queued) == "queued" and overall_fraction(queued) == 0.0
+    running = {"state": "running",
+               "progress": {"stage": "validation fits", "done": 12, "total": 345, "overall": 0.42}}
+    assert progress_text(running) == "validation fits 12/345" and overall_fraction(running) == 0.42
+    done = {"state": "succeeded", "progress": {"stage": "done", "done": 1, "total": 1, "overall": 0.97}}
+    assert progress_text(done) == "succeeded" and overall_fraction(done) == 1.0
+    assert [len(_cell(text, 24)) for text in ("abc", "x" * 24, "y" * 40)] == [24, 24, 24]

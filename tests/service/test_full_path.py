@@ -34,7 +34,7 @@ def _full_path(service, iris_zip) -> None:
     assert job["state"] == "succeeded", (job, service.log_tail())
     assert job["attempts"] == 1 and job["error"] is None
     assert job["started_at"] and job["finished_at"] and job["created_at"]
-    assert job["progress"] == {"stage": "done", "done": 1, "total": 1}
+    assert job["progress"] == {"stage": "done", "done": 1, "total": 1, "overall": 1.0, "eta_s": 0.0}
     assert set(job["summary"]) == {"RNN", "RBF"}
     assert all(0.8 < job["summary"][f]["test_accuracy"] <= 1 and job["summary"][f]["chosen"] for f in ("RNN", "RBF"))
 

@@ -45,6 +45,7 @@ from .common import (
     check_shape_option,
     check_stratifiable,
 )
+from .archive import content_sha256
 from .csv import load_csv
 from .npz import load_npz
 from .ts import has_ts_split, load_ts_file, load_ts_folder, load_ts_zip
@@ -58,6 +59,7 @@ __all__ = [
     "N_FOLDS",
     "Splits",
     "check_stratifiable",
+    "content_sha256",
     "load_dataset",
 ]
 

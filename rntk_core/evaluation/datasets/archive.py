@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import stat
 import tempfile
@@ -9,7 +10,7 @@ import zipfile
 import zlib
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 
 from .common import (
@@ -96,3 +97,53 @@ def safe_extract(archive: zipfile.ZipFile, root: Path, archive_name: str, limits
             raise DatasetError(f"{archive_name}: cannot extract {info.filename!r} ({exc})") from exc
 
 
+
+
+def _canonical_digest(entries: list[tuple[str, str]]) -> str:
+    """One sha256 over sorted ``(relative path, sha256 of its bytes)`` lines."""
+    digest = hashlib.sha256(b"rntk-folder-v1\n")
+    for name, file_digest in sorted(entries):
+        digest.update(f"{name}\t{file_digest}\n".encode())
+    return digest.hexdigest()
+
+
+def _counts(name: str) -> bool:
+    """Whether an entry is part of the dataset (not a folder marker, macOS junk or hidden file)."""
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    return bool(parts) and parts[0] != MACOS_JUNK and not any(p.startswith(".") for p in parts)
+
+
+def content_sha256(path: Path) -> str:
+    """The dataset's identity: the same content gives the same hash, however it was packed.
+
+    A ``.zip`` or a folder hashes its files' relative paths (the folder's own name first,
+    as both ``python -m zipfile -c`` and ``rntk submit`` write it) and contents, in sorted
+    order, so compression level, entry order and timestamps do not matter. Hidden files and
+    ``__MACOSX`` are skipped, as the loaders skip them. Any other file hashes its bytes.
+    """
+    path = Path(path)
+    if path.is_dir():
+        entries = []
+        for file in path.rglob("*"):
+            relative = PurePosixPath(path.name, *file.relative_to(path).parts).as_posix()
+            if file.is_file() and _counts(relative):
+                entries.append((relative, _file_sha256(file.open("rb"))))
+        return _canonical_digest(entries)
+    if path.suffix.lower() == ".zip":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                entries = [(info.filename.replace("\\", "/"), _file_sha256(archive.open(info)))
+                           for info in archive.infolist() if not info.is_dir() and _counts(info.filename)]
+        except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError):
+            entries = None  # not readable as a zip: the loader reports why; hash the bytes
+        if entries is not None:
+            return _canonical_digest(entries)
+    return _file_sha256(path.open("rb"))
+
+
+def _file_sha256(handle: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    with handle:
+        for chunk in iter(lambda: handle.read(_COPY_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

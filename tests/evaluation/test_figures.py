@@ -1,0 +1,83 @@
+"""The report's matplotlib figures: zoomed accuracy axis, fold dots, heatmap colour floor."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from rntk_core.evaluation.report import figures
+from rntk_core.evaluation.report.figures import FamilyBar
+
+CLOSE = [FamilyBar("RNN", 0.963, (0.95, 0.97, 0.96, 0.972), True),
+         FamilyBar("BI-RNN", 0.953, (0.94, 0.96, 0.95, 0.962), True),
+         FamilyBar("RBF", 0.961, (0.95, 0.97, 0.96, 0.964))]
+
+
+def _parse(svg: str) -> ET.Element:
+    return ET.fromstring(svg)  # well-formed XML, or this raises
+
+
+def test_accuracy_axis_is_zoomed_so_one_point_is_visible():
+    low, high = figures.accuracy_range(CLOSE)
+    # 95.3% and 96.3% differ by at least a tenth of the axis (on 0-100% it would be 1%)
+    assert (0.963 - 0.953) / (high - low) > 0.1
+    # every accuracy and fold lies inside the axis: no dot is clipped at its edge
+    values = [b.accuracy for b in CLOSE] + [f for b in CLOSE for f in b.folds]
+    assert low < min(values) and max(values) < high
+    assert 0.0 <= low and high <= 1.01
+
+
+def test_majority_line_widens_the_axis_only_when_near():
+    near = figures.accuracy_range(CLOSE, majority=0.90)
+    far = figures.accuracy_range(CLOSE, majority=0.34)
+    assert near[0] < 0.90 and far == figures.accuracy_range(CLOSE)
+
+
+def test_accuracy_svg_has_labels_std_and_majority():
+    svg = figures.accuracy_svg(CLOSE, majority=0.93)
+    _parse(svg)
+    for name in ("RNN", "BI-RNN", "RBF"):
+        assert f">{name}<" in svg
+    assert "96.3% ± 0.9" in svg  # the std over folds next to the accuracy
+    assert "majority class 93.0%" in svg
+    assert "off scale" in figures.accuracy_svg(CLOSE, majority=0.34)
+
+
+def test_std_is_over_folds():
+    assert FamilyBar("x", 0.5, (0.4, 0.6)).std == pytest.approx(0.1)
+    assert FamilyBar("x", 0.5, (0.5,)).std is None
+
+
+def test_heatmap_colour_floor_is_the_lowest_competitive_value():
+    values = np.array([[0.34, 0.95], [0.96, 0.97], [np.nan, 0.5]])
+    assert figures.colour_floor(values) == pytest.approx(0.97 - figures.COMPETITIVE_SPAN)
+    close = np.array([[0.93, 0.95], [0.96, 0.97]])
+    assert figures.colour_floor(close) == pytest.approx(0.93)
+
+
+def test_heatmap_long_labels_are_not_cut_off():
+    rows = [f"kind=ntk, layers={l}, sigma_u=0.25, gamma=0.03125" for l in range(4)]
+    values = np.linspace(0.9, 0.97, 8).reshape(4, 2)
+    svg = figures.heatmap_svg(rows, ["1", "100"], values, values > 0.96)
+    root = _parse(svg)
+    assert "gamma=0.03125" in svg
+    # the tight bounding box makes the SVG wider than the cells alone need
+    width = float(root.get("width").removesuffix("pt"))
+    assert width > 200
+
+
+def test_gram_svg_embeds_an_image():
+    matrix = np.eye(6)
+    svg = figures.gram_svg(matrix, 6, ["a", "b"], [3, 3], 0.0, 1.0)
+    assert ">a<" in svg and ">b<" in svg
+    figures.gram_svg(matrix, 6, [], [], 0.0, 1.0)  # unsorted: no class marks
+    _parse(svg)
+    assert "data:image/png;base64," in svg
+
+
+def test_perfect_folds_are_inside_the_axis():
+    bars = [FamilyBar("RNN", 0.98, (1.0, 0.96, 1.0, 0.96), True)]
+    low, high = figures.accuracy_range(bars)
+    assert high > 1.0 and low < 0.96
