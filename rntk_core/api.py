@@ -156,6 +156,7 @@ def gram_grid(
     memory_budget: int | None = None,
     stats: dict | None = None,
     on_tile: Callable[[int, int], None] | None = None,
+    output: str = "host",
 ) -> GramGrid:
     """Every kernel of the grid sigma_u x sigma_b in one fused forward + reversed sweep.
 
@@ -164,7 +165,13 @@ def gram_grid(
     value is an (N, M) array. Arguments are as for :func:`gram`; ``stats``, if given,
     receives the tile plan and per-phase seconds; ``on_tile(done, total)`` is called after
     each tile, and an exception it raises stops the computation between tiles.
+
+    ``output="device"`` keeps the grid on the (first) device: tiles are assembled there, the
+    symmetric mirror and ``bi = fwd + rev`` are device operations, and the values are JAX
+    arrays (``np.asarray(grid[key])`` is one contiguous copy to the host). ``"host"`` (the
+    default) returns NumPy arrays.
     """
+    check_choice(output, "output", ("host", "device"))
     layers = check_layers(layers)
     sigma_w = check_sigma(sigma_w, "sigma_w")
     sigma_v = check_sigma(sigma_v, "sigma_v")
@@ -177,7 +184,8 @@ def gram_grid(
         x, y, directions=("fwd", "rev"), sigma_w=sigma_w,
         sigma_u=[u for u, _ in pairs], sigma_b=[b for _, b in pairs],
         layers=layers, dtype=dtype, memory_budget=memory_budget, stats=stats, on_tile=on_tile,
+        output=output,
     )
     if sigma_v != 1.0:
-        readouts *= sigma_v**2
+        readouts = readouts * sigma_v**2  # a new array: device arrays cannot be scaled in place
     return GramGrid(readouts, pairs, layers, sigma_v)

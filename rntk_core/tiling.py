@@ -11,9 +11,11 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .inputs import Sequences
@@ -133,7 +135,8 @@ def compute_readouts(
     devices: Sequence[jax.Device] | None = None,
     stats: dict | None = None,
     on_tile: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
+    output: str = "host",
+) -> np.ndarray | jax.Array:
     """All readouts for all (sigma_u[g], sigma_b[g]) pairs, with sigma_v = 1.
 
     ``stats``, if given, receives the tile plan, tile counts and per-phase seconds.
@@ -163,7 +166,16 @@ def compute_readouts(
         arccos_method = default_arccos(np_dtype, platform)
         masked = x.lengths is not None or (y is not None and y.lengths is not None)
 
-        out = np.empty((len(directions), 4, layers, groups, n_rows, n_cols), dtype=np_dtype)
+        on_device = output == "device"
+        if on_device:
+            # Assembled where it is computed: tiles are written into one padded device array
+            # (donated, so in place), mirrored once at the end; nothing goes to the host.
+            n_chunks = -(-groups // plan.group_size)
+            out = _DeviceCanvas(
+                (len(directions), 4, layers, n_chunks * plan.group_size,
+                 _round_up(n_rows, side), _round_up(n_cols, side)), np_dtype, devices[0])
+        else:
+            out = np.empty((len(directions), 4, layers, groups, n_rows, n_cols), dtype=np_dtype)
         stats = {} if stats is None else stats
         stats.update(
             tile_side=side, sigma_pairs_per_call=plan.group_size, working_bytes=plan.peak_bytes,
@@ -183,7 +195,7 @@ def compute_readouts(
             side_y = side_x if symmetric else _prepare(
                 y, directions, sigma_w, su, sb, layers, _round_up(n_cols, side), np_dtype
             )
-            block = out[:, :, :, g0:g1]
+            block = out.chunk(g0) if on_device else out[:, :, :, g0:g1]
             stats["seconds_prepare"] += time.perf_counter() - started
             started = time.perf_counter()
             sigmas = Sigmas(np.asarray(sigma_w, np_dtype), su.astype(np_dtype), sb.astype(np_dtype))
@@ -194,7 +206,56 @@ def compute_readouts(
             )
             stats["seconds_tiles"] += time.perf_counter() - started
         stats["tiles_computed"] = progress.done
+        if on_device:
+            return out.finish(groups, n_rows, n_cols, symmetric)
         return out
+
+
+class _DeviceCanvas:
+    """The (D, 4, L, G, N, M) readouts as one device array, written tile by tile in place."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, device: jax.Device) -> None:
+        self.array = jax.device_put(jnp.zeros(shape, dtype), device)
+        self.device = device
+        self.shape = shape
+
+    def chunk(self, g0: int) -> "_DeviceChunk":
+        return _DeviceChunk(self, g0)
+
+    def finish(self, groups: int, n_rows: int, n_cols: int, symmetric: bool) -> jax.Array:
+        return _mirror_and_crop(self.array, groups, n_rows, n_cols, symmetric)
+
+
+@dataclass
+class _DeviceChunk:
+    """The slice of a canvas that one sigma-pair chunk's tiles go to (``out`` of ``_run_tiles``)."""
+
+    canvas: _DeviceCanvas
+    g0: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.canvas.shape
+
+    def place(self, result: jax.Array, r: int, c: int) -> None:
+        result = jax.device_put(result, self.canvas.device)
+        self.canvas.array = _place_tile(self.canvas.array, result, self.g0, r, c)
+
+
+@partial(jax.jit, donate_argnums=0)
+def _place_tile(out: jax.Array, block: jax.Array, g0, r, c) -> jax.Array:
+    return jax.lax.dynamic_update_slice(out, block.astype(out.dtype), (0, 0, 0, g0, r, c))
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _mirror_and_crop(out: jax.Array, groups: int, n_rows: int, n_cols: int, symmetric: bool) -> jax.Array:
+    out = out[:, :, :, :groups, :n_rows, :n_cols]
+    if symmetric:
+        # Only tiles on or above the diagonal were computed: keep the upper triangle
+        # (diagonal tiles computed both; one is kept so K is exactly symmetric).
+        upper = jnp.arange(n_rows)[:, None] <= jnp.arange(n_cols)[None, :]
+        out = jnp.where(upper, out, jnp.swapaxes(out, -1, -2))
+    return out
 
 
 def _tile_origins(n_rows: int, n_cols: int, side: int, symmetric: bool) -> list[tuple[int, int]]:
@@ -236,6 +297,8 @@ def _run_tiles(
 ) -> None:
     """Compute the tiles into ``out``."""
     n_rows, n_cols = out.shape[-2:]
+    if isinstance(out, _DeviceChunk):  # padded sizes; the tiles exactly cover them
+        n_rows, n_cols = side_x.values.shape[2], side_y.values.shape[2]
     tiles = _tile_origins(n_rows, n_cols, side, symmetric)
     placed = {device: jax.device_put(sigmas, device) for device in devices}
     # A bounded window of tiles in flight keeps every device busy and memory bounded.
@@ -244,6 +307,10 @@ def _run_tiles(
 
     def collect() -> None:
         (r, c), result = in_flight.popleft()
+        if isinstance(out, _DeviceChunk):
+            out.place(result, r, c)
+            on_collected()
+            return
         block = np.asarray(result)[:, :, :, :used_groups]
         rows, cols = min(side, n_rows - r), min(side, n_cols - c)
         if symmetric and c == r:

@@ -41,16 +41,19 @@ def _gram(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config(path: str | None):
+def _config(path: str | None, solver: str | None = None):
     from .config import EvaluationConfig, load_config
 
-    return load_config(path) if path else EvaluationConfig()
+    config = load_config(path) if path else EvaluationConfig()
+    if solver is not None:  # --solver overrides the config file's field
+        config = config.model_copy(update={"solver": solver})
+    return config
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_path
 
-    config = _config(args.config)
+    config = _config(args.config, args.solver)
     command = " ".join(shlex.quote(part) for part in ["rntk", *sys.argv[1:]])
     report = evaluate_path(args.data, config, out_dir=args.out, progress=not args.quiet,
                            n_jobs=args.jobs, dtype=args.dtype,
@@ -70,7 +73,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _bench_uci(args: argparse.Namespace) -> int:
     from .uci_bench import format_table, run_bench
 
-    config = _config(args.config)
+    config = _config(args.config, args.solver)
     results = run_bench(args.root, args.out, config, names=args.datasets, families=args.families,
                         n_jobs=args.jobs, progress=not args.quiet, dtype=args.dtype)
     for name, message in results["errors"].items():
@@ -88,6 +91,8 @@ def _add_run_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                          help="precision of the recurrent kernels")
     command.add_argument("--quiet", action="store_true", help="no progress bars")
+    command.add_argument("--solver", choices=("auto", "jax", "libsvm"),
+                         help="C-SVM solver (default: the config's, auto)")
 
 
 def build_parser() -> argparse.ArgumentParser:

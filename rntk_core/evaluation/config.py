@@ -153,6 +153,12 @@ class EvaluationConfig(BaseModel):
         description="1NN-DTW's Sakoe-Chiba half-width as a fraction of the longer series; "
         "null for the full window.",
     )
+    solver: Literal["auto", "jax", "libsvm"] = Field(
+        default="auto",
+        description="C-SVM solver: libsvm (scikit-learn's SVC), jax (the batched interior-point "
+        "solver, same classifier, bounded time at any C) or auto (jax on a GPU; on a CPU libsvm "
+        "first, then jax for the fits libsvm does not finish quickly).",
+    )
 
     rnnp_orders: list[Annotated[list[NonNegativeInt], Field(min_length=1)]] = Field(
         max_length=MAX_GRID_VALUES,

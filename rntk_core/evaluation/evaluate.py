@@ -56,6 +56,7 @@ from .protocol import (
     selection_pairs,
 )
 from .report.model import Report
+from .solvers.dispatch import FitJob, fit_with_jax, hybrid_iteration_cap, jax_work, resolve_solver
 from .solvers.libsvm import Fit, KernelModel, run_parallel
 
 __all__ = [
@@ -392,25 +393,56 @@ def fit_splits(
     models: Mapping[Hashable, Any], y: np.ndarray,
     requests: Mapping[str, tuple[np.ndarray, np.ndarray, Mapping[Hashable, Sequence[float | None]]]],
     cache: FitCache, *, n_jobs: int | None = None, phase: str = "fits",
-    progress: Progress = Progress(),
+    progress: Progress = Progress(), solver: str = "libsvm",
 ) -> None:
-    """Fit every requested (model, C) of every split once, in parallel, into ``cache``.
+    """Fit every requested (model, C) of every split once into ``cache``.
 
     ``requests`` maps a split name to (train, evaluate, {model: [C, ...]}). Each job slices one
     model's kernel once for its split and fits all of its Cs; fits already cached are skipped.
+    ``solver`` is a resolved name (:func:`resolve_solver`): ``libsvm`` runs every job in
+    threads; ``jax`` sends kernel models to the batched solver in one go (forests stay in
+    threads); ``hybrid`` runs libsvm with an iteration cap, then refits what did not converge
+    with the JAX solver.
     """
-    jobs, keys = [], []
+    jobs: list[FitJob] = []
     for split, (train, evaluate, wanted) in requests.items():
         for model, Cs in wanted.items():
             Cs = [C for C in dict.fromkeys(Cs) if (split, model, C) not in cache]
             if Cs:
-                jobs.append(functools.partial(models[model].fit_predict, y, train, evaluate, Cs))
-                keys.append((split, model))
-    with _bar(phase, len(jobs), progress) as bar:
-        results = run_parallel(jobs, n_jobs, on_done=bar.update)
-    for (split, model), fits in zip(keys, results):
+                jobs.append(FitJob((split, model), models[model], train, evaluate, tuple(Cs)))
+    kernel_jobs = [job for job in jobs if isinstance(job.model, KernelModel)]
+    if solver == "jax":
+        threaded = [job for job in jobs if not isinstance(job.model, KernelModel)]
+        batched = kernel_jobs
+    else:
+        threaded, batched = jobs, []
+    cap = {}
+    if solver == "hybrid":
+        cap = {job.key: hybrid_iteration_cap(job.train.size) for job in kernel_jobs}
+    # On the JAX path the threads only run forests; without any, no (empty) bar is shown.
+    show_threads = bool(threaded) or solver != "jax"
+    label = phase if solver != "jax" or not batched else f"{phase}: forests"
+    with _bar(label, len(threaded), progress if show_threads else Progress()) as bar:
+        results = run_parallel(
+            [functools.partial(job.model.fit_predict, y, job.train, job.evaluate, list(job.Cs),
+                               **({"max_iter": cap[job.key]} if job.key in cap else {}))
+             for job in threaded],
+            n_jobs, on_done=bar.update)
+    for job, fits in zip(threaded, results):
         for C, fit in fits.items():
-            cache[(split, model, C)] = fit
+            cache[(*job.key, C)] = fit
+    if solver == "hybrid":
+        batched = [FitJob(job.key, job.model, job.train, job.evaluate,
+                          tuple(C for C in job.Cs if not cache[(*job.key, C)].converged))
+                   for job in kernel_jobs]
+        batched = [job for job in batched if job.Cs]
+    if batched:
+        label = phase if solver == "jax" else f"{phase}: JAX refits of unconverged libsvm fits"
+        with _bar(label, jax_work(batched, y), progress) as bar:
+            refits = fit_with_jax(batched, y, check_cancel=progress.check, on_work=bar.update)
+        for job, fits in zip(batched, refits):
+            for C, fit in fits.items():
+                cache[(*job.key, C)] = fit
 
 
 def _wanted(candidates: Sequence[Candidate]) -> dict[Hashable, list[float | None]]:
@@ -443,7 +475,8 @@ def _selection_split(index: int, selection: Selection) -> str:
 
 
 def validate(plan: Plan, y: np.ndarray, selection: Selection, cache: FitCache,
-             *, n_jobs: int | None, progress: Progress) -> dict[str, FamilyOutcome]:
+             *, n_jobs: int | None, progress: Progress,
+             solver: str = "libsvm") -> dict[str, FamilyOutcome]:
     """Score every candidate (its mean accuracy over the selection's pairs) and choose each
     family's ties.
 
@@ -455,7 +488,8 @@ def validate(plan: Plan, y: np.ndarray, selection: Selection, cache: FitCache,
     wanted = _wanted(everything)
     requests = {_selection_split(k, selection): (fit, score, wanted)
                 for k, (fit, score) in enumerate(selection.pairs)}
-    fit_splits(plan.models, y, requests, cache, n_jobs=n_jobs, phase="validation fits", progress=progress)
+    fit_splits(plan.models, y, requests, cache, n_jobs=n_jobs, phase="validation fits", progress=progress,
+               solver=solver)
     outcomes = {}
     for family, candidates in plan.candidates.items():
         scores = [
@@ -471,13 +505,14 @@ def validate(plan: Plan, y: np.ndarray, selection: Selection, cache: FitCache,
 
 def score_folds(plan: Plan, outcomes: Mapping[str, FamilyOutcome], y: np.ndarray, n_classes: int,
                folds: Sequence[tuple[np.ndarray, np.ndarray]], cache: FitCache,
-               *, n_jobs: int | None, progress: Progress) -> None:
+               *, n_jobs: int | None, progress: Progress, solver: str = "libsvm") -> None:
     """Fit the chosen candidates on each fold, vote, and store the fold accuracies."""
     chosen = {family: [plan.candidates[family][i] for i in outcome.chosen]
               for family, outcome in outcomes.items()}
     everything = [c for family in chosen.values() for c in family]
     requests = {f"fold{k}": (train, test, _wanted(everything)) for k, (train, test) in enumerate(folds)}
-    fit_splits(plan.models, y, requests, cache, n_jobs=n_jobs, phase="test folds", progress=progress)
+    fit_splits(plan.models, y, requests, cache, n_jobs=n_jobs, phase="test folds", progress=progress,
+               solver=solver)
     for family, outcome in outcomes.items():
         outcome.fold_accuracies = []
         for k, (_, test) in enumerate(folds):
@@ -503,6 +538,37 @@ def non_converged(plan: Plan, outcomes: Mapping[str, FamilyOutcome], cache: FitC
 
 
 # --------------------------------------------------------------------------- report
+
+
+def solver_summary(requested: str, resolved: str, cache: FitCache) -> dict[str, Any]:
+    """What ran: the requested and resolved solver, and fit counts per solver."""
+    from .solvers.jax_svm import DEFAULT_TOL
+
+    counts: dict[str, int] = defaultdict(int)
+    for fit in cache.values():
+        if fit.solver is not None:
+            counts[fit.solver] += 1
+    summary: dict[str, Any] = {"requested": requested, "used": resolved, "fits": dict(counts),
+                               "non_converged": sum(not fit.converged for fit in cache.values())}
+    if resolved != "libsvm":
+        summary["jax_tolerance"] = DEFAULT_TOL
+    if resolved == "hybrid":
+        summary["libsvm_iteration_cap"] = "max(20000, 100 * n_train)"
+    return summary
+
+
+def fit_records(plan: Plan, cache: FitCache) -> list[dict[str, Any]]:
+    """Every SVM fit of the job (split, model, C) with its solver and convergence."""
+    records = []
+    for (split, model, C), fit in cache.items():
+        if fit.solver is None:
+            continue
+        record = {"split": split, "model": plan.models[model].name, "C": C, "solver": fit.solver,
+                  "converged": fit.converged, "iterations": fit.iterations}
+        if fit.error is not None:
+            record["error"] = fit.error
+        records.append(record)
+    return records
 
 
 def _describe(candidate: Candidate) -> dict[str, Any]:
@@ -750,11 +816,13 @@ def evaluate_dataset(
         plan = build_plan(names, X, dataset.lengths, config, max_iter=max_iter, progress=progress,
                           dtype=dtype, memory_budget=memory_budget, train_columns=train_columns)
     cache: FitCache = {}
+    solver = resolve_solver(config.solver)
     with _timed(timings, "validation"):
-        outcomes = validate(plan, dataset.y, selection, cache, n_jobs=n_jobs, progress=progress)
+        outcomes = validate(plan, dataset.y, selection, cache, n_jobs=n_jobs, progress=progress,
+                            solver=solver)
     with _timed(timings, "test"):
         score_folds(plan, outcomes, dataset.y, dataset.n_classes, splits.folds, cache,
-                    n_jobs=n_jobs, progress=progress)
+                    n_jobs=n_jobs, progress=progress, solver=solver)
     configurations, family_results = family_report(plan, outcomes)
     report = {
         "dataset": dataset_summary(dataset),
@@ -769,6 +837,8 @@ def evaluate_dataset(
         "families": family_results,
         "grams": [],
         "non_converged": non_converged(plan, outcomes, cache, len(splits.folds), selection),
+        "solver": solver_summary(config.solver, solver, cache),
+        "fits": fit_records(plan, cache),
         "timings": timings,
         "versions": versions(),
         "device": device_description(),

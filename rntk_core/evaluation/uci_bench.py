@@ -75,6 +75,7 @@ def bench_dataset(
         "families": outcomes,
         "seconds": {"kernels": timings["kernels"], "svm": timings["validation"] + timings["test"]},
         "non_converged": len(report["non_converged"]),
+        "solver": report["solver"]["used"],
     }
 
 

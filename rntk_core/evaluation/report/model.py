@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ChosenConfiguration", "Configuration", "DatasetSummary", "FamilyResult", "GramEntry",
-    "NonConvergedFit", "Report", "Selection",
+    "FitRecord", "NonConvergedFit", "Report", "Selection", "SolverSummary",
 ]
 
 
@@ -80,6 +80,27 @@ class Selection(_Open):
     note: str | None = None
 
 
+class SolverSummary(_Open):
+    """The C-SVM solver: as configured, as resolved (``jax``, ``libsvm`` or ``hybrid``), fit counts."""
+
+    requested: str
+    used: str
+    fits: dict[str, int] = Field(default_factory=dict)
+    non_converged: int = 0
+
+
+class FitRecord(_Open):
+    """One SVM fit (a model at one C on one split) and whether its solver converged."""
+
+    split: str
+    model: str
+    C: float | None
+    solver: str
+    converged: bool
+    iterations: int | None = None
+    error: float | None = None
+
+
 class Report(_Open):
     dataset: DatasetSummary
     config: dict[str, Any]
@@ -93,6 +114,8 @@ class Report(_Open):
     families: dict[str, FamilyResult]
     grams: list[GramEntry] = Field(default_factory=list)
     non_converged: list[NonConvergedFit] = Field(default_factory=list)
+    solver: SolverSummary | None = None
+    fits: list[FitRecord] = Field(default_factory=list)
     timings: dict[str, float]
     versions: dict[str, str]
     device: str

@@ -360,9 +360,22 @@ class _Problem:
 
 
 def _bucket(n: int) -> int:
-    """Padded size: a few compiled shapes, at most 25% (and 32 entries) of padding."""
-    step = max(32, (1 << max(0, n.bit_length() - 1)) // 4)
+    """Padded size. Every distinct (batch, size) shape is a compilation (seconds on a CPU),
+    so small problems, cheap to solve, share few sizes (64, 128, 256); larger ones get four
+    sizes per octave (at most 25% padding, where the n^3 work is)."""
+    for small in (64, 128, 256):
+        if n <= small:
+            return small
+    step = (1 << (n.bit_length() - 1)) // 4
     return -(-n // step) * step
+
+
+def _batch_shape(count: int, size: int, per_batch: int) -> int:
+    """Problems per compiled batch: below 512 one fixed count per size (padding is cheap
+    there), above it a power of two."""
+    if size < 512:
+        return per_batch if count > per_batch // 2 else max(1, 1 << max(0, (count - 1).bit_length()))
+    return 1 << max(0, (count - 1).bit_length())
 
 
 def _memory_budget() -> int:
@@ -420,10 +433,12 @@ def fit_predict_many(
         by_size.setdefault(_bucket(problem.rows.size), []).append(number)
     for size, members in sorted(by_size.items()):
         # Q, the Newton matrix, its factor and temporaries: about 5 (n, n) float64 per problem.
-        per_batch = max(1, budget // (5 * 8 * size * size))
+        per_batch = max(1, min(256, budget // (5 * 8 * size * size)))
         for start in range(0, len(members), per_batch):
             batch = members[start:start + per_batch]
-            _solve_batch(tasks, problems, batch, size, tol, max_iter, check_cancel, progress, solutions)
+            slots = _batch_shape(len(batch), size, per_batch)
+            _solve_batch(tasks, problems, batch, size, slots, tol, max_iter, check_cancel, progress,
+                         solutions)
 
     fits: list[dict[float, SvmFit]] = []
     for index, task in enumerate(tasks):
@@ -477,10 +492,10 @@ class _Progress:
         return update
 
 
-def _solve_batch(tasks, problems, batch, size, tol, max_iter, check_cancel, progress, solutions) -> None:
+def _solve_batch(tasks, problems, batch, size, padded_count, tol, max_iter, check_cancel, progress,
+                 solutions) -> None:
     count = len(batch)
-    # Round the batch up to a power of two so few shapes are compiled; extras repeat the first.
-    padded_count = 1 << max(0, (count - 1).bit_length())
+    # Extra slots (so few shapes are compiled) repeat the first problem; their results are dropped.
     members = batch + [batch[0]] * (padded_count - count)
     K = np.zeros((padded_count, size, size))
     y = np.zeros((padded_count, size))

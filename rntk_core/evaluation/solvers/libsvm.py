@@ -35,10 +35,17 @@ class Fit:
     Attributes:
         predictions: (n_evaluate,) int64 predicted class labels.
         converged: False when the solver stopped before convergence.
+        solver: ``"libsvm"`` or ``"jax"`` (None for models without a solver, e.g. forests).
+        iterations: the most iterations a binary problem of the fit took (libsvm: SMO steps,
+            jax: interior-point steps), when the solver tells.
+        error: jax only: the largest final relative gap / KKT residual of its binary problems.
     """
 
     predictions: np.ndarray
     converged: bool = True
+    solver: str | None = None
+    iterations: int | None = None
+    error: float | None = None
 
 
 def default_jobs() -> int:
@@ -72,7 +79,8 @@ def fit_svc(
 ) -> Fit:
     """Fit ``SVC(kernel="precomputed", C=C)`` on one kernel slice and predict the evaluated rows."""
     model = SVC(kernel="precomputed", C=C, max_iter=max_iter).fit(k_train, y_train)
-    return Fit(model.predict(k_evaluate).astype(np.int64), converged=model.fit_status_ == 0)
+    return Fit(model.predict(k_evaluate).astype(np.int64), converged=model.fit_status_ == 0,
+               solver="libsvm", iterations=int(np.max(model.n_iter_)))
 
 
 class KernelModel:
@@ -95,11 +103,16 @@ class KernelModel:
         return self._kernel() if callable(self._kernel) else self._kernel
 
     def fit_predict(
-        self, y: np.ndarray, train: np.ndarray, evaluate: np.ndarray, Cs: Sequence[float | None]
+        self, y: np.ndarray, train: np.ndarray, evaluate: np.ndarray, Cs: Sequence[float | None],
+        max_iter: int | None = None,
     ) -> dict[float | None, Fit]:
-        """Slice the kernel once for this split, then fit and predict for each C."""
+        """Slice the kernel once for this split, then fit and predict for each C.
+
+        ``max_iter`` overrides the model's limit for this call (the hybrid solver's first pass).
+        """
+        limit = self.max_iter if max_iter is None else max_iter
         k_train, k_evaluate = slice_kernel(self.kernel(), train, evaluate)
-        return {C: fit_svc(k_train, y[train], k_evaluate, C, max_iter=self.max_iter) for C in Cs}
+        return {C: fit_svc(k_train, y[train], k_evaluate, C, max_iter=limit) for C in Cs}
 
 
 def run_parallel(
