@@ -4,7 +4,7 @@ PORT ?= 8000
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-reliability bench serve clean browser-deps screenshots
+.PHONY: install test test-reliability bench bench-svm serve clean browser-deps screenshots
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -37,6 +37,10 @@ test-reliability: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.grid_benchmark
+
+# The SVM stage of the default protocol on yeast and abalone, per solver (minutes on a CPU).
+bench-svm: $(STAMP)
+	$(PY) -m benchmarks.svm_benchmark
 
 # make serve PORT=8080 HOST=0.0.0.0 (a non-loopback HOST needs RNTK_API_KEYS)
 serve: $(STAMP)

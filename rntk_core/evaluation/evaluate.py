@@ -401,8 +401,9 @@ def fit_splits(
     model's kernel once for its split and fits all of its Cs; fits already cached are skipped.
     ``solver`` is a resolved name (:func:`resolve_solver`): ``libsvm`` runs every job in
     threads; ``jax`` sends kernel models to the batched solver in one go (forests stay in
-    threads); ``hybrid`` runs libsvm with an iteration cap, then refits what did not converge
-    with the JAX solver.
+    threads); ``jax-first`` does the same, then fits with libsvm (no limit) what the JAX solver
+    did not converge on; ``hybrid`` runs libsvm with an iteration cap, refits what did not
+    converge with the JAX solver, and what still did not with libsvm without a limit.
     """
     jobs: list[FitJob] = []
     for split, (train, evaluate, wanted) in requests.items():
@@ -411,7 +412,8 @@ def fit_splits(
             if Cs:
                 jobs.append(FitJob((split, model), models[model], train, evaluate, tuple(Cs)))
     kernel_jobs = [job for job in jobs if isinstance(job.model, KernelModel)]
-    if solver == "jax":
+    jax_first = solver in ("jax", "jax-first")
+    if jax_first:
         threaded = [job for job in jobs if not isinstance(job.model, KernelModel)]
         batched = kernel_jobs
     else:
@@ -420,8 +422,8 @@ def fit_splits(
     if solver == "hybrid":
         cap = {job.key: hybrid_iteration_cap(job.train.size) for job in kernel_jobs}
     # On the JAX path the threads only run forests; without any, no (empty) bar is shown.
-    show_threads = bool(threaded) or solver != "jax"
-    label = phase if solver != "jax" or not batched else f"{phase}: forests"
+    show_threads = bool(threaded) or not jax_first
+    label = phase if not jax_first or not batched else f"{phase}: forests"
     with _bar(label, len(threaded), progress if show_threads else Progress()) as bar:
         results = run_parallel(
             [functools.partial(job.model.fit_predict, y, job.train, job.evaluate, list(job.Cs),
@@ -437,10 +439,25 @@ def fit_splits(
                    for job in kernel_jobs]
         batched = [job for job in batched if job.Cs]
     if batched:
-        label = phase if solver == "jax" else f"{phase}: JAX refits of unconverged libsvm fits"
+        label = phase if jax_first else f"{phase}: JAX refits of unconverged libsvm fits"
         with _bar(label, jax_work(batched, y), progress) as bar:
             refits = fit_with_jax(batched, y, check_cancel=progress.check, on_work=bar.update)
         for job, fits in zip(batched, refits):
+            for C, fit in fits.items():
+                cache[(*job.key, C)] = fit
+    if solver in ("hybrid", "jax-first") and batched:
+        # The interior point can stall on numerically singular problems (a near-constant
+        # kernel at C = 1e6); libsvm without a limit is slow there but gets there.
+        rest = [FitJob(job.key, job.model, job.train, job.evaluate,
+                       tuple(C for C in job.Cs if not cache[(*job.key, C)].converged))
+                for job in batched]
+        rest = [job for job in rest if job.Cs]
+        with _bar(f"{phase}: libsvm for unconverged JAX fits", len(rest), progress) as bar:
+            results = run_parallel(
+                [functools.partial(job.model.fit_predict, y, job.train, job.evaluate, list(job.Cs),
+                                   max_iter=-1) for job in rest],
+                n_jobs, on_done=bar.update)
+        for job, fits in zip(rest, results):
             for C, fit in fits.items():
                 cache[(*job.key, C)] = fit
 

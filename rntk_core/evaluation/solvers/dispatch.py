@@ -10,7 +10,12 @@ what runs:
   (small C, well-conditioned kernels) in milliseconds where an interior-point fit costs ~25
   Cholesky factorisations, while its large-C RBF fits run for minutes and cannot be
   cancelled; ``benchmarks.svm_benchmark`` measures the three.
-- ``auto`` on a GPU is ``"jax"``.
+- ``"jax-first"`` (``auto`` on a GPU): every kernel fit on the JAX solver, then libsvm for the
+  few it does not converge on.
+
+Both automatic modes end with libsvm (no limit) on the fits the JAX solver did not converge on
+(it can stall on numerically singular problems, e.g. a near-constant RBF kernel at C = 1e6), so
+``auto`` always gives libsvm's converged answers; ``jax`` reports such fits as non-converged.
 """
 
 from __future__ import annotations
@@ -29,15 +34,15 @@ SolverName = Literal["auto", "jax", "libsvm"]
 SLICE_BUDGET = 512 << 20
 
 
-def resolve_solver(requested: str) -> Literal["jax", "libsvm", "hybrid"]:
-    """``auto`` -> ``jax`` on an accelerator, ``hybrid`` on a CPU; others as given."""
+def resolve_solver(requested: str) -> Literal["jax", "libsvm", "hybrid", "jax-first"]:
+    """``auto`` -> ``jax-first`` on an accelerator, ``hybrid`` on a CPU; others as given."""
     if requested not in ("auto", "jax", "libsvm"):
         raise ValueError(f"unknown solver {requested!r}; allowed: auto, jax, libsvm")
     if requested != "auto":
         return requested  # type: ignore[return-value]
     import jax
 
-    return "hybrid" if jax.default_backend() == "cpu" else "jax"
+    return "hybrid" if jax.default_backend() == "cpu" else "jax-first"
 
 
 def hybrid_iteration_cap(n_train: int) -> int:

@@ -70,6 +70,7 @@ CHUNK_SECONDS = 1.0
 POLISH_STEPS = 4
 _POLISH_TOL = 1e-14
 _STEP_TO_BOUNDARY = 0.995
+_MIN_RIDGE, _MAX_RIDGE = 1e-11, 1e-3
 _DEFAULT_BUDGET_CPU = 1 << 30
 
 
@@ -86,6 +87,7 @@ class _State(NamedTuple):
     iterations: jax.Array  # (B,) int32
     error: jax.Array  # (B,) the largest of the three relative measures at the last check
     polish: jax.Array  # (B,) int32 steps taken since reaching ``tol``
+    ridge: jax.Array  # (B,) relative diagonal shift of the Newton matrix (grows on breakdown)
 
 
 def _measures(Q, y, C, mask, state: _State):
@@ -123,8 +125,10 @@ def _iteration(Q, y, C, mask, n_valid, tol, state: _State) -> _State:
     # Newton matrix (C Q + D); padded entries get an identity row so their step is zero.
     d = jnp.where(mask > 0, z / u + w / (1.0 - u), 1.0)
     scale = 1.0 + jnp.max(C[:, None] * jnp.abs(jnp.diagonal(Q, axis1=1, axis2=2)), axis=1)
-    # A tiny ridge keeps Cholesky defined when free points are duplicates (singular Q_FF).
-    ridge = 1e-13 * scale
+    # A ridge keeps Cholesky defined when Q_FF is singular (duplicate points) or numerically
+    # so (a near-constant kernel at C = 1e6). It only perturbs the Newton direction: residuals
+    # are exact, so the iteration still converges, more slowly for a larger ridge.
+    ridge = state.ridge * scale
     M = C[:, None, None] * Q + jax.vmap(jnp.diag)(d + ridge[:, None])
     factor = jnp.linalg.cholesky(M)
 
@@ -161,9 +165,12 @@ def _iteration(Q, y, C, mask, n_valid, tol, state: _State) -> _State:
     new_u, new_z, new_w, new_b = u + t * du, z + t * dz, w + t * dw, b + t[:, 0] * db
     finite = (jnp.all(jnp.isfinite(new_u), axis=1) & jnp.all(jnp.isfinite(new_z), axis=1)
               & jnp.all(jnp.isfinite(new_w), axis=1) & jnp.isfinite(new_b))
-    # A step that breaks down (Cholesky of a numerically singular matrix) is not taken: the
-    # problem stops where it is, converged or not.
+    # A step that breaks down (Cholesky of a numerically singular matrix) is not taken; the
+    # ridge grows 100x and the next iteration retries, up to _MAX_RIDGE, then the problem stops.
+    broke = ~stopped & ~finite
+    ridge_next = jnp.where(broke, state.ridge * 100.0, state.ridge)
     keep = stopped | ~finite
+    stopped = stopped | (broke & (state.ridge >= _MAX_RIDGE))
     step = (~keep).astype(jnp.int32)
     return _State(
         u=jnp.where(keep[:, None], u, new_u),
@@ -171,10 +178,11 @@ def _iteration(Q, y, C, mask, n_valid, tol, state: _State) -> _State:
         w=jnp.where(keep[:, None], w, new_w),
         b=jnp.where(keep, b, new_b),
         done=done,
-        stopped=keep,
+        stopped=stopped,
         iterations=state.iterations + step,
         error=error,
         polish=state.polish + step * done.astype(jnp.int32),
+        ridge=ridge_next,
     )
 
 
@@ -202,7 +210,8 @@ def _start(Q, y, C, mask) -> _State:
     w = (1.0 + jnp.maximum(-gradient, 0.0)) * mask
     batch = y.shape[0]
     return _State(u, z, w, jnp.zeros(batch), jnp.zeros(batch, bool), jnp.zeros(batch, bool),
-                  jnp.zeros(batch, jnp.int32), jnp.full(batch, jnp.inf), jnp.zeros(batch, jnp.int32))
+                  jnp.zeros(batch, jnp.int32), jnp.full(batch, jnp.inf), jnp.zeros(batch, jnp.int32),
+                  jnp.full(batch, _MIN_RIDGE))
 
 
 @jax.jit

@@ -1,0 +1,25 @@
+#!/bin/bash
+# Every GPU check of issue 9 in one run, each step under its own time limit. From the repo root:
+#   OUT=/tmp/out bash benchmarks/gpu_check.sh
+# 1. the JAX solver against sklearn's SVC (tests/evaluation/test_jax_svm.py) on the GPU;
+# 2. gram_grid N=5000 T=64 L=2 kept on the device vs its device compute, float32 vs float64;
+# 3. whole jobs (all default families): wine-quality-red with jax and with libsvm on the host's
+#    cores, abalone with jax (libsvm there runs for many minutes: see the issue).
+set -u
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/gpu_check}
+mkdir -p "$OUT"
+DATA=${DATA:-../shared/data/uci}
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+nproc | tee -a "$OUT/gpu.txt"
+step() {  # name, seconds, command...
+  local name=$1 limit=$2; shift 2
+  local started=$SECONDS
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  echo "== $name: exit $? after $((SECONDS - started)) s"
+  grep -v -i "warn" "$OUT/$name.log" | tail -n 25
+}
+step tests 70 python -m pytest -q -p no:cacheprovider tests/evaluation/test_jax_svm.py
+step grid 60 python -m benchmarks.gpu_grid --repeats 3
+step wine 110 python -m benchmarks.svm_benchmark --data "$DATA" --datasets wine-quality-red --solvers jax libsvm --json "$OUT/wine.json"
+step abalone 60 python -m benchmarks.svm_benchmark --data "$DATA" --datasets abalone --solvers jax --json "$OUT/abalone.json"
