@@ -401,9 +401,10 @@ def fit_splits(
     model's kernel once for its split and fits all of its Cs; fits already cached are skipped.
     ``solver`` is a resolved name (:func:`resolve_solver`): ``libsvm`` runs every job in
     threads; ``jax`` sends kernel models to the batched solver in one go (forests stay in
-    threads); ``jax-first`` does the same, then fits with libsvm (no limit) what the JAX solver
-    did not converge on; ``hybrid`` runs libsvm with an iteration cap, refits what did not
-    converge with the JAX solver, and what still did not with libsvm without a limit.
+    threads); ``jax-first`` does the same, then fits with libsvm what the JAX solver did not
+    converge on; ``hybrid`` runs libsvm with an iteration cap, refits what did not converge
+    with the JAX solver, and what still did not with libsvm. That last libsvm pass keeps the
+    caller's limit (``max_iter``, none by default).
     """
     jobs: list[FitJob] = []
     for split, (train, evaluate, wanted) in requests.items():
@@ -420,7 +421,8 @@ def fit_splits(
         threaded, batched = jobs, []
     cap = {}
     if solver == "hybrid":
-        cap = {job.key: hybrid_iteration_cap(job.train.size) for job in kernel_jobs}
+        cap = {job.key: _capped(hybrid_iteration_cap(job.train.size), job.model.max_iter)
+               for job in kernel_jobs}
     # On the JAX path the threads only run forests; without any, no (empty) bar is shown.
     show_threads = bool(threaded) or not jax_first
     label = phase if not jax_first or not batched else f"{phase}: forests"
@@ -447,19 +449,25 @@ def fit_splits(
                 cache[(*job.key, C)] = fit
     if solver in ("hybrid", "jax-first") and batched:
         # The interior point can stall on numerically singular problems (a near-constant
-        # kernel at C = 1e6); libsvm without a limit is slow there but gets there.
+        # kernel at C = 1e6); libsvm with the caller's limit (none by default) is slow there
+        # but gets there.
         rest = [FitJob(job.key, job.model, job.train, job.evaluate,
                        tuple(C for C in job.Cs if not cache[(*job.key, C)].converged))
                 for job in batched]
         rest = [job for job in rest if job.Cs]
         with _bar(f"{phase}: libsvm for unconverged JAX fits", len(rest), progress) as bar:
             results = run_parallel(
-                [functools.partial(job.model.fit_predict, y, job.train, job.evaluate, list(job.Cs),
-                                   max_iter=-1) for job in rest],
+                [functools.partial(job.model.fit_predict, y, job.train, job.evaluate, list(job.Cs))
+                 for job in rest],
                 n_jobs, on_done=bar.update)
         for job, fits in zip(rest, results):
             for C, fit in fits.items():
                 cache[(*job.key, C)] = fit
+
+
+def _capped(cap: int, limit: int) -> int:
+    """The hybrid's first-pass limit, never above the caller's own libsvm limit."""
+    return cap if limit < 0 else min(cap, limit)
 
 
 def _wanted(candidates: Sequence[Candidate]) -> dict[Hashable, list[float | None]]:

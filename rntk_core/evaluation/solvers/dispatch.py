@@ -13,7 +13,7 @@ what runs:
 - ``"jax-first"`` (``auto`` on a GPU): every kernel fit on the JAX solver, then libsvm for the
   few it does not converge on.
 
-Both automatic modes end with libsvm (no limit) on the fits the JAX solver did not converge on
+Both automatic modes end with libsvm (no limit unless the caller set max_iter) on the fits the JAX solver did not converge on
 (it can stall on numerically singular problems, e.g. a near-constant RBF kernel at C = 1e6), so
 ``auto`` always gives libsvm's converged answers; ``jax`` reports such fits as non-converged.
 """
