@@ -578,7 +578,7 @@ def solver_summary(requested: str, resolved: str, cache: FitCache) -> dict[str, 
     if resolved != "libsvm":
         summary["jax_tolerance"] = DEFAULT_TOL
     if resolved == "hybrid":
-        summary["libsvm_iteration_cap"] = "max(20000, 100 * n_train)"
+        summary["libsvm_iteration_cap"] = "max(100000, 1000 * n_train)"
     return summary
 
 

@@ -48,11 +48,13 @@ def resolve_solver(requested: str) -> Literal["jax", "libsvm", "hybrid", "jax-fi
 def hybrid_iteration_cap(n_train: int) -> int:
     """libsvm's SMO steps before the hybrid hands a fit to the JAX solver.
 
-    libsvm's steps cost O(n) each; 100 n steps take about as long as a few interior-point
-    iterations at that size on a CPU, and the fits that need more are the large-C ones whose
-    step count explodes (2e6 steps without converging on abalone's RBF at C = 1e6).
+    Measured on yeast (2 cores): with 100 n steps, 10 RBF fits went to the JAX solver and the
+    SVM stage took over 5x libsvm's 68 s (ten-class problems: 45 interior-point solves each);
+    libsvm finishes those fits in seconds with a few more steps. 1000 n steps (about 2e6 on
+    abalone, 7 to 23 s there) leave the JAX solver only the fits whose step count explodes,
+    such as abalone's RBF at C = 1e6 (minutes, 2e6 steps without converging).
     """
-    return max(20_000, 100 * n_train)
+    return max(100_000, 1000 * n_train)
 
 
 @dataclass(frozen=True)
