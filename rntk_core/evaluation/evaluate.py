@@ -401,8 +401,7 @@ def fit_splits(
     model's kernel once for its split and fits all of its Cs; fits already cached are skipped.
     ``solver`` is a resolved name (:func:`resolve_solver`): ``libsvm`` runs every job in
     threads; ``jax`` sends kernel models to the batched solver in one go (forests stay in
-    threads); ``jax-first`` does the same, then fits with libsvm what the JAX solver did not
-    converge on; ``hybrid`` runs libsvm with an iteration cap, refits what did not converge
+    threads); ``hybrid`` runs libsvm with an iteration cap, refits what did not converge
     with the JAX solver, and what still did not with libsvm. That last libsvm pass keeps the
     caller's limit (``max_iter``, none by default).
     """
@@ -413,7 +412,7 @@ def fit_splits(
             if Cs:
                 jobs.append(FitJob((split, model), models[model], train, evaluate, tuple(Cs)))
     kernel_jobs = [job for job in jobs if isinstance(job.model, KernelModel)]
-    jax_first = solver in ("jax", "jax-first")
+    jax_first = solver == "jax"
     if jax_first:
         threaded = [job for job in jobs if not isinstance(job.model, KernelModel)]
         batched = kernel_jobs
@@ -447,7 +446,7 @@ def fit_splits(
         for job, fits in zip(batched, refits):
             for C, fit in fits.items():
                 cache[(*job.key, C)] = fit
-    if solver in ("hybrid", "jax-first") and batched:
+    if solver == "hybrid" and batched:
         # The interior point can stall on numerically singular problems (a near-constant
         # kernel at C = 1e6); libsvm with the caller's limit (none by default) is slow there
         # but gets there.
