@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.reliability.conftest import FULL, record_figures, scale
-from tests.service.conftest import TERMINAL, kill_tree, stop, wait_for
+from tests.service.conftest import RECOVERY_TIMING, TERMINAL, kill_tree, stop, wait_for
 from tests.service.test_reliability_defects import deliver_without_claim
 
 #: About 5 s on 2 cores (JAX import included), with two recurrent Gram matrices kept.
@@ -177,7 +177,7 @@ def test_full_disk_repeated(service_factory, iris_zip, tmp_path) -> None:
 
     disk = mount_small_disk(tmp_path / "disk")
     try:
-        service = service_factory(dead_after_s="4", heartbeat_s="0.5")
+        service = service_factory(**RECOVERY_TIMING)
         service.data_dir = disk / "data"
         service.start_server()
         client = service.client()

@@ -193,6 +193,9 @@ def iris_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
+#: Heartbeat and dead-worker timing for tests that kill workers. A live job's heartbeat thread has
+#: stalled past 4 s on a loaded 2-core machine, and the sweep then re-ran a job that was alive.
+RECOVERY_TIMING = {"dead_after_s": "10", "heartbeat_s": "0.5"}
 
 
 def wait_for(client: httpx.Client, job_id: str, states: set[str], timeout: float = 150,

@@ -12,7 +12,7 @@ import pytest
 
 from worker.settings import Settings
 from worker.jobs import JobRecord, JobState, Store, now
-from .conftest import LONGER_CONFIG, descendants, kill_tree, wait_for
+from .conftest import LONGER_CONFIG, RECOVERY_TIMING, descendants, kill_tree, wait_for
 
 
 def _submit_longer(client, iris_zip: Path) -> str:
@@ -43,7 +43,7 @@ def _check_once(service, job: dict) -> None:
 
 def test_kill9_worker_tree_redis(service_factory, iris_zip, redis_broker) -> None:
     """kill -9 of the worker and its pool child mid-job; a restarted worker completes it once."""
-    service = service_factory(**redis_broker, dead_after_s="10", heartbeat_s="0.5")
+    service = service_factory(**redis_broker, **RECOVERY_TIMING)
     service.start_server()
     worker = service.start_worker()
     client = service.client()
@@ -62,7 +62,7 @@ def test_kill9_worker_tree_redis(service_factory, iris_zip, redis_broker) -> Non
 
 def test_kill9_embedded_worker_restarts(service_factory, iris_zip) -> None:
     """Embedded mode: `serve` restarts its killed worker, which then completes the job once."""
-    service = service_factory(dead_after_s="10", heartbeat_s="0.5")
+    service = service_factory(**RECOVERY_TIMING)
     service.start_server()
     client = service.client()
     job_id = _submit_longer(client, iris_zip)

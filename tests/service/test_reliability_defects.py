@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import REPO, SMALL_CONFIG, TERMINAL, descendants, kill_tree, stop, wait_for
+from .conftest import REPO, RECOVERY_TIMING, SMALL_CONFIG, TERMINAL, descendants, kill_tree, stop, wait_for
 from .test_recovery import _evaluating, _submit_longer
 
 
@@ -159,7 +159,7 @@ def small_disk(tmp_path: Path):
 
 def test_full_disk_fails_once_with_disk_full(service_factory, iris_zip, small_disk) -> None:
     """Defect 2: ENOSPC while writing artifacts -> failed once, DiskFull, nothing staged left."""
-    service = service_factory(dead_after_s="4", heartbeat_s="0.5")
+    service = service_factory(**RECOVERY_TIMING)
     service.data_dir = small_disk / "data"
     service.start_server()
     client = service.client()
@@ -322,7 +322,7 @@ def test_oversize_upload_413_reaches_urllib(service_factory) -> None:
 
 def test_recovery_runs_without_the_api(service_factory, iris_zip, redis_broker) -> None:
     """Defect 8: the API is down when a worker dies mid-job; the workers recover the job."""
-    service = service_factory(**redis_broker, dead_after_s="4", heartbeat_s="0.5")
+    service = service_factory(**redis_broker, **RECOVERY_TIMING)
     service.start_server()
     worker = service.start_worker()
     client = service.client()
