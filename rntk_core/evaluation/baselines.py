@@ -200,10 +200,11 @@ class NearestModel:
 
 def nearest_family(
     family: str, X: np.ndarray, lengths: np.ndarray | None, rows: np.ndarray,
-    config: EvaluationConfig, columns: np.ndarray,
+    config: EvaluationConfig, columns: np.ndarray, check: Callable[[], None] | None = None,
 ) -> Family:
     """1NN-ED on the (N, d) ``rows``, or 1NN-DTW on the (N, T, m) sequences ``X`` (front-padded,
-    ``lengths`` or None); distances to ``columns`` only."""
+    ``lengths`` or None); distances to ``columns`` only. ``check``: a cancel check between
+    DTW blocks."""
     from .nearest import dtw_distances, euclidean_distances
 
     if family == "1NN-ED":
@@ -213,7 +214,7 @@ def nearest_family(
     else:
         def distance(cols: np.ndarray) -> np.ndarray:
             col_lengths = None if lengths is None else lengths[cols]
-            return dtw_distances(X, X[cols], lengths, col_lengths, window=config.dtw_window)
+            return dtw_distances(X, X[cols], lengths, col_lengths, window=config.dtw_window, check=check)
         params = {"distance": "dtw", "window": config.dtw_window if config.dtw_window is not None else "full"}
     key = ("nearest", family)
     model = NearestModel(distance, X.shape[0], np.asarray(columns), family.lower())

@@ -315,9 +315,10 @@ def check_families(families: Sequence[str]) -> list[str]:
 
 
 def _baseline(family: str, X: np.ndarray, lengths: np.ndarray | None, rows: np.ndarray,
-              config: EvaluationConfig, max_iter: int, columns: np.ndarray):
+              config: EvaluationConfig, max_iter: int, columns: np.ndarray,
+              check: Callable[[], None] | None = None):
     if family in ("1NN-ED", "1NN-DTW"):
-        return nearest_family(family, X, lengths, rows, config, columns)
+        return nearest_family(family, X, lengths, rows, config, columns, check=check)
     if family == "RBF":
         return rbf_family(rows, config, max_iter=max_iter)
     if family == "POLY":
@@ -360,7 +361,8 @@ def build_plan(
         rows = baseline_rows(X, lengths)
         columns = np.arange(X.shape[0]) if train_columns is None else train_columns
         for name in baselines:
-            candidates[name], family_models = _baseline(name, X, lengths, rows, config, max_iter, columns)
+            candidates[name], family_models = _baseline(name, X, lengths, rows, config, max_iter, columns,
+                                                          check=progress.check)
             models.update(family_models)
             bar.update()
     ordered = {name: candidates[name] for name in families}
@@ -430,7 +432,7 @@ def fit_splits(
             [functools.partial(job.model.fit_predict, y, job.train, job.evaluate, list(job.Cs),
                                **({"max_iter": cap[job.key]} if job.key in cap else {}))
              for job in threaded],
-            n_jobs, on_done=bar.update)
+            n_jobs, on_done=bar.update, check_cancel=progress.check)
     for job, fits in zip(threaded, results):
         for C, fit in fits.items():
             cache[(*job.key, C)] = fit
@@ -458,7 +460,7 @@ def fit_splits(
             results = run_parallel(
                 [functools.partial(job.model.fit_predict, y, job.train, job.evaluate, list(job.Cs))
                  for job in rest],
-                n_jobs, on_done=bar.update)
+                n_jobs, on_done=bar.update, check_cancel=progress.check)
         for job, fits in zip(rest, results):
             for C, fit in fits.items():
                 cache[(*job.key, C)] = fit
@@ -811,8 +813,9 @@ def evaluate_dataset(
             report.json / report.csv / report.html there.
         progress: show tqdm bars (stderr) for the phases.
         on_progress: called with (stage, done, total) as each phase advances.
-        should_cancel: polled between tiles and between fits; once it returns True the
-            evaluation stops with :class:`Cancelled`.
+        should_cancel: polled between tiles, between DTW blocks, between interior-point
+            chunks and every 0.5 s while libsvm fits run; once it returns True the evaluation
+            stops with :class:`Cancelled` (running libsvm fits are abandoned, not awaited).
         n_jobs: SVM worker threads (default: every core).
         max_iter: libsvm's iteration limit (-1: none); fits that hit it are reported.
         dtype: the recurrent kernels' precision, ``"float32"`` (the engine's default) or

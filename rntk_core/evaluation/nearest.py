@@ -23,6 +23,8 @@ D[i-1, j])``: a (min, +) linear recurrence, so each row is one associative scan 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -80,11 +82,14 @@ def dtw_distances(
     test_lengths: np.ndarray | None = None,
     train_lengths: np.ndarray | None = None,
     window: float | None = None,
+    check: Callable[[], None] | None = None,
 ) -> np.ndarray:
     """DTW distances (M, N) with the squared pointwise cost, in float64.
 
     test: (M, T, m), train: (N, T', m) front-padded with optional lengths. ``window``: None
     (full) or the Sakoe-Chiba half-width as a fraction in [0, 1] of the longer series of a pair.
+    ``check`` is called after each block of rows (a cancel check: a large archive's DTW runs
+    for minutes).
     """
     test_lengths = np.full(len(test), test.shape[1]) if test_lengths is None else np.asarray(test_lengths)
     train_lengths = np.full(len(train), train.shape[1]) if train_lengths is None else np.asarray(train_lengths)
@@ -99,6 +104,8 @@ def dtw_distances(
             out[start:stop] = np.asarray(_dtw_block(
                 a[start:stop], b, test_lengths[start:stop], train_lengths, band
             ))
+            if check is not None:
+                check()
     return out
 
 

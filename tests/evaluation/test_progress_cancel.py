@@ -1,7 +1,8 @@
-"""Progress reporting and cancellation between tiles and between fits."""
+"""Progress reporting and cancellation: between tiles, between fits and during a libsvm fit."""
 
 from __future__ import annotations
 
+import time
 
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ import rntk_core
 from rntk_core.evaluation.config import EvaluationConfig
 from rntk_core.evaluation.datasets import load_dataset
 from rntk_core.evaluation.cancel import Cancelled
-from rntk_core.evaluation.evaluate import evaluate_dataset
+from rntk_core.evaluation.evaluate import Progress, evaluate_dataset, fit_splits
+from rntk_core.evaluation.solvers.libsvm import KernelModel, fit_svc, run_parallel
 from tests.helpers import SHARED
 
 SMALL = EvaluationConfig(families=["RNN", "RBF"], sigma_u=[0.5], sigma_b=[0.1], layers=[1], C=[1, 100])
@@ -81,3 +83,49 @@ def test_gram_artifacts_selected_all_or_none(tmp_path):
                 actual = np.load(tmp_path / mode / entry["file"])
                 assert np.linalg.norm(actual - expected) <= 1e-5 * np.linalg.norm(expected)
     assert counts["none"] == 0 < counts["selected"] <= counts["all"] == 2
+
+
+def _slow_svm_problem() -> tuple[np.ndarray, np.ndarray]:
+    """An RBF problem that libsvm needs millions of SMO steps for at C = 1e6 (~5-10 s)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((800, 4))
+    y = (x[:, 0] * x[:, 1] + 0.8 * rng.standard_normal(800) > 0).astype(np.int64)
+    return np.exp(-0.5 * ((x[:, None] - x[None]) ** 2).sum(-1)), y
+
+
+def test_run_parallel_abandons_a_running_libsvm_fit_on_cancel():
+    kernel, y = _slow_svm_problem()
+    finished: list[bool] = []
+
+    def slow_fit():
+        fit_svc(kernel, y, kernel[:5], 1e6, max_iter=3_000_000)
+        finished.append(True)
+
+    started = time.monotonic()
+
+    def check_cancel() -> None:
+        if time.monotonic() - started > 0.3:
+            raise Cancelled("cancelled")
+
+    with pytest.raises(Cancelled):
+        run_parallel([slow_fit], n_jobs=1, check_cancel=check_cancel, poll_seconds=0.1)
+    # It returned while libsvm was still fitting, not after the fit ended.
+    assert time.monotonic() - started < 2.0
+    assert not finished
+
+
+def test_cancel_lands_inside_a_libsvm_fit_of_the_evaluation():
+    kernel, y = _slow_svm_problem()
+    rows = np.arange(len(y))
+    model = KernelModel("slow RBF", kernel, max_iter=3_000_000)
+    requested = []
+
+    def should_cancel() -> bool:
+        requested.append(time.monotonic())
+        return len(requested) > 2  # after the bar opened and one poll
+
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        fit_splits({"slow": model}, y, {"validation": (rows, rows[:10], {"slow": [1e6]})}, {},
+                   solver="libsvm", progress=Progress(should_cancel=should_cancel))
+    assert time.monotonic() - started < 3.0

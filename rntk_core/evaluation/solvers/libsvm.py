@@ -6,16 +6,16 @@ for every requested ``C`` on that slice. :func:`run_parallel` runs such jobs ove
 libsvm releases the GIL while it trains, so threads share the kernels without copies.
 
 A fit whose solver stopped early (``fit_status_ != 0``, e.g. ``max_iter`` reached) is
-reported through :attr:`Fit.converged`; :func:`run_parallel` silences scikit-learn's
-``ConvergenceWarning`` (filters are process-wide, so it is set once, around the pool) so the
-caller records the outcome instead of printing it.
+reported through :attr:`Fit.converged`, so scikit-learn's "Solver terminated early" warning is
+silenced for good at import: filters are process-wide, and a fit abandoned on cancel may end
+after any scoped filter is gone.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Callable, Sequence, TypeVar
 
@@ -26,6 +26,8 @@ from sklearn.svm import SVC
 __all__ = ["Fit", "KernelModel", "default_jobs", "fit_svc", "run_parallel", "slice_kernel"]
 
 _T = TypeVar("_T")
+
+warnings.filterwarnings("ignore", message="Solver terminated early", category=ConvergenceWarning)
 
 
 @dataclass(frozen=True)
@@ -119,31 +121,36 @@ def run_parallel(
     jobs: Sequence[Callable[[], _T]],
     n_jobs: int | None = None,
     on_done: Callable[[], None] | None = None,
+    check_cancel: Callable[[], None] | None = None,
+    poll_seconds: float = 0.5,
 ) -> list[_T]:
     """Run jobs in a thread pool; results come back in the jobs' order.
 
     ``on_done`` is called (in the caller's thread) after each job finishes, e.g. to advance a
-    progress bar. The first exception raised by a job is re-raised.
+    progress bar. ``check_cancel`` is called there at least every ``poll_seconds`` while jobs
+    run; whatever it (or ``on_done``, or a job) raises is re-raised at once: queued jobs are
+    dropped and running ones are abandoned, not awaited. A libsvm fit cannot be interrupted,
+    so an abandoned fit finishes in its thread and its result is discarded; the hybrid
+    solver's iteration cap bounds how long that takes.
     """
     n_jobs = n_jobs or default_jobs()
     results: list[_T | None] = [None] * len(jobs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        if n_jobs == 1:
-            for index, job in enumerate(jobs):
-                results[index] = job()
+    if not jobs:
+        return []
+    # Even one job runs in a worker thread, so the caller can poll for a cancel meanwhile.
+    pool = ThreadPoolExecutor(max_workers=min(n_jobs, len(jobs)), thread_name_prefix="svm-fit")
+    try:
+        pending = {pool.submit(job): index for index, job in enumerate(jobs)}
+        while pending:
+            finished, _ = wait(pending, timeout=poll_seconds, return_when=FIRST_COMPLETED)
+            for future in finished:
+                results[pending.pop(future)] = future.result()
                 if on_done:
                     on_done()
-            return results  # type: ignore[return-value]
-        with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-            futures = {pool.submit(job): index for index, job in enumerate(jobs)}
-            try:
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    if on_done:
-                        on_done()
-            except BaseException:
-                # A failed job or a cancel from on_done: drop the queued fits, let running ones end.
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+            if check_cancel:
+                check_cancel()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return results  # type: ignore[return-value]
