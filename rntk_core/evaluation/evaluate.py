@@ -427,15 +427,13 @@ def fit_splits(
     # On the JAX path the threads only run forests; without any, no (empty) bar is shown.
     show_threads = bool(threaded) or not jax_first
     label = phase if not jax_first or not batched else f"{phase}: forests"
-    with _bar(label, len(threaded), progress if show_threads else Progress()) as bar:
-        results = run_parallel(
-            [functools.partial(job.model.fit_predict, y, job.train, job.evaluate, list(job.Cs),
-                               **({"max_iter": cap[job.key]} if job.key in cap else {}))
-             for job in threaded],
-            n_jobs, on_done=bar.update, check_cancel=progress.check)
-    for job, fits in zip(threaded, results):
+    units = _thread_units(threaded, y, cap)
+    with _bar(label, len(units), progress if show_threads else Progress()) as bar:
+        results = run_parallel([unit for _, unit in units], n_jobs, on_done=bar.update,
+                               check_cancel=progress.check)
+    for (key, _), fits in zip(units, results):
         for C, fit in fits.items():
-            cache[(*job.key, C)] = fit
+            cache[(*key, C)] = fit
     if solver == "hybrid":
         batched = [FitJob(job.key, job.model, job.train, job.evaluate,
                           tuple(C for C in job.Cs if not cache[(*job.key, C)].converged))
@@ -456,14 +454,28 @@ def fit_splits(
                        tuple(C for C in job.Cs if not cache[(*job.key, C)].converged))
                 for job in batched]
         rest = [job for job in rest if job.Cs]
-        with _bar(f"{phase}: libsvm for unconverged JAX fits", len(rest), progress) as bar:
-            results = run_parallel(
-                [functools.partial(job.model.fit_predict, y, job.train, job.evaluate, list(job.Cs))
-                 for job in rest],
-                n_jobs, on_done=bar.update, check_cancel=progress.check)
-        for job, fits in zip(rest, results):
+        units = _thread_units(rest, y, {})
+        with _bar(f"{phase}: libsvm for unconverged JAX fits", len(units), progress) as bar:
+            results = run_parallel([unit for _, unit in units], n_jobs, on_done=bar.update,
+                                   check_cancel=progress.check)
+        for (key, _), fits in zip(units, results):
             for C, fit in fits.items():
-                cache[(*job.key, C)] = fit
+                cache[(*key, C)] = fit
+
+
+def _thread_units(jobs: Sequence[FitJob], y: np.ndarray, cap: Mapping[tuple, int]
+                  ) -> list[tuple[tuple, Callable[[], dict]]]:
+    """Thread-pool jobs: one per C of a kernel model (sharing its slice), one per other model."""
+    units = []
+    for job in jobs:
+        limit = {"max_iter": cap[job.key]} if job.key in cap else {}
+        if isinstance(job.model, KernelModel):
+            units += [(job.key, unit) for unit in
+                      job.model.fit_units(y, job.train, job.evaluate, list(job.Cs), **limit)]
+        else:
+            units.append((job.key, functools.partial(job.model.fit_predict, y, job.train,
+                                                     job.evaluate, list(job.Cs), **limit)))
+    return units
 
 
 def _capped(cap: int, limit: int) -> int:

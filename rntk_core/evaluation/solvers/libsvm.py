@@ -13,7 +13,9 @@ after any scoped filter is gone.
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -115,6 +117,50 @@ class KernelModel:
         limit = self.max_iter if max_iter is None else max_iter
         k_train, k_evaluate = slice_kernel(self.kernel(), train, evaluate)
         return {C: fit_svc(k_train, y[train], k_evaluate, C, max_iter=limit) for C in Cs}
+
+    def fit_units(
+        self, y: np.ndarray, train: np.ndarray, evaluate: np.ndarray, Cs: Sequence[float],
+        max_iter: int | None = None,
+    ) -> list[Callable[[], dict[float, Fit]]]:
+        """:meth:`fit_predict` as one job per C, for :func:`run_parallel`.
+
+        The jobs share one slice of the kernel, cut by the first to run and dropped after the
+        last, so threads split one kernel's Cs between them: the largest C, often the slowest
+        fit by far, starts first instead of holding one thread at the end of a phase.
+        """
+        limit = self.max_iter if max_iter is None else max_iter
+        shared = _SharedSlice(self, train, evaluate, len(Cs))
+
+        def unit(C: float) -> dict[float, Fit]:
+            try:
+                k_train, k_evaluate = shared.get()
+                return {C: fit_svc(k_train, y[train], k_evaluate, C, max_iter=limit)}
+            finally:
+                shared.release()
+
+        return [functools.partial(unit, C) for C in sorted(Cs, reverse=True)]
+
+
+class _SharedSlice:
+    """A split's kernel slices, cut once for several threads and freed after the last user."""
+
+    def __init__(self, model: KernelModel, train: np.ndarray, evaluate: np.ndarray, users: int) -> None:
+        self._model, self._train, self._evaluate = model, train, evaluate
+        self._users = users
+        self._value: tuple[np.ndarray, np.ndarray] | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            if self._value is None:
+                self._value = slice_kernel(self._model.kernel(), self._train, self._evaluate)
+            return self._value
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users <= 0:
+                self._value = None
 
 
 def run_parallel(
