@@ -31,6 +31,7 @@ from tqdm import tqdm
 from .config import EvaluationConfig
 from .datasets import load_dataset
 from .evaluate import check_families, evaluate_dataset
+from .files import atomic_write_text
 
 __all__ = ["format_table", "list_datasets", "run_bench", "table_metrics"]
 
@@ -132,22 +133,25 @@ def run_bench(
     """Run every dataset, write ``out`` (JSON) and return the results.
 
     A dataset that fails (bad files, too few samples) is recorded under ``errors`` and left
-    out of the summary; the run goes on.
+    out of the summary; the run goes on. ``out`` is rewritten (atomically) after every
+    dataset, with ``"complete": false`` until the last, so a long run that is stopped keeps
+    what it finished.
     """
     root = Path(root)
     datasets = list_datasets(root, names)
     families = check_families(list(families) if families else list(config.families))
-    results: dict[str, Any] = {"datasets": {}, "summary": {}, "errors": {}}
+    results: dict[str, Any] = {"datasets": {}, "summary": {}, "errors": {}, "families": families,
+                               "complete": False}
     start = time.perf_counter()
-    for name in tqdm(datasets, desc="datasets", unit="dataset", disable=not progress):
+    for index, name in enumerate(tqdm(datasets, desc="datasets", unit="dataset", disable=not progress)):
         try:
             results["datasets"][name] = bench_dataset(root / name, config, families, n_jobs=n_jobs, dtype=dtype)
         except ValueError as exc:
             results["errors"][name] = str(exc)
-    accuracies = {name: {family: entry["families"][family]["test_accuracy"] for family in families}
-                  for name, entry in results["datasets"].items()}
-    results["summary"] = table_metrics(accuracies)
-    results["families"] = families
-    results["seconds"] = time.perf_counter() - start
-    Path(out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        accuracies = {name: {family: entry["families"][family]["test_accuracy"] for family in families}
+                      for name, entry in results["datasets"].items()}
+        results["summary"] = table_metrics(accuracies)
+        results["seconds"] = time.perf_counter() - start
+        results["complete"] = index == len(datasets) - 1
+        atomic_write_text(Path(out), json.dumps(results, indent=2) + "\n")
     return results

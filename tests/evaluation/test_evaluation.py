@@ -237,6 +237,28 @@ def test_cli_bench_uci(tmp_path):
     assert iris["families"]["RNN"]["test_accuracy"] == pytest.approx(0.9797, abs=1e-4)
     assert {"test_accuracy", "validation_accuracy", "chosen"} <= set(iris["families"]["RNN-P-CK"])
     assert set(results["summary"]["RNN"]) == {"mean_accuracy", "p95", "pma", "friedman_rank"}
+    assert results["complete"] is True
+
+
+def test_bench_uci_keeps_finished_datasets_when_stopped(tmp_path, monkeypatch):
+    from rntk_core.evaluation import uci_bench
+
+    finish = uci_bench.bench_dataset
+
+    def stop_at_seeds(path, *args, **kwargs):
+        if path.name == "seeds":
+            raise KeyboardInterrupt  # the user's Ctrl-C, half way through
+        return finish(path, *args, **kwargs)
+
+    monkeypatch.setattr(uci_bench, "bench_dataset", stop_at_seeds)
+    out = tmp_path / "results.json"
+    config = EvaluationConfig(families=["RNN"], sigma_u=[0.5], sigma_b=[0.1], layers=[1], C=[1.0])
+    with pytest.raises(KeyboardInterrupt):
+        uci_bench.run_bench(UCI, out, config, names=["iris", "seeds"], progress=False)
+    results = json.loads(out.read_text())
+    assert list(results["datasets"]) == ["iris"] and results["complete"] is False
+    assert results["summary"]["RNN"]["mean_accuracy"] == pytest.approx(
+        results["datasets"]["iris"]["families"]["RNN"]["test_accuracy"], abs=1e-12)
 
 
 def test_float64_kernels_are_recorded_in_params(iris, tmp_path):
