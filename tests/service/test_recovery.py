@@ -8,6 +8,7 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from worker.settings import Settings
@@ -187,6 +188,33 @@ def test_cancel_running_job(service_factory, iris_zip) -> None:
     assert job["finished_at"] and client.get(f"/jobs/{job_id}/artifacts").json() == []
     job_dir = service.data_dir / "jobs" / job_id
     assert not [p for p in job_dir.iterdir() if "artifacts" in p.name]
+
+
+def test_cancel_lands_while_a_libsvm_fit_runs(service_factory, tmp_path) -> None:
+    """libsvm cannot be interrupted and one fit here runs for tens of seconds (millions of SMO
+    steps at C = 1e6): the cancel must not wait for it."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2000, 4))
+    y = (x[:, 0] * x[:, 1] + 0.8 * rng.standard_normal(2000) > 0).astype(np.int64)
+    np.savez(tmp_path / "slow.npz", X=x, y=y)
+    service = service_factory()
+    service.start_server()
+    client = service.client()
+    dataset = client.post("/datasets", files={"file": ("slow.npz", (tmp_path / "slow.npz").read_bytes())}).json()
+    config = {"families": ["RBF"], "rbf_gamma": [0.5], "C": [1e6], "normalize": "none", "solver": "libsvm"}
+    response = client.post("/jobs", json={"dataset_id": dataset["id"], "config": config})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    wait_for(client, job_id, {"running"}, timeout=90,
+             condition=lambda job: job["progress"]["stage"] == "validation fits")
+    time.sleep(2.0)  # well inside the one fit
+    asked = time.monotonic()
+    assert client.post(f"/jobs/{job_id}/cancel").status_code == 202
+    job = wait_for(client, job_id, {"cancelled"}, timeout=60)
+    waited = time.monotonic() - asked
+    print(f"cancelled {waited:.1f} s after the request")
+    assert waited < 10, job
+    assert job["progress"]["done"] == 0  # it was inside the fit, not between fits
 
 
 def test_job_time_limit(service_factory, iris_zip) -> None:
