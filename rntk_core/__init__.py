@@ -7,8 +7,15 @@ for one) never import it.
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+# jaxlib's CPU LAPACK (the SVM solver's batched Cholesky) runs on scipy's OpenBLAS, whose
+# threads oversubscribe busy cores on small matrices: 64 factorisations at n = 128 took 9 s
+# instead of 6 ms on 2 loaded cores. One thread unless the user chose; OpenBLAS reads this
+# when it loads, so it holds wherever scipy is first imported after rntk_core.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 __all__ = ["GramGrid", "GridKey", "gram", "gram_grid"]
 __version__ = "0.1.0"
