@@ -38,9 +38,8 @@ from __future__ import annotations
 import functools
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -79,22 +78,6 @@ _DEFAULT_BUDGET_CPU = 1 << 30
 
 
 # --------------------------------------------------------------------------- the batched solve
-
-
-@contextmanager
-def _one_lapack_thread() -> Iterator[None]:
-    """On the CPU backend every Cholesky is a LAPACK call (scipy's OpenBLAS) made from XLA's
-    own threads; a multi-threaded OpenBLAS there oversubscribes the cores. Measured on 2
-    busy cores: 64 factorisations at n = 128 took 11 s, 0.01 s with one BLAS thread (below
-    n = 128 potrf does not use threads, so smaller problems never showed it)."""
-    if jax.default_backend() != "cpu":
-        yield
-        return
-    import scipy.linalg.cython_lapack  # noqa: F401  loaded first, so that the limit reaches it
-    from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 class _State(NamedTuple):
@@ -306,7 +289,7 @@ def solve_duals(
         check_cancel: called between chunks of iterations; raise from it to stop.
         on_iterations: called between chunks with the (B,) iteration counts so far.
     """
-    with jax.enable_x64(True), _one_lapack_thread():
+    with jax.enable_x64(True):
         y = jnp.asarray(y, jnp.float64)
         mask = (y != 0).astype(jnp.float64) if mask is None else jnp.asarray(mask, jnp.float64)
         alpha, rho, objective, state = _solve_on_device(
@@ -550,7 +533,7 @@ def fit_predict_many(
                 problems.append(_Problem(index, C_index, (i, j), rows,
                                          np.where(encoded[rows] == i, 1.0, -1.0), float(task.Cs[C_index])))
 
-    with jax.enable_x64(True), _one_lapack_thread():
+    with jax.enable_x64(True):
         operands = _operands(tasks)
         budget = memory_budget or _memory_budget()
         progress = _Progress(on_progress, len(problems) * NOMINAL_ITERATIONS)
