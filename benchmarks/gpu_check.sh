@@ -4,7 +4,9 @@
 # 1. the JAX solver against sklearn's SVC (tests/evaluation/test_jax_svm.py) on the GPU;
 # 2. gram_grid N=5000 T=64 L=2 kept on the device vs its device compute, float32 vs float64;
 # 3. whole jobs (all default families): wine-quality-red with jax and with libsvm on the host's
-#    cores, abalone with jax (libsvm there runs for many minutes: see the issue).
+#    cores, abalone with jax (libsvm there runs for many minutes: see the issue);
+# 4. the JAX solver's validation fits with kernels on the host vs kept on the device (ecoli,
+#    then wine-quality-red; prints as it goes, so a timeout still leaves ecoli's numbers).
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu_check}
@@ -23,3 +25,4 @@ step tests 70 python -m pytest -q -p no:cacheprovider tests/evaluation/test_jax_
 step grid 60 python -m benchmarks.gpu_grid --repeats 3
 step wine 110 python -m benchmarks.svm_benchmark --data "$DATA" --datasets wine-quality-red --solvers jax libsvm --json "$OUT/wine.json"
 step abalone 60 python -m benchmarks.svm_benchmark --data "$DATA" --datasets abalone --solvers jax --json "$OUT/abalone.json"
+step placement 150 python -m benchmarks.placement_benchmark --data "$DATA" --datasets ecoli wine-quality-red --repeats 2 --json "$OUT/placement.json"

@@ -56,7 +56,14 @@ from .protocol import (
     selection_pairs,
 )
 from .report.model import Report
-from .solvers.dispatch import FitJob, fit_with_jax, hybrid_iteration_cap, jax_work, resolve_solver
+from .solvers.dispatch import (
+    FitJob,
+    fit_with_jax,
+    free_device_bytes,
+    hybrid_iteration_cap,
+    jax_work,
+    resolve_solver,
+)
 from .solvers.libsvm import Fit, KernelModel, run_parallel
 
 __all__ = [
@@ -68,7 +75,9 @@ __all__ = [
     "RecurrentKernel",
     "evaluate_dataset",
     "evaluate_path",
+    "grid_bytes",
     "recurrent_candidates",
+    "resolve_placement",
 ]
 
 #: How the AVG families pool over steps: "mean" (the spec's default; sigma_v = 1/sqrt(T)) or
@@ -160,18 +169,64 @@ class RecurrentKernel:
         return "-".join(parts)
 
 
+Placement = Literal["auto", "host", "device"]
+PLACEMENTS: tuple[str, ...] = ("auto", "host", "device")
+
+
 class KernelStore:
-    """The grids of one dataset, keyed by :meth:`RecurrentKernel.grid_source`, and look-up."""
+    """The grids of one dataset, keyed by :meth:`RecurrentKernel.grid_source`, and look-up.
 
-    def __init__(self, grids: Mapping[tuple, GramGrid]):
+    ``placement``: ``"device"`` hands out JAX arrays (a grid's ``bi`` sum and the sigma_v
+    scaling are then device operations, and nothing crosses to the host), ``"host"`` NumPy
+    arrays, ``"auto"`` whatever the grids hold.
+    """
+
+    def __init__(self, grids: Mapping[tuple, GramGrid], placement: Placement = "auto"):
+        if placement not in PLACEMENTS:
+            raise ValueError(f"unknown placement {placement!r}; allowed: {', '.join(PLACEMENTS)}")
         self.grids = dict(grids)
+        self.placement = placement
 
-    def kernel(self, key: RecurrentKernel) -> np.ndarray:
+    def kernel(self, key: RecurrentKernel) -> Any:
         """The (N, N) Gram matrix of ``key`` (scaled by sigma_v**2 as :func:`gram` does)."""
         kernel = self.grids[key.grid_source()][key.grid_key()]
+        if self.placement == "host":
+            kernel = np.asarray(kernel)
+        elif self.placement == "device":
+            import jax.numpy as jnp
+
+            kernel = jnp.asarray(kernel)
         if key.sigma_v != 1.0:
-            kernel = kernel * key.sigma_v**2
+            kernel = kernel * key.sigma_v**2  # a new array either way: the grid is not scaled
         return kernel
+
+
+def grid_bytes(n_samples: int, kernels: Sequence[RecurrentKernel], config: EvaluationConfig) -> int:
+    """Bytes of the grids ``kernels`` need: 2 directions x 4 readouts x L x (sigma_u, sigma_b)
+    pairs x N x N per distinct grid source, at its dtype."""
+    pairs = len(set(config.sigma_u)) * len(set(config.sigma_b))
+    per_value = 2 * 4 * max(config.layers) * pairs * n_samples * n_samples
+    return sum(per_value * np.dtype(dtype).itemsize
+               for _, _, dtype in dict.fromkeys(kernel.grid_source() for kernel in kernels))
+
+
+def resolve_placement(requested: str, needed_bytes: int, *, backend: str | None = None,
+                      free_bytes: int | None = None) -> Literal["host", "device"]:
+    """Where the recurrent kernels live. ``auto``: on the device when the backend is not the
+    CPU and the grids take at most half its free memory (the rest is for the solver's
+    batches and the kernels formed from the grids); else on the host."""
+    if requested not in PLACEMENTS:
+        raise ValueError(f"unknown placement {requested!r}; allowed: {', '.join(PLACEMENTS)}")
+    if requested != "auto":
+        return requested  # type: ignore[return-value]
+    if backend is None:
+        import jax
+
+        backend = jax.default_backend()
+    if backend == "cpu":
+        return "host"  # the "device" is host memory: a device copy would only add one
+    free = free_device_bytes() if free_bytes is None else free_bytes
+    return "device" if 0 < needed_bytes <= free // 2 else "host"
 
 
 def _family_kinds(spec: RecurrentFamily, config: EvaluationConfig) -> list[str]:
@@ -277,19 +332,23 @@ def compute_grids(
     X: np.ndarray, lengths: np.ndarray | None, kernels: Sequence[RecurrentKernel],
     config: EvaluationConfig, on_done: Callable[[], None] | None = None,
     on_tile: Callable[[int, int], None] | None = None, memory_budget: int | None = None,
+    placement: Placement = "host",
 ) -> KernelStore:
-    """One :func:`gram_grid` call per distinct (sigma_w, order) among ``kernels``."""
+    """One :func:`gram_grid` call per distinct (sigma_w, order) among ``kernels``, kept on the
+    device (``gram_grid(output="device")``) or brought to the host, as ``placement`` says
+    (``auto``: :func:`resolve_placement`)."""
+    placement = resolve_placement(placement, grid_bytes(X.shape[0], kernels, config))
     grids = {}
     for sigma_w, order, dtype in dict.fromkeys(kernel.grid_source() for kernel in kernels):
         steps = X if order is None else X[:, list(order)]
         grids[(sigma_w, order, dtype)] = gram_grid(
             steps, sigma_w=sigma_w, sigma_u=sorted(config.sigma_u), sigma_b=sorted(config.sigma_b),
             layers=max(config.layers), lengths=lengths, dtype=dtype, on_tile=on_tile,
-            memory_budget=memory_budget,
+            memory_budget=memory_budget, output=placement,
         )
         if on_done:
             on_done()
-    return KernelStore(grids)
+    return KernelStore(grids, placement)
 
 
 # --------------------------------------------------------------------------- candidates
@@ -302,6 +361,11 @@ class Plan:
     candidates: dict[str, list[Candidate]]
     models: dict[Hashable, Any]
     store: KernelStore | None = None
+
+    @property
+    def placement(self) -> str:
+        """Where the recurrent kernels are: ``"host"`` or ``"device"`` (host without any)."""
+        return self.store.placement if self.store is not None else "host"
 
 
 def check_families(families: Sequence[str]) -> list[str]:
@@ -332,6 +396,7 @@ def build_plan(
     families: Sequence[str], X: np.ndarray, lengths: np.ndarray | None, config: EvaluationConfig,
     *, max_iter: int = -1, progress: Progress = Progress(), dtype: str = "float32",
     memory_budget: int | None = None, train_columns: np.ndarray | None = None,
+    placement: Placement = "auto",
 ) -> Plan:
     """Candidates and models for ``families``; computes the recurrent grids and baseline kernels.
 
@@ -339,7 +404,8 @@ def build_plan(
     before the progress bar opens and any kernel is computed. Baselines see each sequence
     as one row; unequal lengths are first resampled to T (:func:`baseline_rows`), except by
     1NN-DTW, which compares them as they are. ``train_columns``: every index any training part
-    uses (default all), the only columns 1-NN distances are computed for.
+    uses (default all), the only columns 1-NN distances are computed for. ``placement``: where
+    the recurrent kernels live (:func:`compute_grids`); the baselines' kernels are NumPy.
     """
     recurrent = [name for name in families if name in RECURRENT_SPECS]
     baselines = [name for name in families if name not in RECURRENT_SPECS]
@@ -354,7 +420,7 @@ def build_plan(
         if kernels:
             store = compute_grids(X, lengths, kernels, config, on_done=bar.update,
                                   on_tile=lambda done, total: progress.check(),
-                                  memory_budget=memory_budget)
+                                  memory_budget=memory_budget, placement=placement)
             for kernel in kernels:
                 models[kernel] = KernelModel(kernel.name(), functools.partial(store.kernel, kernel),
                                              max_iter=max_iter)
@@ -578,15 +644,18 @@ def non_converged(plan: Plan, outcomes: Mapping[str, FamilyOutcome], cache: FitC
 # --------------------------------------------------------------------------- report
 
 
-def solver_summary(requested: str, resolved: str, cache: FitCache) -> dict[str, Any]:
-    """What ran: the requested and resolved solver, and fit counts per solver."""
+def solver_summary(requested: str, resolved: str, cache: FitCache,
+                   placement: str = "host") -> dict[str, Any]:
+    """What ran: the requested and resolved solver, where the recurrent kernels were, and fit
+    counts per solver."""
     from .solvers.jax_svm import DEFAULT_TOL
 
     counts: dict[str, int] = defaultdict(int)
     for fit in cache.values():
         if fit.solver is not None:
             counts[fit.solver] += 1
-    summary: dict[str, Any] = {"requested": requested, "used": resolved, "fits": dict(counts),
+    summary: dict[str, Any] = {"requested": requested, "used": resolved, "placement": placement,
+                               "fits": dict(counts),
                                "non_converged": sum(not fit.converged for fit in cache.values())}
     if resolved != "libsvm":
         summary["jax_tolerance"] = DEFAULT_TOL
@@ -678,7 +747,7 @@ def write_grams(plan: Plan, outcomes: Mapping[str, FamilyOutcome], out_dir: Path
                 break
             stem = f"{base}-{copy}"
         used.add(stem)
-        matrix = plan.store.kernel(kernel)
+        matrix = np.asarray(plan.store.kernel(kernel))  # one contiguous copy from the device
         (out_dir / "gram").mkdir(parents=True, exist_ok=True)
         np.save(out_dir / "gram" / f"{stem}.npy", matrix)
         first = matrix if first is None else first
@@ -814,6 +883,7 @@ def evaluate_dataset(
     memory_budget: int | None = None,
     provenance: Mapping[str, Any] | None = None,
     started_at: float | None = None,
+    placement: Placement = "auto",
 ) -> dict[str, Any]:
     """Run the protocol on one dataset and return the report dict.
 
@@ -840,6 +910,11 @@ def evaluate_dataset(
         provenance: recorded in the report's ``reproducibility`` (e.g. ``dataset_sha256``,
             ``command`` or ``request``, ``job_id``).
         started_at: when the run began (epoch seconds; default: now minus ``load_seconds``).
+        placement: where the recurrent kernels live: ``"device"`` keeps them there for the
+            whole job (the JAX solver gathers, solves and predicts there; libsvm fits copy a
+            kernel to the host once per fit job, ``gram/`` files once each), ``"host"`` brings
+            every grid to the host, ``"auto"`` (:func:`resolve_placement`) the device on a
+            GPU when the grids fit half its free memory. Recorded as ``solver.placement``.
     """
     start = time.perf_counter()
     started_at = time.time() - load_seconds if started_at is None else started_at
@@ -853,7 +928,8 @@ def evaluate_dataset(
     X, x_scale = normalise(dataset.X, config.normalize)
     with _timed(timings, "kernels"):
         plan = build_plan(names, X, dataset.lengths, config, max_iter=max_iter, progress=progress,
-                          dtype=dtype, memory_budget=memory_budget, train_columns=train_columns)
+                          dtype=dtype, memory_budget=memory_budget, train_columns=train_columns,
+                          placement=placement)
     cache: FitCache = {}
     solver = resolve_solver(config.solver)
     with _timed(timings, "validation"):
@@ -876,7 +952,7 @@ def evaluate_dataset(
         "families": family_results,
         "grams": [],
         "non_converged": non_converged(plan, outcomes, cache, len(splits.folds), selection),
-        "solver": solver_summary(config.solver, solver, cache),
+        "solver": solver_summary(config.solver, solver, cache, plan.placement),
         "fits": fit_records(plan, cache),
         "timings": timings,
         "versions": versions(),

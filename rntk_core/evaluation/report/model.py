@@ -81,10 +81,12 @@ class Selection(_Open):
 
 
 class SolverSummary(_Open):
-    """The C-SVM solver: as configured, as resolved (``jax``, ``libsvm`` or ``hybrid``), fit counts."""
+    """The C-SVM solver: as configured, as resolved (``jax``, ``libsvm`` or ``hybrid``), where
+    the recurrent kernels were (reports before it was recorded have none), fit counts."""
 
     requested: str
     used: str
+    placement: str | None = None  # where the recurrent kernels were: "host" or "device"
     fits: dict[str, int] = Field(default_factory=dict)
     non_converged: int = 0
 

@@ -11,8 +11,9 @@ what runs:
   Cholesky factorisations, while its large-C RBF fits run for minutes and cannot be
   cancelled; ``benchmarks.svm_benchmark`` measures the three. Measured on an H200 with 16
   cores (wine-quality-red, default families): JAX first 67.5 s of SVMs, libsvm 31.2 s, so
-  ``auto`` does not send everything to the JAX solver on a GPU either (yet: the batched path
-  still slices kernels on the host).
+  ``auto`` does not send everything to the JAX solver on a GPU either. (That run sliced every
+  kernel on the host; with ``placement="device"`` the JAX path now gathers, solves and
+  predicts on the device: to be measured there, ``benchmarks.placement_benchmark``.)
 
 ``auto`` ends with libsvm (no limit unless the caller set max_iter) on the fits the JAX solver
 did not converge on (it can stall on numerically singular problems, e.g. a near-constant RBF
@@ -29,10 +30,12 @@ import numpy as np
 
 from .libsvm import Fit, slice_kernel
 
-__all__ = ["FitJob", "SolverName", "fit_with_jax", "hybrid_iteration_cap", "jax_work", "resolve_solver"]
+__all__ = ["FitJob", "SolverName", "fit_with_jax", "free_device_bytes", "hybrid_iteration_cap", "jax_work",
+           "resolve_solver"]
 
 SolverName = Literal["auto", "jax", "libsvm"]
-#: Bytes of kernel slices handed to one :func:`fit_predict_many` call (host memory).
+#: Bytes of kernel operands handed to one :func:`fit_predict_many` call: host slices of NumPy
+#: kernels, or the distinct full kernels that stay on the device.
 SLICE_BUDGET = 512 << 20
 
 
@@ -78,6 +81,20 @@ def jax_work(jobs: Sequence[FitJob], y: np.ndarray) -> int:
     return sum(len(job.Cs) * _n_pairs(y, job.train) * NOMINAL_ITERATIONS for job in jobs)
 
 
+def free_device_bytes() -> int:
+    """Free memory of the first device (0 on a CPU or where the backend does not tell)."""
+    import jax
+
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        return 0
+    try:
+        stats = device.memory_stats() or {}
+        return max(0, int(stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
+    except (KeyError, TypeError, AttributeError):  # pragma: no cover - backends without stats
+        return 0
+
+
 def fit_with_jax(
     jobs: Sequence[FitJob],
     y: np.ndarray,
@@ -88,14 +105,23 @@ def fit_with_jax(
 ) -> list[dict[float, Fit]]:
     """Fit every job's Cs on the batched JAX solver; results in the jobs' order.
 
-    Jobs are sliced and solved in groups of at most ``slice_budget`` bytes of kernel slices,
-    so a large grid never holds all its slices at once. ``on_work(units)`` advances progress
-    by solver work (see :func:`jax_work`).
+    A model whose kernel is a JAX array (``placement="device"``) is handed over whole, with
+    the split's indices: the solver gathers its blocks on the device, and nothing but the
+    predictions comes back. A NumPy kernel is sliced here (the slices are smaller than the
+    whole to send). Jobs are solved in groups of at most ``slice_budget`` bytes of kernel
+    operands: host slices, or each distinct full kernel once (on a GPU, up to a quarter of the
+    free device memory, as each kernel formed for the solver, e.g. a bi sum, is a new array),
+    so a large grid never holds all of them at once, on the host or on the device. A model's
+    jobs go in one group, so its kernel is formed once per group. ``on_work(units)`` advances
+    progress by solver work (see :func:`jax_work`).
     """
-    from .jax_svm import SvmTask, fit_predict_many
+    import jax
 
-    results: list[dict[float, Fit]] = []
-    group: list[SvmTask] = []
+    from .jax_svm import KernelTask, SvmTask, fit_predict_many
+
+    results: dict[int, dict[float, Fit]] = {}
+    group: list[tuple[int, Any]] = []
+    kernels: dict[int, Any] = {}  # id(model) -> its kernel, for the current group
     group_bytes = 0
 
     def flush() -> None:
@@ -109,19 +135,39 @@ def fit_with_jax(
                 on_work(done - reported[0])
                 reported[0] = done
 
-        for fits in fit_predict_many(group, check_cancel=check_cancel, on_progress=progress):
-            results.append({C: Fit(fit.predictions, converged=fit.converged, solver="jax",
-                                   iterations=fit.iterations, error=fit.error)
-                            for C, fit in fits.items()})
+        fitted = fit_predict_many([task for _, task in group], check_cancel=check_cancel,
+                                  on_progress=progress)
+        for (index, _), fits in zip(group, fitted):
+            results[index] = {C: Fit(fit.predictions, converged=fit.converged, solver="jax",
+                                     iterations=fit.iterations, error=fit.error)
+                              for C, fit in fits.items()}
         group, group_bytes = [], 0
+        kernels.clear()
 
-    for job in jobs:
-        k_train, k_evaluate = slice_kernel(job.model.kernel(), job.train, job.evaluate)
-        group.append(SvmTask(k_train, y[job.train], k_evaluate, job.Cs))
-        group_bytes += k_train.nbytes + k_evaluate.nbytes
-        if group_bytes >= slice_budget:
+    device_budget = max(slice_budget, free_device_bytes() // 4)
+    first_seen: dict[int, int] = {}
+    for index, job in enumerate(jobs):
+        first_seen.setdefault(id(job.model), index)
+    order = sorted(range(len(jobs)), key=lambda index: (first_seen[id(jobs[index].model)], index))
+    for index in order:
+        job = jobs[index]
+        kernel = kernels.get(id(job.model))
+        if kernel is None:
+            kernel = job.model.kernel()
+            if isinstance(kernel, jax.Array):  # kept for the model's other jobs in the group
+                kernels[id(job.model)] = kernel
+                group_bytes += kernel.nbytes
+        if isinstance(kernel, jax.Array):
+            group.append((index, KernelTask(kernel, y[job.train], job.train, job.evaluate, job.Cs)))
+            limit = device_budget
+        else:
+            k_train, k_evaluate = slice_kernel(kernel, job.train, job.evaluate)
+            group.append((index, SvmTask(k_train, y[job.train], k_evaluate, job.Cs)))
+            group_bytes += k_train.nbytes + k_evaluate.nbytes
+            limit = slice_budget
+        if group_bytes >= limit:
             flush()
         if check_cancel is not None:
             check_cancel()
     flush()
-    return results
+    return [results[index] for index in range(len(jobs))]

@@ -35,6 +35,7 @@ problem-iterations against a nominal :data:`NOMINAL_ITERATIONS` per problem.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -48,9 +49,11 @@ __all__ = [
     "DEFAULT_TOL",
     "NOMINAL_ITERATIONS",
     "DualSolution",
+    "KernelTask",
     "SvmFit",
     "SvmTask",
     "fit_predict_many",
+    "gather_blocks",
     "ovo_pairs",
     "solve_duals",
 ]
@@ -287,34 +290,41 @@ def solve_duals(
         on_iterations: called between chunks with the (B,) iteration counts so far.
     """
     with jax.enable_x64(True):
-        K = jnp.asarray(K, jnp.float64)
         y = jnp.asarray(y, jnp.float64)
-        C = jnp.asarray(C, jnp.float64)
         mask = (y != 0).astype(jnp.float64) if mask is None else jnp.asarray(mask, jnp.float64)
-        Q = K * y[:, :, None] * y[:, None, :]
-        state = _start(Q, y, C, mask)
-        steps, taken = 1, 0
-        while taken < max_iter:
-            started = time.perf_counter()
-            steps = min(steps, max_iter - taken)
-            state = _run_chunk(Q, y, C, mask, tol, steps, state)
-            finished = np.asarray(state.stopped)
-            taken += steps
-            if on_iterations is not None:
-                on_iterations(np.asarray(state.iterations))
-            if check_cancel is not None:
-                check_cancel()
-            if finished.all():
-                break
-            # Grow or shrink the chunk so one call takes about CHUNK_SECONDS.
-            elapsed = max(time.perf_counter() - started, 1e-4)
-            steps = int(min(max(1, steps * CHUNK_SECONDS / elapsed), 2 * steps + 1, 32))
-        alpha, rho, objective = _finish(Q, y, C, mask, state)
+        alpha, rho, objective, state = _solve_on_device(
+            jnp.asarray(K, jnp.float64), y, jnp.asarray(C, jnp.float64), mask, tol, max_iter,
+            check_cancel, on_iterations)
         return DualSolution(
             alpha=np.asarray(alpha), rho=np.asarray(rho), objective=np.asarray(objective),
             converged=np.asarray(state.done), iterations=np.asarray(state.iterations),
             error=np.asarray(state.error),
         )
+
+
+def _solve_on_device(K, y, C, mask, tol, max_iter, check_cancel, on_iterations):
+    """:func:`solve_duals` on float64 device arrays (inside the caller's x64 scope); alpha, rho
+    and the objective stay on the device, with the final state."""
+    Q = K * y[:, :, None] * y[:, None, :]
+    state = _start(Q, y, C, mask)
+    steps, taken = 1, 0
+    while taken < max_iter:
+        started = time.perf_counter()
+        steps = min(steps, max_iter - taken)
+        state = _run_chunk(Q, y, C, mask, tol, steps, state)
+        finished = np.asarray(state.stopped)
+        taken += steps
+        if on_iterations is not None:
+            on_iterations(np.asarray(state.iterations))
+        if check_cancel is not None:
+            check_cancel()
+        if finished.all():
+            break
+        # Grow or shrink the chunk so one call takes about CHUNK_SECONDS.
+        elapsed = max(time.perf_counter() - started, 1e-4)
+        steps = int(min(max(1, steps * CHUNK_SECONDS / elapsed), 2 * steps + 1, 32))
+    alpha, rho, objective = _finish(Q, y, C, mask, state)
+    return alpha, rho, objective, state
 
 
 # --------------------------------------------------------------------------- one-vs-one fits
@@ -334,6 +344,27 @@ class SvmTask:
     k_train: Any
     y_train: np.ndarray
     k_evaluate: Any
+    Cs: Sequence[float]
+
+
+@dataclass(frozen=True)
+class KernelTask:
+    """A fit on a FULL kernel: trains on ``kernel[train][:, train]``, predicts
+    ``kernel[evaluate][:, train]``; the blocks are gathered where the kernel lives.
+
+    Attributes:
+        kernel: (N, N) Gram matrix, a JAX array (used on its device, any float dtype) or
+            NumPy (put on the device once per :func:`fit_predict_many` call).
+        y_train: (n,) integer class labels of the ``train`` rows.
+        train: (n,) integer rows of the training points.
+        evaluate: (m,) integer rows of the evaluated points.
+        Cs: penalties to fit.
+    """
+
+    kernel: Any
+    y_train: np.ndarray
+    train: np.ndarray
+    evaluate: np.ndarray
     Cs: Sequence[float]
 
 
@@ -368,6 +399,68 @@ class _Problem:
     pair: tuple[int, int]
     rows: np.ndarray  # training rows of the pair, in training order
     signs: np.ndarray  # +1 for the pair's first class
+    C: float
+
+
+@dataclass(frozen=True)
+class _Operands:
+    """Where a task's blocks come from, both kinds of task alike: its training block is
+    ``train_source[train_index][:, train_index]``, its evaluation block
+    ``evaluate_source[evaluate_rows][:, evaluate_columns]``."""
+
+    source: int  # number of train_source among the call's distinct sources
+    train_source: jax.Array
+    train_index: np.ndarray
+    evaluate_source: jax.Array
+    evaluate_rows: np.ndarray
+    evaluate_columns: np.ndarray
+
+
+def _operands(tasks: Sequence[SvmTask | KernelTask]) -> list[_Operands]:
+    """Device arrays for every task: a JAX kernel as it is, NumPy put on the device once per
+    distinct array (several tasks may share one full kernel)."""
+    placed: dict[int, tuple[int, jax.Array]] = {}
+    keep: list[Any] = []  # holds the host arrays so their ids stay unique meanwhile
+
+    def place(array: Any) -> tuple[int, jax.Array]:
+        if id(array) not in placed:
+            keep.append(array)
+            placed[id(array)] = (len(placed), array if isinstance(array, jax.Array) else jnp.asarray(array))
+        return placed[id(array)]
+
+    operands = []
+    for task in tasks:
+        if isinstance(task, KernelTask):
+            number, kernel = place(task.kernel)
+            train = np.asarray(task.train, np.int64)
+            operands.append(_Operands(number, kernel, train, kernel,
+                                      np.asarray(task.evaluate, np.int64), train))
+        else:
+            number, k_train = place(task.k_train)
+            _, k_evaluate = place(task.k_evaluate)
+            n, m = np.shape(task.k_train)[0], np.shape(task.k_evaluate)[0]
+            operands.append(_Operands(number, k_train, np.arange(n), k_evaluate, np.arange(m),
+                                      np.arange(n)))
+    return operands
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _gather_into(K, source, slots, index, mask):
+    """``K[slots[b]] = source[index[b]][:, index[b]]``, zero where ``mask[b]`` is 0, in K's
+    dtype (float64: a float32 kernel is converted here, on the device). Slots past the end of
+    K are dropped, so a padded group of rows costs no extra shape."""
+    block = source[index[:, :, None], index[:, None, :]].astype(K.dtype)
+    block = block * (mask[:, :, None] * mask[:, None, :])
+    return K.at[slots].set(block, mode="drop")
+
+
+def gather_blocks(source: Any, index: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The padded (b, n, n) float64 blocks ``source[index[k]][:, index[k]]`` (zero outside
+    ``mask[k]``), gathered by the solver's device gather; for tests and inspection."""
+    with jax.enable_x64(True):
+        blocks = jnp.zeros((index.shape[0], index.shape[1], index.shape[1]), jnp.float64)
+        return np.asarray(_gather_into(blocks, jnp.asarray(source), np.arange(index.shape[0]),
+                                       np.asarray(index, np.int64), np.asarray(mask, np.float64)))
 
 
 def _bucket(n: int) -> int:
@@ -389,6 +482,10 @@ def _batch_shape(count: int, size: int, per_batch: int) -> int:
     return 1 << max(0, (count - 1).bit_length())
 
 
+def _power_of_two(count: int) -> int:
+    return 1 << max(0, (count - 1).bit_length())
+
+
 def _memory_budget() -> int:
     device = jax.devices()[0]
     if device.platform == "cpu":
@@ -401,7 +498,7 @@ def _memory_budget() -> int:
 
 
 def fit_predict_many(
-    tasks: Sequence[SvmTask],
+    tasks: Sequence[SvmTask | KernelTask],
     *,
     tol: float = DEFAULT_TOL,
     max_iter: int = DEFAULT_MAX_ITER,
@@ -413,6 +510,9 @@ def fit_predict_many(
 
     All binary problems of all tasks are grouped by padded size and solved in batches that fit
     ``memory_budget`` bytes (default: 1 GiB on CPU, 40% of the free device memory on a GPU).
+    Everything runs on the device: each batch is gathered from the tasks' kernels there, and
+    decision values and votes are computed there; only the predictions and the convergence
+    numbers come back to the host.
 
     Returns, per task, ``{C: SvmFit}``.
 
@@ -420,7 +520,6 @@ def fit_predict_many(
         ValueError: a task's training labels hold a single class (as SVC does).
     """
     problems: list[_Problem] = []
-    numbers: dict[tuple[int, int, tuple[int, int]], int] = {}
     classes_of: list[np.ndarray] = []
     for index, task in enumerate(tasks):
         labels = np.asarray(task.y_train)
@@ -431,53 +530,77 @@ def fit_predict_many(
         for C_index in range(len(task.Cs)):
             for i, j in ovo_pairs(classes.size):
                 rows = np.flatnonzero((encoded == i) | (encoded == j))
-                numbers[(index, C_index, (i, j))] = len(problems)
                 problems.append(_Problem(index, C_index, (i, j), rows,
-                                         np.where(encoded[rows] == i, 1.0, -1.0)))
+                                         np.where(encoded[rows] == i, 1.0, -1.0), float(task.Cs[C_index])))
 
-    budget = memory_budget or _memory_budget()
-    total = len(problems) * NOMINAL_ITERATIONS
-    progress = _Progress(on_progress, total)
-    solutions: dict[int, tuple[np.ndarray, float, bool, int, float, float]] = {}
-    by_size: dict[int, list[int]] = {}
-    for number, problem in enumerate(problems):
-        by_size.setdefault(_bucket(problem.rows.size), []).append(number)
-    for size, members in sorted(by_size.items()):
-        # Q, the Newton matrix, its factor and temporaries: about 5 (n, n) float64 per problem.
-        per_batch = max(1, min(256, budget // (5 * 8 * size * size)))
-        for start in range(0, len(members), per_batch):
-            batch = members[start:start + per_batch]
-            slots = _batch_shape(len(batch), size, per_batch)
-            _solve_batch(tasks, problems, batch, size, slots, tol, max_iter, check_cancel, progress,
-                         solutions)
+    with jax.enable_x64(True):
+        operands = _operands(tasks)
+        budget = memory_budget or _memory_budget()
+        progress = _Progress(on_progress, len(problems) * NOMINAL_ITERATIONS)
+        by_size: dict[int, list[int]] = {}
+        for number, problem in enumerate(problems):
+            by_size.setdefault(_bucket(problem.rows.size), []).append(number)
+        solved = _Solved(len(problems))
+        for size, members in sorted(by_size.items()):
+            # Q, the Newton matrix, its factor and temporaries: about 5 (n, n) float64 per problem.
+            per_batch = max(1, min(256, budget // (5 * 8 * size * size)))
+            for start in range(0, len(members), per_batch):
+                batch = members[start:start + per_batch]
+                slots = _batch_shape(len(batch), size, per_batch)
+                _solve_batch(operands, problems, batch, size, slots, tol, max_iter, check_cancel,
+                             progress, solved)
+        coefficients, intercepts = solved.on_device()
 
-    fits: list[dict[float, SvmFit]] = []
-    for index, task in enumerate(tasks):
-        classes = classes_of[index]
-        pairs = ovo_pairs(classes.size)
-        k_evaluate = np.asarray(task.k_evaluate, dtype=np.float64)
-        per_C: dict[float, SvmFit] = {}
-        for C_index, C in enumerate(task.Cs):
-            votes = np.zeros((k_evaluate.shape[0], classes.size), dtype=np.int64)
-            outcomes = []
-            for i, j in pairs:
-                number = numbers[(index, C_index, (i, j))]
-                coefficients, rho, converged, iterations, error, objective = solutions[number]
-                decision = k_evaluate[:, problems[number].rows] @ coefficients - rho
-                # libsvm: a positive value votes for the pair's first class, else the second.
-                winner = np.where(decision > 0, i, j)
-                votes[np.arange(votes.shape[0]), winner] += 1
-                outcomes.append((converged, iterations, error, objective))
-            predictions = classes[np.argmax(votes, axis=1)]  # ties: the first class
-            per_C[C] = SvmFit(
-                predictions=predictions.astype(np.int64),
-                converged=all(o[0] for o in outcomes),
-                iterations=max(o[1] for o in outcomes),
-                error=max(o[2] for o in outcomes),
-                objectives=tuple(o[3] for o in outcomes),
-            )
-        fits.append(per_C)
+        fits: list[dict[float, SvmFit]] = []
+        first = 0
+        for index, task in enumerate(tasks):
+            classes = classes_of[index]
+            count = len(task.Cs) * len(ovo_pairs(classes.size))
+            numbers = range(first, first + count)  # this task's problems: C-major, pairs in order
+            first += count
+            predicted = _task_predictions(operands[index], problems, numbers, classes.size,
+                                          coefficients, intercepts, solved)
+            if check_cancel is not None:
+                check_cancel()
+            per_C: dict[float, SvmFit] = {}
+            for C_index, C in enumerate(task.Cs):
+                mine = [n for n in numbers if problems[n].C_index == C_index]
+                per_C[C] = SvmFit(
+                    predictions=classes[predicted[C_index]].astype(np.int64),
+                    converged=bool(solved.converged[mine].all()),
+                    iterations=int(solved.iterations[mine].max()),
+                    error=float(solved.error[mine].max()),
+                    objectives=tuple(float(o) for o in solved.objective[mine]),
+                )
+            fits.append(per_C)
     return fits
+
+
+class _Solved:
+    """Every problem's solution: the convergence numbers on the host; the coefficients
+    ``alpha * y`` (flat, each problem's rows in turn) and ``rho`` on the device."""
+
+    def __init__(self, count: int) -> None:
+        self.converged = np.zeros(count, bool)
+        self.iterations = np.zeros(count, np.int64)
+        self.error = np.zeros(count)
+        self.objective = np.zeros(count)
+        self.offset = np.zeros(count, np.int64)  # where each problem's coefficients start
+        self.position = np.zeros(count, np.int64)  # where its rho is
+        self._coefficients: list[jax.Array] = []
+        self._rho: list[jax.Array] = []
+        self._size = self._count = 0
+
+    def add(self, numbers: list[int], sizes: list[int], coefficients: jax.Array, rho: jax.Array) -> None:
+        self.offset[numbers] = self._size + np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        self.position[numbers] = self._count + np.arange(len(numbers))
+        self._size += int(np.sum(sizes))
+        self._count += len(numbers)
+        self._coefficients.append(coefficients)
+        self._rho.append(rho)
+
+    def on_device(self) -> tuple[jax.Array, jax.Array]:
+        return jnp.concatenate(self._coefficients), jnp.concatenate(self._rho)
 
 
 class _Progress:
@@ -503,27 +626,85 @@ class _Progress:
         return update
 
 
-def _solve_batch(tasks, problems, batch, size, padded_count, tol, max_iter, check_cancel, progress,
-                 solutions) -> None:
+def _solve_batch(operands, problems, batch, size, padded_count, tol, max_iter, check_cancel, progress,
+                 solved: _Solved) -> None:
     count = len(batch)
     # Extra slots (so few shapes are compiled) repeat the first problem; their results are dropped.
     members = batch + [batch[0]] * (padded_count - count)
-    K = np.zeros((padded_count, size, size))
     y = np.zeros((padded_count, size))
     Cs = np.empty(padded_count)
+    by_source: dict[int, list[int]] = {}
     for slot, number in enumerate(members):
         problem = problems[number]
-        rows, n = problem.rows, problem.rows.size
-        K[slot, :n, :n] = np.asarray(tasks[problem.task].k_train)[np.ix_(rows, rows)]
-        y[slot, :n] = problem.signs
-        Cs[slot] = tasks[problem.task].Cs[problem.C_index]
+        y[slot, :problem.rows.size] = problem.signs
+        Cs[slot] = problem.C
+        by_source.setdefault(operands[problem.task].source, []).append(slot)
+    # One gather per source kernel; its rows are padded to a power of two (few shapes), the
+    # padding rows aimed past the end of the batch, where the gather drops them.
+    K = jnp.zeros((padded_count, size, size), jnp.float64)
+    for slots in by_source.values():
+        rows = _power_of_two(len(slots))
+        index = np.zeros((rows, size), np.int64)
+        mask = np.zeros((rows, size))
+        target = np.full(rows, padded_count)
+        for k, slot in enumerate(slots):
+            problem = problems[members[slot]]
+            index[k, :problem.rows.size] = operands[problem.task].train_index[problem.rows]
+            mask[k, :problem.rows.size] = 1.0
+            target[k] = slot
+        K = _gather_into(K, operands[problems[members[slots[0]]].task].train_source, target, index, mask)
     update = progress.batch(count)
-    solution = solve_duals(K, y, Cs, tol=tol, max_iter=max_iter, check_cancel=check_cancel,
-                           on_iterations=update)
-    update(solution.iterations, np.ones(padded_count, bool))
-    for slot, number in enumerate(batch):
-        n = problems[number].rows.size
-        coefficients = solution.alpha[slot, :n] * y[slot, :n]
-        solutions[number] = (coefficients, float(solution.rho[slot]), bool(solution.converged[slot]),
-                             int(solution.iterations[slot]), float(solution.error[slot]),
-                             float(solution.objective[slot]))
+    y_device = jnp.asarray(y)
+    alpha, rho, objective, state = _solve_on_device(
+        K, y_device, jnp.asarray(Cs), (y_device != 0).astype(jnp.float64), tol, max_iter,
+        check_cancel, update)
+    del K
+    iterations = np.asarray(state.iterations)
+    update(iterations, np.ones(padded_count, bool))
+    solved.converged[batch] = np.asarray(state.done)[:count]
+    solved.iterations[batch] = iterations[:count]
+    solved.error[batch] = np.asarray(state.error)[:count]
+    solved.objective[batch] = np.asarray(objective)[:count]
+    # Each problem's n coefficients, flat; they stay on the device for the predictions.
+    sizes = [problems[number].rows.size for number in batch]
+    slot_of = np.repeat(np.arange(count), sizes)
+    column_of = np.concatenate([np.arange(n) for n in sizes])
+    solved.add(batch, sizes, (alpha * y_device)[slot_of, column_of], rho[:count])
+
+
+@functools.partial(jax.jit, static_argnames=("n_classes",))
+def _predict(source, rows, columns, coefficients, take, w_rows, w_columns, intercepts, rho_take,
+             first, second, n_classes):
+    """Indices into the task's classes of the predicted labels, (Cs, m).
+
+    ``W[w_rows, w_columns] = coefficients[take]`` puts each (C, pair) problem's ``alpha * y``
+    in its column (rows: the task's training points, zero outside the pair), so one matmul
+    gives every decision value; votes and the arg-max follow libsvm: a positive value votes
+    for the pair's first class, ties go to the class that comes first.
+    """
+    kernel = source[rows[:, None], columns[None, :]].astype(jnp.float64)  # (m, n)
+    W = jnp.zeros((columns.shape[0], rho_take.shape[0]), jnp.float64)
+    W = W.at[w_rows, w_columns].set(coefficients[take])
+    decision = jnp.matmul(kernel, W, precision=jax.lax.Precision.HIGHEST) - intercepts[rho_take]
+    decision = decision.reshape(rows.shape[0], rho_take.shape[0] // first.shape[0], first.shape[0])
+    winner = jnp.where(decision > 0, first, second)
+    votes = jax.nn.one_hot(winner, n_classes, dtype=jnp.int32).sum(axis=2)  # (m, Cs, classes)
+    return jnp.argmax(votes, axis=-1).T  # jnp.argmax takes the first of equal maxima
+
+
+def _task_predictions(operand: _Operands, problems, numbers, n_classes, coefficients, intercepts,
+                      solved: _Solved) -> np.ndarray:
+    """(Cs, m) indices of the predicted classes of one task, computed on the device."""
+    pairs = ovo_pairs(n_classes)
+    take, w_rows, w_columns = [], [], []
+    for column, number in enumerate(numbers):  # C-major, pairs in order: column = C * P + pair
+        problem = problems[number]
+        take.append(solved.offset[number] + np.arange(problem.rows.size))
+        w_rows.append(problem.rows)
+        w_columns.append(np.full(problem.rows.size, column))
+    predicted = _predict(
+        operand.evaluate_source, operand.evaluate_rows, operand.evaluate_columns,
+        coefficients, np.concatenate(take), np.concatenate(w_rows), np.concatenate(w_columns),
+        intercepts, solved.position[list(numbers)], np.array([i for i, _ in pairs]),
+        np.array([j for _, j in pairs]), n_classes=n_classes)
+    return np.asarray(predicted)

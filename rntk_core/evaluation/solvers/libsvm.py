@@ -93,7 +93,8 @@ class KernelModel:
     Args:
         name: a readable name of the kernel (used in reports of non-converged fits).
         kernel: the (N, N) Gram matrix over the whole dataset, or a function returning it
-            (called once per split, so a derived kernel such as fwd + rev is formed lazily).
+            (called once per split, so a derived kernel such as fwd + rev is formed lazily);
+            NumPy or a JAX array (a device kernel, which the JAX solver uses where it is).
         max_iter: libsvm's iteration limit, -1 for none.
     """
 
@@ -115,7 +116,8 @@ class KernelModel:
         ``max_iter`` overrides the model's limit for this call (the hybrid solver's first pass).
         """
         limit = self.max_iter if max_iter is None else max_iter
-        k_train, k_evaluate = slice_kernel(self.kernel(), train, evaluate)
+        # A device kernel (placement="device") comes to the host once, whole, for this job.
+        k_train, k_evaluate = slice_kernel(np.asarray(self.kernel()), train, evaluate)
         return {C: fit_svc(k_train, y[train], k_evaluate, C, max_iter=limit) for C in Cs}
 
     def fit_units(

@@ -1,0 +1,177 @@
+"""Kernels kept on the device (``placement="device"``) give the host path's answers.
+
+On this CPU backend the "device" is host memory, but the code path is the one a GPU runs:
+grids from ``gram_grid(output="device")``, JAX kernels, the solver's device gather and its
+device predictions. Grids are small (iris, ecoli, one variable-length .ts set) so few shapes
+compile.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rntk_core.evaluation import evaluate
+from rntk_core.evaluation.config import EvaluationConfig
+from rntk_core.evaluation.datasets import load_dataset
+from rntk_core.evaluation.evaluate import (
+    FamilyOutcome,
+    build_plan,
+    evaluate_dataset,
+    fit_splits,
+    grid_bytes,
+    resolve_placement,
+)
+from rntk_core.evaluation.protocol import normalise
+from rntk_core.evaluation.solvers.jax_svm import KernelTask, SvmTask, fit_predict_many, gather_blocks
+from rntk_core.evaluation.solvers.libsvm import slice_kernel
+from tests.helpers import TS_DATA, UCI
+
+GRID = dict(families=["RNN", "BI-RNN-AVG", "RBF"], sigma_u=[0.5], sigma_b=[0.1], layers=[1, 2],
+            C=[0.01, 1.0, 1e4], rbf_gamma=[0.5, 8.0])
+
+
+def rbf_kernel(seed: int, n: int, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    X = rng.normal(size=(n, 4)) + 0.8 * np.eye(4)[y]
+    K = np.exp(-((X[:, None, :] - X[None, :, :]) ** 2).sum(-1))
+    return K.astype(dtype), y
+
+
+def test_device_gather_equals_host_slicing_of_padded_batches():
+    K, _ = rbf_kernel(0, 50)
+    rng = np.random.default_rng(1)
+    sizes = [17, 40, 3, 32]
+    index = np.zeros((len(sizes), 40), np.int64)
+    mask = np.zeros((len(sizes), 40))
+    for b, n in enumerate(sizes):
+        index[b, :n] = rng.choice(50, n, replace=False)
+        mask[b, :n] = 1.0
+    for source in (K, jnp.asarray(K)):  # NumPy and a float32 device array
+        blocks = gather_blocks(source, index, mask)
+        assert blocks.dtype == np.float64
+        for b, n in enumerate(sizes):
+            expected = np.zeros((40, 40))
+            expected[:n, :n] = K[np.ix_(index[b, :n], index[b, :n])]
+            np.testing.assert_array_equal(blocks[b], expected)
+
+
+def test_full_kernel_tasks_give_the_sliced_tasks_fits():
+    """Several tasks on two shared kernels (so batches mix sources), JAX float32 and NumPy
+    float64, against the same fits on host slices."""
+    K32, y = rbf_kernel(2, 90)
+    K64, _ = rbf_kernel(3, 90, np.float64)
+    rng = np.random.default_rng(4)
+    splits = [np.sort(rng.permutation(90)[:n]) for n in (60, 45, 70)]
+    Cs = [0.01, 1.0, 1e4]
+    full, sliced = [], []
+    for kernel, host in ((jnp.asarray(K32), K32), (K64, K64)):
+        for train in splits:
+            evaluate = np.setdiff1d(np.arange(90), train)
+            full.append(KernelTask(kernel, y[train], train, evaluate, Cs))
+            k_train, k_evaluate = slice_kernel(host, train, evaluate)
+            sliced.append(SvmTask(k_train, y[train], k_evaluate, Cs))
+    on_device = fit_predict_many(full)
+    on_host = fit_predict_many(sliced)
+    for a, b in zip(on_device, on_host):
+        for C in Cs:
+            assert a[C].converged and b[C].converged
+            np.testing.assert_array_equal(a[C].predictions, b[C].predictions)
+            assert a[C].iterations == b[C].iterations
+            np.testing.assert_allclose(a[C].objectives, b[C].objectives, rtol=1e-12)
+
+
+def test_placement_auto_and_its_rule():
+    assert jax.default_backend() == "cpu"
+    assert resolve_placement("auto", 10) == "host"  # the tests' backend
+    assert resolve_placement("device", 10) == "device" and resolve_placement("host", 10) == "host"
+    assert resolve_placement("auto", 100, backend="gpu", free_bytes=200) == "device"
+    assert resolve_placement("auto", 101, backend="gpu", free_bytes=200) == "host"
+    assert resolve_placement("auto", 100, backend="gpu", free_bytes=0) == "host"
+    with pytest.raises(ValueError, match="placement"):
+        resolve_placement("gpu", 1)
+    config = EvaluationConfig(sigma_u=[0.5, 1.0], sigma_b=[0.1], layers=[1, 3])
+    kernels = [c.model for c in evaluate.recurrent_candidates("RNN", config, 4)]
+    kernels += [c.model for c in evaluate.recurrent_candidates("RNN", config, 4, "float64")]
+    # 2 directions x 4 readouts x L=3 x 2 pairs x N^2, float32 and float64 grids
+    assert grid_bytes(10, kernels, config) == 2 * 4 * 3 * 2 * 100 * (4 + 8)
+
+
+@pytest.fixture(scope="module")
+def iris():
+    return load_dataset(UCI / "iris")
+
+
+@pytest.fixture(scope="module")
+def iris_reports(iris):
+    return {placement: evaluate_dataset(iris, EvaluationConfig(solver="jax", **GRID), placement=placement)
+            for placement in ("host", "device", "auto")}
+
+
+def same_results(a: dict, b: dict) -> None:
+    assert [c["validation_accuracy"] for c in a["configurations"]] == \
+        [c["validation_accuracy"] for c in b["configurations"]]
+    for family, result in a["families"].items():
+        assert b["families"][family]["fold_accuracies"] == result["fold_accuracies"], family
+        assert b["families"][family]["test_accuracy"] == result["test_accuracy"], family
+        assert b["families"][family]["chosen"] == result["chosen"], family
+
+
+def test_iris_device_placement_gives_the_host_results_and_is_recorded(iris_reports):
+    host, device, auto = iris_reports["host"], iris_reports["device"], iris_reports["auto"]
+    assert host["solver"]["placement"] == "host" and device["solver"]["placement"] == "device"
+    assert auto["solver"]["placement"] == "host"  # auto on the CPU backend
+    same_results(host, device)
+    same_results(host, auto)
+    assert all(fit["solver"] == "jax" and fit["converged"] for fit in device["fits"])
+    assert len(device["fits"]) == len(host["fits"])
+
+
+def plan_and_fits(dataset, placement: str, families: list[str], grid: dict):
+    config = EvaluationConfig(solver="jax", **{**grid, "families": families})
+    X, _ = normalise(dataset.X, config.normalize)
+    plan = build_plan(families, X, dataset.lengths, config, placement=placement)
+    splits, _ = evaluate.resolve_splits(dataset, config.protocol, config.seed)
+    train, test = splits.folds[0]
+    wanted = evaluate._wanted([c for name in families for c in plan.candidates[name]])
+    cache: evaluate.FitCache = {}
+    fit_splits(plan.models, dataset.y, {"fold0": (train, test, wanted)}, cache, solver="jax")
+    return plan, cache
+
+
+@pytest.mark.parametrize("source, families", [
+    ("ecoli", ["RNN", "BI-RNN"]),
+    ("PickupGestureWiimoteZ", ["RNN-AVG"]),  # unequal lengths
+])
+def test_device_placement_gives_the_host_predictions(source, families):
+    dataset = load_dataset(UCI / source if source == "ecoli" else TS_DATA / f"{source}.zip")
+    grid = dict(sigma_u=[0.5], sigma_b=[0.1], layers=[2], C=[1.0, 1e4])
+    host_plan, host = plan_and_fits(dataset, "host", families, grid)
+    device_plan, device = plan_and_fits(dataset, "device", families, grid)
+    assert host_plan.placement == "host" and device_plan.placement == "device"
+    for key, model in device_plan.models.items():
+        assert isinstance(model.kernel(), jax.Array)
+        assert isinstance(host_plan.models[key].kernel(), np.ndarray)
+    assert set(host) == set(device) and len(host) == 2 * len(host_plan.models)
+    for key, fit in host.items():
+        assert fit.converged and device[key].converged
+        np.testing.assert_array_equal(device[key].predictions, fit.predictions, err_msg=str(key))
+
+
+def test_device_kernels_and_gram_files_equal_the_host_ones(iris, tmp_path):
+    """bi sums and sigma_v scaling on the device match the host's; write_grams copies once."""
+    config = EvaluationConfig(**{**GRID, "families": ["BI-RNN-AVG"]})
+    X, _ = normalise(iris.X, config.normalize)
+    host = build_plan(["BI-RNN-AVG"], X, None, config, placement="host")
+    device = build_plan(["BI-RNN-AVG"], X, None, config, placement="device")
+    for key, model in device.models.items():
+        assert key.direction == "bi" and key.sigma_v != 1.0
+        np.testing.assert_array_equal(np.asarray(model.kernel()), host.models[key].kernel())
+    outcomes = {"BI-RNN-AVG": FamilyOutcome([0.0] * len(device.candidates["BI-RNN-AVG"]), [0])}
+    entries, first = evaluate.write_grams(device, outcomes, tmp_path, 1.0, False)
+    saved = np.load(tmp_path / entries[0]["file"])
+    assert isinstance(first, np.ndarray)
+    np.testing.assert_array_equal(saved, host.store.kernel(device.candidates["BI-RNN-AVG"][0].model))
