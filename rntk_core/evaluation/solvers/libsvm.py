@@ -155,7 +155,7 @@ class _SharedSlice:
     def get(self) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
             if self._value is None:
-                self._value = slice_kernel(self._model.kernel(), self._train, self._evaluate)
+                self._value = slice_kernel(np.asarray(self._model.kernel()), self._train, self._evaluate)
             return self._value
 
     def release(self) -> None:
