@@ -120,6 +120,18 @@ def same_results(a: dict, b: dict) -> None:
         assert b["families"][family]["chosen"] == result["chosen"], family
 
 
+def test_libsvm_and_the_hybrid_fit_device_kernels(iris, monkeypatch):
+    """libsvm threads take device kernels to the host (one C per thread, a shared slice); the
+    hybrid's JAX refits (a 50-step cap forces some) then use them where they are."""
+    monkeypatch.setattr(evaluate, "hybrid_iteration_cap", lambda n_train: 50)
+    for solver in ("libsvm", "auto"):
+        reports = [evaluate_dataset(iris, EvaluationConfig(solver=solver, **GRID), placement=placement)
+                   for placement in ("host", "device")]
+        assert reports[1]["solver"]["placement"] == "device"
+        same_results(*reports)
+    assert reports[1]["solver"]["fits"].get("jax", 0) > 0
+
+
 def test_iris_device_placement_gives_the_host_results_and_is_recorded(iris_reports):
     host, device, auto = iris_reports["host"], iris_reports["device"], iris_reports["auto"]
     assert host["solver"]["placement"] == "host" and device["solver"]["placement"] == "device"
