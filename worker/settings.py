@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     queue: str = Field(default="rntk-jobs", description="The Celery queue name.")
     redis_key_prefix: str = Field(default="", description="kombu global_keyprefix for the Redis broker.")
     memory_budget_mb: int = Field(default=1024, ge=1, description="Device memory for the engine's working set (tiles).")
+    # Every job otherwise recompiles the engine and the solver's shapes: iris with solver=jax
+    # took 8.4 s cold and 3.2 s warm on a 2-core CPU.
+    compile_cache_mb: int = Field(default=2048, ge=0,
+                                  description="JAX's persistent compilation cache in data_dir/jax-cache, "
+                                              "largest size in MB; 0 turns it off.")
 
     @field_validator("broker_url", mode="before")
     @classmethod
@@ -70,6 +75,10 @@ class Settings(BaseSettings):
     @property
     def broker_dir(self) -> Path:
         return self.data_dir / "broker"
+
+    @property
+    def compile_cache_dir(self) -> Path:
+        return self.data_dir / "jax-cache"
 
 
 @lru_cache(maxsize=1)

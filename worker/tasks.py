@@ -13,6 +13,7 @@ import errno
 import hashlib
 import logging
 import mimetypes
+import importlib.util
 import os
 import re
 import shutil
@@ -182,6 +183,18 @@ class OverallProgress:
         return round(self.fraction, 4), eta_seconds(elapsed, self.fraction, self.expected)
 
 
+def use_compile_cache(settings: Any) -> None:
+    """JAX's persistent compilation cache for this worker process (read when JAX loads; the
+    environment's own JAX_* settings win). Entries are keyed by program and device kind, so
+    worker hosts may share the data volume's cache."""
+    if settings.compile_cache_mb <= 0:
+        return
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(settings.compile_cache_dir))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    if importlib.util.find_spec("filelock") is not None:  # JAX refuses a size limit without it
+        os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(settings.compile_cache_mb << 20))
+
+
 def execute(store: Store, record: JobRecord, settings: Any) -> None:
     """Evaluate the job's dataset into a staged folder and install it; update the record."""
     job_id = record.id
@@ -224,6 +237,7 @@ def execute(store: Store, record: JobRecord, settings: Any) -> None:
         # JAX arrives with rntk_core: only here, in the pool child. Allocate device memory as
         # needed rather than 75% up front, so the engine's tile budget is what bounds it.
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        use_compile_cache(settings)
         from rntk_core.evaluation.config import parse_config
         from rntk_core.evaluation.datasets import DatasetLimits, load_dataset
         from rntk_core.evaluation.evaluate import evaluate_dataset

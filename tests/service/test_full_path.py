@@ -33,6 +33,8 @@ def _full_path(service, iris_zip) -> None:
     job = wait_for(client, job_id, {"succeeded", "failed", "cancelled"})
     assert job["state"] == "succeeded", (job, service.log_tail())
     assert job["attempts"] == 1 and job["error"] is None
+    # the worker keeps its compiled programs for the next job (RNTK_COMPILE_CACHE_MB)
+    assert any((service.data_dir / "jax-cache").iterdir())
     assert job["started_at"] and job["finished_at"] and job["created_at"]
     assert job["progress"] == {"stage": "done", "done": 1, "total": 1, "overall": 1.0, "eta_s": 0.0}
     assert set(job["summary"]) == {"RNN", "RBF"}
