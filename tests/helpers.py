@@ -33,3 +33,8 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, rtol: float, what: ob
     """Assert a relative Frobenius error of at most ``rtol``; the message gives the error."""
     error = relative_error(actual, expected)
     assert error <= rtol, f"{what}: relative Frobenius error {error:.3g} > {rtol:g}"
+
+#: What the worker sets for JAX's compilation cache (worker.tasks.use_compile_cache): kept out
+#: of the environment services inherit, so each test's worker caches under its own data_dir.
+CACHE_VARIABLES = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+                   "JAX_COMPILATION_CACHE_MAX_SIZE")

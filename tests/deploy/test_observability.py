@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from worker.logs import JsonFormatter, job_context, setup_logging
 from app.metrics import render_metrics
 from rntk_core.evaluation.files import atomic_write_json
-from tests.helpers import UCI
+from tests.helpers import CACHE_VARIABLES, UCI
 from worker.jobs import JobRecord, Store, now
 
 #: The service tests' small evaluation (about 5 s on 2 CPU cores).
@@ -141,6 +141,10 @@ def test_a_real_job_logs_json_and_shows_in_metrics(tmp_path, monkeypatch, json_l
         monkeypatch.delenv(key)
     monkeypatch.setenv("RNTK_DATA_DIR", str(data_dir))
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    # the in-process task sets JAX's cache variables with setdefault; these are restored after
+    monkeypatch.setenv("RNTK_COMPILE_CACHE_MB", "0")
+    for key in CACHE_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
     get_settings.cache_clear()
     try:
         settings = Settings()

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 import httpx
 import pytest
 
-from tests.helpers import REPO, UCI
+from tests.helpers import CACHE_VARIABLES, REPO, UCI
 
 IRIS = UCI / "iris"
 REDIS_URL = os.environ.get("RNTK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -142,7 +142,8 @@ def service_factory(tmp_path: Path) -> Iterator[Callable[..., Service]]:
     made: list[Service] = []
 
     def make(**settings: str) -> Service:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("RNTK_")}
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith("RNTK_") and key not in CACHE_VARIABLES}
         env.update({"RNTK_HEARTBEAT_S": "1", "RNTK_SWEEP_S": "1", "PYTHONUNBUFFERED": "1",
                     "JAX_PLATFORMS": "cpu", "RNTK_QUEUE": f"rntk-test-{uuid.uuid4().hex[:8]}"})
         env.update({f"RNTK_{key.upper()}": str(value) for key, value in settings.items()})
