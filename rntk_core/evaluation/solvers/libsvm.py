@@ -115,10 +115,10 @@ class KernelModel:
 
         ``max_iter`` overrides the model's limit for this call (the hybrid solver's first pass).
         """
-        limit = self.max_iter if max_iter is None else max_iter
-        # A device kernel (placement="device") comes to the host once, whole, for this job.
-        k_train, k_evaluate = slice_kernel(np.asarray(self.kernel()), train, evaluate)
-        return {C: fit_svc(k_train, y[train], k_evaluate, C, max_iter=limit) for C in Cs}
+        fits: dict[float | None, Fit] = {}
+        for unit in self.fit_units(y, train, evaluate, Cs, max_iter):
+            fits.update(unit())
+        return {C: fits[C] for C in Cs}
 
     def fit_units(
         self, y: np.ndarray, train: np.ndarray, evaluate: np.ndarray, Cs: Sequence[float],
@@ -155,6 +155,7 @@ class _SharedSlice:
     def get(self) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
             if self._value is None:
+                # A device kernel (placement="device") comes to the host once, whole.
                 self._value = slice_kernel(np.asarray(self._model.kernel()), self._train, self._evaluate)
             return self._value
 
