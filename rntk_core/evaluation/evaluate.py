@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from rntk_core import __version__
 from rntk_core.api import GramGrid, gram_grid
+from rntk_core.inputs import check_choice
 from .baselines import mlp_family, nearest_family, poly_family, rbf_family, rf_family
 from .cancel import Cancelled
 from .config import BASELINE_FAMILIES, EvaluationConfig
@@ -182,10 +183,8 @@ class KernelStore:
     """
 
     def __init__(self, grids: Mapping[tuple, GramGrid], placement: Placement = "auto"):
-        if placement not in PLACEMENTS:
-            raise ValueError(f"unknown placement {placement!r}; allowed: {', '.join(PLACEMENTS)}")
         self.grids = dict(grids)
-        self.placement = placement
+        self.placement = check_choice(placement, "placement", PLACEMENTS)
 
     def kernel(self, key: RecurrentKernel) -> Any:
         """The (N, N) Gram matrix of ``key`` (scaled by sigma_v**2 as :func:`gram` does)."""
@@ -215,9 +214,7 @@ def resolve_placement(requested: str, needed_bytes: int, *, backend: str | None 
     """Where the recurrent kernels live. ``auto``: on the device when the backend is not the
     CPU and the grids take at most half its free memory (the rest is for the solver's
     batches and the kernels formed from the grids); else on the host."""
-    if requested not in PLACEMENTS:
-        raise ValueError(f"unknown placement {requested!r}; allowed: {', '.join(PLACEMENTS)}")
-    if requested != "auto":
+    if check_choice(requested, "placement", PLACEMENTS) != "auto":
         return requested  # type: ignore[return-value]
     if backend is None:
         import jax
@@ -494,12 +491,7 @@ def fit_splits(
     show_threads = bool(threaded) or not jax_first
     label = phase if not jax_first or not batched else f"{phase}: forests"
     units = _thread_units(threaded, y, cap)
-    with _bar(label, len(units), progress if show_threads else Progress()) as bar:
-        results = run_parallel([unit for _, unit in units], n_jobs, on_done=bar.update,
-                               check_cancel=progress.check)
-    for (key, _), fits in zip(units, results):
-        for C, fit in fits.items():
-            cache[(*key, C)] = fit
+    _run_in_threads(units, cache, label, progress if show_threads else Progress(), n_jobs)
     if solver == "hybrid":
         batched = [FitJob(job.key, job.model, job.train, job.evaluate,
                           tuple(C for C in job.Cs if not cache[(*job.key, C)].converged))
@@ -520,13 +512,8 @@ def fit_splits(
                        tuple(C for C in job.Cs if not cache[(*job.key, C)].converged))
                 for job in batched]
         rest = [job for job in rest if job.Cs]
-        units = _thread_units(rest, y, {})
-        with _bar(f"{phase}: libsvm for unconverged JAX fits", len(units), progress) as bar:
-            results = run_parallel([unit for _, unit in units], n_jobs, on_done=bar.update,
-                                   check_cancel=progress.check)
-        for (key, _), fits in zip(units, results):
-            for C, fit in fits.items():
-                cache[(*key, C)] = fit
+        _run_in_threads(_thread_units(rest, y, {}), cache, f"{phase}: libsvm for unconverged JAX fits",
+                        progress, n_jobs)
 
 
 def _thread_units(jobs: Sequence[FitJob], y: np.ndarray, cap: Mapping[tuple, int]
@@ -542,6 +529,17 @@ def _thread_units(jobs: Sequence[FitJob], y: np.ndarray, cap: Mapping[tuple, int
             units.append((job.key, functools.partial(job.model.fit_predict, y, job.train,
                                                      job.evaluate, list(job.Cs), **limit)))
     return units
+
+
+def _run_in_threads(units: Sequence[tuple[tuple, Callable[[], dict]]], cache: FitCache, label: str,
+                    progress: Progress, n_jobs: int | None) -> None:
+    """Run :func:`_thread_units` in the pool under one bar (cancel polled meanwhile); cache the fits."""
+    with _bar(label, len(units), progress) as bar:
+        results = run_parallel([unit for _, unit in units], n_jobs, on_done=bar.update,
+                               check_cancel=progress.check)
+    for (key, _), fits in zip(units, results):
+        for C, fit in fits.items():
+            cache[(*key, C)] = fit
 
 
 def _capped(cap: int, limit: int) -> int:

@@ -5,7 +5,6 @@ The protocol runs on iris (N = 150) with a small grid, so the JAX solver compile
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from rntk_core.evaluation import evaluate

@@ -81,18 +81,18 @@ def jax_work(jobs: Sequence[FitJob], y: np.ndarray) -> int:
     return sum(len(job.Cs) * _n_pairs(y, job.train) * NOMINAL_ITERATIONS for job in jobs)
 
 
-def free_device_bytes() -> int:
-    """Free memory of the first device (0 on a CPU or where the backend does not tell)."""
+def free_device_bytes(*, unknown: int = 0) -> int:
+    """Free memory of the first device; ``unknown`` on a CPU or where the backend does not tell."""
     import jax
 
     device = jax.devices()[0]
     if device.platform == "cpu":
-        return 0
+        return unknown
     try:
         stats = device.memory_stats() or {}
         return max(0, int(stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
     except (KeyError, TypeError, AttributeError):  # pragma: no cover - backends without stats
-        return 0
+        return unknown
 
 
 def fit_with_jax(

@@ -36,7 +36,6 @@ problem-iterations against a nominal :data:`NOMINAL_ITERATIONS` per problem.
 from __future__ import annotations
 
 import functools
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Sequence
@@ -506,14 +505,12 @@ def _power_of_two(count: int) -> int:
 
 
 def _memory_budget() -> int:
-    device = jax.devices()[0]
-    if device.platform == "cpu":
+    from .dispatch import free_device_bytes
+
+    if jax.devices()[0].platform == "cpu":
         return _DEFAULT_BUDGET_CPU
-    try:
-        stats = device.memory_stats() or {}
-        return int(0.4 * (stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
-    except (KeyError, TypeError, AttributeError):  # pragma: no cover - backends without stats
-        return 4 << 30
+    free = free_device_bytes(unknown=-1)
+    return 4 << 30 if free < 0 else int(0.4 * free)
 
 
 def fit_predict_many(
