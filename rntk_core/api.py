@@ -81,6 +81,14 @@ class GramGrid(Mapping):
         return len(self._pairs) * len(READOUTS) * self.layers * len(DIRECTIONS)
 
 
+def _check_pair_of_sigmas(pair: Any) -> tuple[float, float]:
+    try:
+        sigma_u, sigma_b = pair
+    except (TypeError, ValueError):
+        raise ValueError(f"pairs must hold (sigma_u, sigma_b) pairs; got {pair!r}") from None
+    return check_sigma(sigma_u, "sigma_u"), check_sigma(sigma_b, "sigma_b", allow_zero=True)
+
+
 def _validated_inputs(
     X: Any, Y: Any, lengths: Any, y_lengths: Any
 ) -> tuple[Sequences, Sequences | None]:
@@ -157,6 +165,7 @@ def gram_grid(
     stats: dict | None = None,
     on_tile: Callable[[int, int], None] | None = None,
     output: str = "host",
+    pairs: Sequence[tuple[float, float]] | None = None,
 ) -> GramGrid:
     """Every kernel of the grid sigma_u x sigma_b in one fused forward + reversed sweep.
 
@@ -170,16 +179,23 @@ def gram_grid(
     symmetric mirror and ``bi = fwd + rev`` are device operations, and the values are JAX
     arrays (``np.asarray(grid[key])`` is one contiguous copy to the host). ``"host"`` (the
     default) returns NumPy arrays.
+
+    ``pairs``: explicit (sigma_u, sigma_b) pairs in place of the product sigma_u x sigma_b
+    (which are then ignored), e.g. one chunk of a grid too large to hold at once.
     """
     check_choice(output, "output", ("host", "device"))
     layers = check_layers(layers)
     sigma_w = check_sigma(sigma_w, "sigma_w")
     sigma_v = check_sigma(sigma_v, "sigma_v")
-    us = check_sigmas(sigma_u, "sigma_u")
-    bs = check_sigmas(sigma_b, "sigma_b", allow_zero=True)
+    if pairs is None:
+        pairs = list(itertools.product(check_sigmas(sigma_u, "sigma_u"),
+                                       check_sigmas(sigma_b, "sigma_b", allow_zero=True)))
+    else:
+        pairs = list(dict.fromkeys(_check_pair_of_sigmas(pair) for pair in pairs))
+        if not pairs:
+            raise ValueError("pairs must name at least one (sigma_u, sigma_b) pair")
     dtype = check_dtype(dtype)
     x, y = _validated_inputs(X, Y, lengths, y_lengths)
-    pairs = list(itertools.product(us, bs))
     readouts = compute_readouts(
         x, y, directions=("fwd", "rev"), sigma_w=sigma_w,
         sigma_u=[u for u, _ in pairs], sigma_b=[b for _, b in pairs],

@@ -27,6 +27,7 @@ import math
 import platform
 import re
 import subprocess
+import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -177,18 +178,26 @@ PLACEMENTS: tuple[str, ...] = ("auto", "host", "device")
 class KernelStore:
     """The grids of one dataset, keyed by :meth:`RecurrentKernel.grid_source`, and look-up.
 
-    ``placement``: ``"device"`` hands out JAX arrays (a grid's ``bi`` sum and the sigma_v
-    scaling are then device operations, and nothing crosses to the host), ``"host"`` NumPy
-    arrays, ``"auto"`` whatever the grids hold.
+    Every grid is held for the whole job. ``placement``: ``"device"`` hands out JAX arrays
+    (a grid's ``bi`` sum and the sigma_v scaling are then device operations, and nothing
+    crosses to the host), ``"host"`` NumPy arrays, ``"auto"`` whatever the grids hold.
     """
 
     def __init__(self, grids: Mapping[tuple, GramGrid], placement: Placement = "auto"):
         self.grids = dict(grids)
         self.placement = check_choice(placement, "placement", PLACEMENTS)
 
+    def residency(self, key: RecurrentKernel) -> int:
+        """Kernels of equal residency are resident together; consumers that go through them
+        in this order compute each chunk of a :class:`ChunkedKernelStore` once. Here: 0."""
+        return 0
+
+    def _grid(self, key: RecurrentKernel) -> GramGrid:
+        return self.grids[key.grid_source()]
+
     def kernel(self, key: RecurrentKernel) -> Any:
         """The (N, N) Gram matrix of ``key`` (scaled by sigma_v**2 as :func:`gram` does)."""
-        kernel = self.grids[key.grid_source()][key.grid_key()]
+        kernel = self._grid(key)[key.grid_key()]  # a new array on the device: no view of the grid
         if self.placement == "host":
             kernel = np.asarray(kernel)
         elif self.placement == "device":
@@ -199,21 +208,85 @@ class KernelStore:
             kernel = kernel * key.sigma_v**2  # a new array either way: the grid is not scaled
         return kernel
 
+    def describe(self) -> dict[str, Any] | None:
+        """The report's ``solver.grid_chunks``: None when every grid was held at once."""
+        return None
+
+
+@dataclass(frozen=True)
+class GridChunk:
+    """Some (sigma_u, sigma_b) pairs of one grid source, computed and held together."""
+
+    source: tuple  # RecurrentKernel.grid_source(): (sigma_w, order, dtype)
+    pairs: tuple[tuple[float, float], ...]
+
+
+class ChunkedKernelStore(KernelStore):
+    """Grids too large for the device, one :class:`GridChunk` at a time.
+
+    A chunk is computed (``compute``) when one of its kernels is asked for, and the chunk held
+    before it is dropped first, so the device holds at most one chunk of grids. Kernels handed
+    out are arrays of their own and outlive their chunk. Callers go through the kernels in
+    :meth:`residency` order (fits, Gram files), so each chunk is computed once per stage;
+    validation and the test folds each compute the chunks they need.
+    """
+
+    def __init__(self, chunks: Sequence[GridChunk], compute: Callable[[GridChunk], GramGrid],
+                 placement: Placement = "device"):
+        super().__init__({}, placement)
+        self.chunks = list(chunks)
+        self._compute = compute
+        self._index = {(chunk.source, pair): index for index, chunk in enumerate(self.chunks)
+                       for pair in chunk.pairs}
+        self._held: tuple[int, GramGrid] | None = None
+        self._lock = threading.Lock()  # libsvm threads ask for kernels concurrently
+        self.computed = 0
+        self.seconds = 0.0
+
+    def residency(self, key: RecurrentKernel) -> int:
+        """1 + the index of the chunk holding ``key`` (0 is "always resident")."""
+        return 1 + self._index[(key.grid_source(), (key.sigma_u, key.sigma_b))]
+
+    def _grid(self, key: RecurrentKernel) -> GramGrid:
+        index = self.residency(key) - 1
+        with self._lock:
+            if self._held is None or self._held[0] != index:
+                self._held = None  # freed before the next chunk is computed
+                start = time.perf_counter()
+                self._held = (index, self._compute(self.chunks[index]))
+                self.computed += 1
+                self.seconds += time.perf_counter() - start
+            return self._held[1]
+
+    def release(self) -> None:
+        """Drop the chunk held (the next request computes its chunk again)."""
+        with self._lock:
+            self._held = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"chunks": len(self.chunks), "pairs_per_chunk": max(len(c.pairs) for c in self.chunks),
+                "computed": self.computed, "seconds": round(self.seconds, 3)}
+
+
+def pair_bytes(n_samples: int, layers: int, dtype: str) -> int:
+    """Bytes of one (sigma_u, sigma_b) pair of a grid: 2 directions x 4 readouts x L x N x N."""
+    return 2 * 4 * layers * n_samples * n_samples * np.dtype(dtype).itemsize
+
 
 def grid_bytes(n_samples: int, kernels: Sequence[RecurrentKernel], config: EvaluationConfig) -> int:
-    """Bytes of the grids ``kernels`` need: 2 directions x 4 readouts x L x (sigma_u, sigma_b)
-    pairs x N x N per distinct grid source, at its dtype."""
+    """Bytes of the grids ``kernels`` need: (sigma_u, sigma_b) pairs x :func:`pair_bytes` per
+    distinct grid source, at its dtype."""
     pairs = len(set(config.sigma_u)) * len(set(config.sigma_b))
-    per_value = 2 * 4 * max(config.layers) * pairs * n_samples * n_samples
-    return sum(per_value * np.dtype(dtype).itemsize
+    return sum(pairs * pair_bytes(n_samples, max(config.layers), dtype)
                for _, _, dtype in dict.fromkeys(kernel.grid_source() for kernel in kernels))
 
 
 def resolve_placement(requested: str, needed_bytes: int, *, backend: str | None = None,
                       free_bytes: int | None = None) -> Literal["host", "device"]:
     """Where the recurrent kernels live. ``auto``: on the device when the backend is not the
-    CPU and the grids take at most half its free memory (the rest is for the solver's
-    batches and the kernels formed from the grids); else on the host."""
+    CPU and ``needed_bytes`` (the grids, or their smallest chunk: :func:`grid_chunks`) take at
+    most half its free memory (a quarter is for the solver's batches, the rest for the kernels
+    formed from the grids); else on the host."""
     if check_choice(requested, "placement", PLACEMENTS) != "auto":
         return requested  # type: ignore[return-value]
     if backend is None:
@@ -224,6 +297,22 @@ def resolve_placement(requested: str, needed_bytes: int, *, backend: str | None 
         return "host"  # the "device" is host memory: a device copy would only add one
     free = free_device_bytes() if free_bytes is None else free_bytes
     return "device" if 0 < needed_bytes <= free // 2 else "host"
+
+
+def grid_chunks(n_samples: int, kernels: Sequence[RecurrentKernel], config: EvaluationConfig,
+                budget: int) -> list[GridChunk] | None:
+    """How the device holds the grids within ``budget`` bytes: None when all of them fit at
+    once (or the budget is unknown, 0), else chunks of as many (sigma_u, sigma_b) pairs of
+    one grid source as fit (at least one), in enumeration order."""
+    if budget <= 0 or grid_bytes(n_samples, kernels, config) <= budget:
+        return None
+    pairs = list(itertools.product(sorted(set(config.sigma_u)), sorted(set(config.sigma_b))))
+    chunks = []
+    for source in dict.fromkeys(kernel.grid_source() for kernel in kernels):
+        size = max(1, budget // pair_bytes(n_samples, max(config.layers), source[2]))
+        chunks += [GridChunk(source, tuple(pairs[start:start + size]))
+                   for start in range(0, len(pairs), size)]
+    return chunks
 
 
 def _family_kinds(spec: RecurrentFamily, config: EvaluationConfig) -> list[str]:
@@ -329,20 +418,39 @@ def compute_grids(
     X: np.ndarray, lengths: np.ndarray | None, kernels: Sequence[RecurrentKernel],
     config: EvaluationConfig, on_done: Callable[[], None] | None = None,
     on_tile: Callable[[int, int], None] | None = None, memory_budget: int | None = None,
-    placement: Placement = "host",
+    placement: Placement = "host", grid_memory: int | None = None,
 ) -> KernelStore:
     """One :func:`gram_grid` call per distinct (sigma_w, order) among ``kernels``, kept on the
     device (``gram_grid(output="device")``) or brought to the host, as ``placement`` says
-    (``auto``: :func:`resolve_placement`)."""
-    placement = resolve_placement(placement, grid_bytes(X.shape[0], kernels, config))
-    grids = {}
-    for sigma_w, order, dtype in dict.fromkeys(kernel.grid_source() for kernel in kernels):
+    (``auto``: :func:`resolve_placement`).
+
+    On the device the grids may hold ``grid_memory`` bytes at once (default: half the free
+    device memory; unknown on the CPU backend, where nothing is chunked). Grids larger than
+    that are not computed here: a :class:`ChunkedKernelStore` computes them a chunk of sigma
+    pairs at a time as the fits ask (:func:`grid_chunks`).
+    """
+    n_samples = X.shape[0]
+    budget = free_device_bytes() // 2 if grid_memory is None else grid_memory
+    chunks = grid_chunks(n_samples, kernels, config, budget)
+    smallest = min(pair_bytes(n_samples, max(config.layers), chunk.source[2]) * len(chunk.pairs)
+                   for chunk in chunks) if chunks else grid_bytes(n_samples, kernels, config)
+    placement = resolve_placement(placement, smallest, free_bytes=None if grid_memory is None else 2 * grid_memory)
+
+    def grid(source: tuple, pairs: Sequence[tuple[float, float]], output: str) -> GramGrid:
+        sigma_w, order, dtype = source
         steps = X if order is None else X[:, list(order)]
-        grids[(sigma_w, order, dtype)] = gram_grid(
-            steps, sigma_w=sigma_w, sigma_u=sorted(config.sigma_u), sigma_b=sorted(config.sigma_b),
-            layers=max(config.layers), lengths=lengths, dtype=dtype, on_tile=on_tile,
-            memory_budget=memory_budget, output=placement,
-        )
+        return gram_grid(steps, sigma_w=sigma_w, pairs=pairs, layers=max(config.layers), lengths=lengths,
+                         dtype=dtype, on_tile=on_tile, memory_budget=memory_budget, output=output)
+
+    if placement == "device" and chunks is not None:
+        for _ in dict.fromkeys(kernel.grid_source() for kernel in kernels):
+            if on_done:
+                on_done()  # computed later, chunk by chunk, as the fits ask
+        return ChunkedKernelStore(chunks, lambda chunk: grid(chunk.source, chunk.pairs, "device"))
+    everything = list(itertools.product(sorted(set(config.sigma_u)), sorted(set(config.sigma_b))))
+    grids = {}
+    for source in dict.fromkeys(kernel.grid_source() for kernel in kernels):
+        grids[source] = grid(source, everything, placement)
         if on_done:
             on_done()
     return KernelStore(grids, placement)
@@ -363,6 +471,12 @@ class Plan:
     def placement(self) -> str:
         """Where the recurrent kernels are: ``"host"`` or ``"device"`` (host without any)."""
         return self.store.placement if self.store is not None else "host"
+
+    def residency(self, model: Hashable) -> int:
+        """:meth:`KernelStore.residency` of a recurrent model; 0 (always there) for the others."""
+        if self.store is None or not isinstance(model, RecurrentKernel):
+            return 0
+        return self.store.residency(model)
 
 
 def check_families(families: Sequence[str]) -> list[str]:
@@ -393,7 +507,7 @@ def build_plan(
     families: Sequence[str], X: np.ndarray, lengths: np.ndarray | None, config: EvaluationConfig,
     *, max_iter: int = -1, progress: Progress = Progress(), dtype: str = "float32",
     memory_budget: int | None = None, train_columns: np.ndarray | None = None,
-    placement: Placement = "auto",
+    placement: Placement = "auto", grid_memory: int | None = None,
 ) -> Plan:
     """Candidates and models for ``families``; computes the recurrent grids and baseline kernels.
 
@@ -402,7 +516,8 @@ def build_plan(
     as one row; unequal lengths are first resampled to T (:func:`baseline_rows`), except by
     1NN-DTW, which compares them as they are. ``train_columns``: every index any training part
     uses (default all), the only columns 1-NN distances are computed for. ``placement``: where
-    the recurrent kernels live (:func:`compute_grids`); the baselines' kernels are NumPy.
+    the recurrent kernels live and ``grid_memory`` what their grids may hold on the device
+    (:func:`compute_grids`); the baselines' kernels are NumPy.
     """
     recurrent = [name for name in families if name in RECURRENT_SPECS]
     baselines = [name for name in families if name not in RECURRENT_SPECS]
@@ -417,7 +532,8 @@ def build_plan(
         if kernels:
             store = compute_grids(X, lengths, kernels, config, on_done=bar.update,
                                   on_tile=lambda done, total: progress.check(),
-                                  memory_budget=memory_budget, placement=placement)
+                                  memory_budget=memory_budget, placement=placement,
+                                  grid_memory=grid_memory)
             for kernel in kernels:
                 models[kernel] = KernelModel(kernel.name(), functools.partial(store.kernel, kernel),
                                              max_iter=max_iter)
@@ -459,6 +575,7 @@ def fit_splits(
     requests: Mapping[str, tuple[np.ndarray, np.ndarray, Mapping[Hashable, Sequence[float | None]]]],
     cache: FitCache, *, n_jobs: int | None = None, phase: str = "fits",
     progress: Progress = Progress(), solver: str = "libsvm",
+    residency: Callable[[Hashable], int] | None = None,
 ) -> None:
     """Fit every requested (model, C) of every split once into ``cache``.
 
@@ -468,7 +585,8 @@ def fit_splits(
     threads; ``jax`` sends kernel models to the batched solver in one go (forests stay in
     threads); ``hybrid`` runs libsvm with an iteration cap, refits what did not converge
     with the JAX solver, and what still did not with libsvm. That last libsvm pass keeps the
-    caller's limit (``max_iter``, none by default).
+    caller's limit (``max_iter``, none by default). ``residency`` (:meth:`Plan.residency`)
+    orders the jobs, so those on one chunk of a chunked grid run together.
     """
     jobs: list[FitJob] = []
     for split, (train, evaluate, wanted) in requests.items():
@@ -476,6 +594,8 @@ def fit_splits(
             Cs = [C for C in dict.fromkeys(Cs) if (split, model, C) not in cache]
             if Cs:
                 jobs.append(FitJob((split, model), models[model], train, evaluate, tuple(Cs)))
+    if residency is not None:
+        jobs.sort(key=lambda job: residency(job.key[1]))  # stable: the same order within a chunk
     kernel_jobs = [job for job in jobs if isinstance(job.model, KernelModel)]
     jax_first = solver == "jax"
     if jax_first:
@@ -591,7 +711,7 @@ def validate(plan: Plan, y: np.ndarray, selection: Selection, cache: FitCache,
     requests = {_selection_split(k, selection): (fit, score, wanted)
                 for k, (fit, score) in enumerate(selection.pairs)}
     fit_splits(plan.models, y, requests, cache, n_jobs=n_jobs, phase="validation fits", progress=progress,
-               solver=solver)
+               solver=solver, residency=plan.residency)
     outcomes = {}
     for family, candidates in plan.candidates.items():
         scores = [
@@ -614,7 +734,7 @@ def score_folds(plan: Plan, outcomes: Mapping[str, FamilyOutcome], y: np.ndarray
     everything = [c for family in chosen.values() for c in family]
     requests = {f"fold{k}": (train, test, _wanted(everything)) for k, (train, test) in enumerate(folds)}
     fit_splits(plan.models, y, requests, cache, n_jobs=n_jobs, phase="test folds", progress=progress,
-               solver=solver)
+               solver=solver, residency=plan.residency)
     for family, outcome in outcomes.items():
         outcome.fold_accuracies = []
         for k, (_, test) in enumerate(folds):
@@ -642,21 +762,23 @@ def non_converged(plan: Plan, outcomes: Mapping[str, FamilyOutcome], cache: FitC
 # --------------------------------------------------------------------------- report
 
 
-def solver_summary(requested: str, resolved: str, cache: FitCache,
-                   placement: str = "host") -> dict[str, Any]:
-    """What ran: the requested and resolved solver, where the recurrent kernels were, and fit
-    counts per solver."""
+def solver_summary(requested: str, resolved: str, cache: FitCache, plan: Plan) -> dict[str, Any]:
+    """What ran: the requested and resolved solver, where the recurrent kernels were (and in
+    what chunks), and fit counts per solver."""
     from .solvers.jax_svm import DEFAULT_TOL
 
     counts: dict[str, int] = defaultdict(int)
     for fit in cache.values():
         if fit.solver is not None:
             counts[fit.solver] += 1
-    summary: dict[str, Any] = {"requested": requested, "used": resolved, "placement": placement,
+    summary: dict[str, Any] = {"requested": requested, "used": resolved, "placement": plan.placement,
                                "fits": dict(counts),
                                "non_converged": sum(not fit.converged for fit in cache.values())}
     if resolved != "libsvm":
         summary["jax_tolerance"] = DEFAULT_TOL
+    chunks = plan.store.describe() if plan.store is not None else None
+    if chunks is not None:
+        summary["grid_chunks"] = chunks
     if resolved == "hybrid":
         summary["libsvm_iteration_cap"] = "max(100000, 1000 * n_train)"
     return summary
@@ -735,9 +857,10 @@ def write_grams(plan: Plan, outcomes: Mapping[str, FamilyOutcome], out_dir: Path
     Returns the entries and the first saved kernel, a selected one (for the report's picture).
     """
     entries: list[dict] = []
-    first = None
+    stems: dict[RecurrentKernel, str] = {}
     used: set[str] = set()
-    for kernel, info in selected_kernels(plan, outcomes, everything).items():
+    selected = selected_kernels(plan, outcomes, everything)
+    for kernel, info in selected.items():
         order_index = info["note"]["order_index"] if info["note"] else None
         stem = base = kernel.name(info["family"], order_index)
         for copy in itertools.count(2):  # names round sigma_w to 4 digits: keep them distinct
@@ -745,10 +868,16 @@ def write_grams(plan: Plan, outcomes: Mapping[str, FamilyOutcome], out_dir: Path
                 break
             stem = f"{base}-{copy}"
         used.add(stem)
+        stems[kernel] = stem
+    first = None
+    for kernel in sorted(selected, key=plan.residency):  # each chunk of a chunked grid once
         matrix = np.asarray(plan.store.kernel(kernel))  # one contiguous copy from the device
         (out_dir / "gram").mkdir(parents=True, exist_ok=True)
-        np.save(out_dir / "gram" / f"{stem}.npy", matrix)
-        first = matrix if first is None else first
+        np.save(out_dir / "gram" / f"{stems[kernel]}.npy", matrix)
+        if kernel == next(iter(selected)):
+            first = matrix
+    for kernel, info in selected.items():
+        stem = stems[kernel]
         entry = {"file": f"gram/{stem}.npy", "params": kernel.params(), "x_scale": x_scale,
                  "families": info["families"], "selected": info["selected"]}
         if kernel.order is not None:
@@ -882,6 +1011,7 @@ def evaluate_dataset(
     provenance: Mapping[str, Any] | None = None,
     started_at: float | None = None,
     placement: Placement = "auto",
+    grid_memory: int | None = None,
 ) -> dict[str, Any]:
     """Run the protocol on one dataset and return the report dict.
 
@@ -912,7 +1042,12 @@ def evaluate_dataset(
             whole job (the JAX solver gathers, solves and predicts there; libsvm fits copy a
             kernel to the host once per fit job, ``gram/`` files once each), ``"host"`` brings
             every grid to the host, ``"auto"`` (:func:`resolve_placement`) the device on a
-            GPU when the grids fit half its free memory. Recorded as ``solver.placement``.
+            GPU when the grids (or one chunk of them, see ``grid_memory``) fit half its free
+            memory. Recorded as ``solver.placement``.
+        grid_memory: device bytes the recurrent grids may hold at once (default: half the
+            free device memory). Larger grids are computed, solved and dropped a chunk of
+            (sigma_u, sigma_b) pairs at a time, again for the test folds' chosen kernels;
+            recorded as ``solver.grid_chunks``. Only for kernels on the device.
     """
     start = time.perf_counter()
     started_at = time.time() - load_seconds if started_at is None else started_at
@@ -927,7 +1062,7 @@ def evaluate_dataset(
     with _timed(timings, "kernels"):
         plan = build_plan(names, X, dataset.lengths, config, max_iter=max_iter, progress=progress,
                           dtype=dtype, memory_budget=memory_budget, train_columns=train_columns,
-                          placement=placement)
+                          placement=placement, grid_memory=grid_memory)
     cache: FitCache = {}
     solver = resolve_solver(config.solver)
     with _timed(timings, "validation"):
@@ -950,7 +1085,7 @@ def evaluate_dataset(
         "families": family_results,
         "grams": [],
         "non_converged": non_converged(plan, outcomes, cache, len(splits.folds), selection),
-        "solver": solver_summary(config.solver, solver, cache, plan.placement),
+        "solver": solver_summary(config.solver, solver, cache, plan),
         "fits": fit_records(plan, cache),
         "timings": timings,
         "versions": versions(),
@@ -971,6 +1106,9 @@ def evaluate_dataset(
                 for entry in report["grams"]:
                     entry["inputs"] = ("protocol.standardize(X) / x_scale; splits.npz holds that X, "
                                        "so gram(splits['X'], **params) reproduces the file")
+    if isinstance(plan.store, ChunkedKernelStore):
+        plan.store.release()
+        report["solver"]["grid_chunks"] = plan.store.describe()  # the Gram files' chunks too
     drawn = None
     if out_dir is not None:  # the figures are most of the report's time: drawn before the total
         progress.report("report", 0, 1)

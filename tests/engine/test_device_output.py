@@ -37,3 +37,21 @@ def test_device_output_scales_by_sigma_v_and_rejects_unknown_outputs():
     np.testing.assert_array_equal(np.asarray(device[key]), host[key])
     with pytest.raises(ValueError, match="output"):
         rntk_core.gram_grid(X, output="gpu")
+
+
+def test_explicit_pairs_give_the_product_grids_kernels():
+    """``pairs=``: any subset of (sigma_u, sigma_b) pairs, e.g. one chunk of a large grid,
+    equals those pairs of the full grid (float64: bit for bit is not promised across tile
+    shapes, so within 1e-12)."""
+    X = np.random.default_rng(2).standard_normal((30, 5)) / 2
+    full = rntk_core.gram_grid(X, sigma_u=(0.25, 0.5), sigma_b=(0.001, 0.1), layers=2, dtype="float64")
+    for pairs in ([(0.5, 0.001)], [(0.25, 0.1), (0.5, 0.1)]):
+        chunk = rntk_core.gram_grid(X, pairs=pairs, layers=2, dtype="float64", output="device")
+        assert len(chunk) == len(pairs) * 4 * 2 * 3
+        for key in chunk:
+            np.testing.assert_allclose(np.asarray(chunk[key]), full[key], rtol=1e-12, atol=0, err_msg=str(key))
+        with pytest.raises(KeyError):
+            chunk[("ck", "last", 1, "fwd", 0.25, 0.001)]
+    for bad, match in (([], "at least one"), ([0.5], "pairs"), ([(0.5, -1.0)], "sigma_b")):
+        with pytest.raises(ValueError, match=match):
+            rntk_core.gram_grid(X, pairs=bad)

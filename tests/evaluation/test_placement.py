@@ -187,3 +187,66 @@ def test_device_kernels_and_gram_files_equal_the_host_ones(iris, tmp_path):
     saved = np.load(tmp_path / entries[0]["file"])
     assert isinstance(first, np.ndarray)
     np.testing.assert_array_equal(saved, host.store.kernel(device.candidates["BI-RNN-AVG"][0].model))
+
+
+def test_grid_chunks_rule():
+    config = EvaluationConfig(sigma_u=[0.25, 0.5], sigma_b=[0.001, 0.1], layers=[1, 2])
+    kernels = [c.model for c in evaluate.recurrent_candidates("RNN-P", config, 4)]
+    kernels += [c.model for c in evaluate.recurrent_candidates("RNN", config, 4, "float64")]
+    one = evaluate.pair_bytes(10, 2, "float32")
+    assert one == 2 * 4 * 2 * 100 * 4
+    whole = grid_bytes(10, kernels, config)
+    assert whole == 4 * one * 3  # float32 + float64 (twice the bytes)
+    assert evaluate.grid_chunks(10, kernels, config, whole) is None
+    assert evaluate.grid_chunks(10, kernels, config, 0) is None  # unknown budget: no chunks
+    chunks = evaluate.grid_chunks(10, kernels, config, 2 * one)
+    assert [(chunk.source[2], len(chunk.pairs)) for chunk in chunks] == \
+        [("float32", 2), ("float32", 2), ("float64", 1), ("float64", 1), ("float64", 1), ("float64", 1)]
+    assert chunks[0].pairs == ((0.25, 0.001), (0.25, 0.1)) and chunks[1].pairs == ((0.5, 0.001), (0.5, 0.1))
+    # A budget below one pair still gives one pair per chunk (placement="auto" then picks the host).
+    assert {len(chunk.pairs) for chunk in evaluate.grid_chunks(10, kernels, config, 1)} == {1}
+
+
+def test_a_chunked_store_holds_one_chunk_and_hands_out_arrays_of_their_own(iris):
+    config = EvaluationConfig(sigma_u=[0.25, 0.5], sigma_b=[0.1], layers=[1])
+    X, _ = normalise(iris.X, config.normalize)
+    kernels = list(dict.fromkeys(c.model for c in evaluate.recurrent_candidates("RNN", config, 4)))
+    eager = evaluate.compute_grids(X, None, kernels, config, placement="device")
+    store = evaluate.compute_grids(X, None, kernels, config, placement="device",
+                                   grid_memory=evaluate.pair_bytes(150, 1, "float32"))
+    assert isinstance(store, evaluate.ChunkedKernelStore) and store.computed == 0  # nothing up front
+    first, second = (k for k in kernels if k.kind == "ntk")
+    assert store.residency(first) != store.residency(second) and eager.residency(first) == 0
+    a = store.kernel(first)
+    b = store.kernel(second)  # drops the first chunk
+    assert store.computed == 2 and store._held[0] == store.residency(second) - 1
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(eager.kernel(first)))  # a outlived its chunk
+    np.testing.assert_array_equal(np.asarray(b), np.asarray(eager.kernel(second)))
+    store.kernel(second)
+    assert store.computed == 2
+    store.release()
+    store.kernel(second)
+    assert store.describe() == {"chunks": 2, "pairs_per_chunk": 1, "computed": 3,
+                                "seconds": store.describe()["seconds"]}
+
+
+@pytest.mark.parametrize("solver", ["jax", "libsvm"])
+def test_chunked_device_grids_give_the_host_results(iris, solver, tmp_path):
+    """Grids over a tiny grid_memory: one sigma pair per chunk, each computed, fitted and
+    dropped, for validation, the test folds and the Gram files; the host's results."""
+    grid = {**GRID, "sigma_u": [0.25, 0.5], "sigma_b": [0.001, 0.1], "layers": [1]}
+    config = EvaluationConfig(solver=solver, **grid)
+    host = evaluate_dataset(iris, config, placement="host", out_dir=tmp_path / "host")
+    chunked = evaluate_dataset(iris, config, placement="device", out_dir=tmp_path / "device",
+                               grid_memory=evaluate.pair_bytes(150, 1, "float32"))
+    same_results(host, chunked)
+    chunks = chunked["solver"]["grid_chunks"]
+    assert chunked["solver"]["placement"] == "device" and "grid_chunks" not in host["solver"]
+    assert chunks["chunks"] == 4 and chunks["pairs_per_chunk"] == 1
+    # Validation computes every chunk once; the test folds and the Gram files at most once each
+    # (libsvm threads may race at a chunk boundary and compute a chunk again: not counted).
+    assert 4 < chunks["computed"] and (solver != "jax" or chunks["computed"] <= 12)
+    assert [g["file"] for g in chunked["grams"]] == [g["file"] for g in host["grams"]]
+    for entry in host["grams"]:
+        np.testing.assert_array_equal(np.load(tmp_path / "device" / entry["file"]),
+                                      np.load(tmp_path / "host" / entry["file"]))

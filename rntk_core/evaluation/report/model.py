@@ -87,6 +87,8 @@ class SolverSummary(_Open):
     requested: str
     used: str
     placement: str | None = None  # where the recurrent kernels were: "host" or "device"
+    # Grids too large for the device: {chunks, pairs_per_chunk, computed, seconds}
+    grid_chunks: dict[str, Any] | None = None
     fits: dict[str, int] = Field(default_factory=dict)
     non_converged: int = 0
 
