@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     queue: str = Field(default="rntk-jobs", description="The Celery queue name.")
     redis_key_prefix: str = Field(default="", description="kombu global_keyprefix for the Redis broker.")
     memory_budget_mb: int = Field(default=1024, ge=1, description="Device memory for the engine's working set (tiles).")
+    grid_memory_mb: int = Field(default=0, ge=0,
+                                description="Device memory the recurrent grids of a job may hold at once, "
+                                            "in MB; larger grids are computed, solved and freed in chunks "
+                                            "of sigma pairs. 0: half the free device memory.")
     # Every job otherwise recompiles the engine and the solver's shapes: iris with solver=jax
     # took 8.4 s cold and 3.2 s warm on a 2-core CPU.
     compile_cache_mb: int = Field(default=2048, ge=0,
@@ -71,6 +75,10 @@ class Settings(BaseSettings):
     @property
     def memory_budget_bytes(self) -> int:
         return self.memory_budget_mb * 2**20
+
+    @property
+    def grid_memory_bytes(self) -> int | None:
+        return self.grid_memory_mb * 2**20 if self.grid_memory_mb > 0 else None
 
     @property
     def broker_dir(self) -> Path:

@@ -255,7 +255,8 @@ def execute(store: Store, record: JobRecord, settings: Any) -> None:
         report = evaluate_dataset(
             dataset, config, out_dir=staged, progress=False, grams=gram_mode,
             on_progress=set_progress, should_cancel=should_cancel,
-            memory_budget=settings.memory_budget_bytes, load_seconds=time.monotonic() - overall.started,
+            memory_budget=settings.memory_budget_bytes, grid_memory=settings.grid_memory_bytes,
+            load_seconds=time.monotonic() - overall.started,
             started_at=time.time() - (time.monotonic() - overall.started),
             provenance={"dataset_sha256": record.dataset_id, "job_id": job_id,
                         "request": {"dataset_id": record.dataset_id, "config": record.config,
