@@ -13,10 +13,16 @@ models they use, keyed so that the orchestrator can fit each (model, C) once per
 
 All take X as (N, d) rows, already normalised by the orchestrator (sequences of unequal
 lengths resampled to a common length first); 1NN-DTW takes the sequences and their lengths.
+
+With ``device=True`` the kernel families' models hand out float64 JAX arrays: RBF and POLY
+send their distances or inner products to the device once and form each kernel there, MLP
+sends each kernel when it is asked for. The JAX solver then gathers its blocks there, like
+the recurrent kernels of ``placement="device"``.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from dataclasses import dataclass, field
@@ -56,25 +62,47 @@ def _svm_candidates(
     ]
 
 
-def rbf_family(X: np.ndarray, config: EvaluationConfig, *, max_iter: int = -1) -> Family:
+def _elementwise(base: np.ndarray, device: bool) -> Callable[[Callable[[Any, Any], Any]], Callable[[], Any]]:
+    """Kernels formed elementwise from one (N, N) ``base`` (distances, inner products):
+    ``make(f)`` gives a function returning ``f(xp, base)``, NumPy on the host, or float64 on
+    the device from one device copy of ``base`` shared by every kernel."""
+    if not device:
+        return lambda f: functools.partial(f, np, base)
+    import jax
+    import jax.numpy as jnp
+
+    with jax.enable_x64(True):
+        held = jnp.asarray(base)
+
+    def make(f: Callable[[Any, Any], Any]) -> Callable[[], Any]:
+        def kernel() -> Any:
+            with jax.enable_x64(True):
+                return f(jnp, held)
+        return kernel
+
+    return make
+
+
+def rbf_family(X: np.ndarray, config: EvaluationConfig, *, max_iter: int = -1, device: bool = False) -> Family:
     """RBF SVMs over ``config.rbf_gamma`` x ``config.C``."""
-    distances = squared_distances(X)
+    make = _elementwise(squared_distances(X), device)
     models: dict[Hashable, KernelModel] = {}
     params: dict[Hashable, dict] = {}
     for gamma in sorted(config.rbf_gamma):
         key = ("rbf", gamma)
-        models[key] = KernelModel(f"rbf-gamma{gamma:g}", _scaled_exp(distances, gamma), max_iter=max_iter)
+        models[key] = KernelModel(f"rbf-gamma{gamma:g}", make(functools.partial(_scaled_exp, gamma)),
+                                  max_iter=max_iter)
         params[key] = {"gamma": gamma}
     return _svm_candidates("RBF", models, params, config.C), models
 
 
-def _scaled_exp(distances: np.ndarray, gamma: float) -> Callable[[], np.ndarray]:
-    return lambda: np.exp(-gamma * distances)
+def _scaled_exp(gamma: float, xp: Any, distances: Any) -> Any:
+    return xp.exp(-gamma * distances)
 
 
-def poly_family(X: np.ndarray, config: EvaluationConfig, *, max_iter: int = -1) -> Family:
+def poly_family(X: np.ndarray, config: EvaluationConfig, *, max_iter: int = -1, device: bool = False) -> Family:
     """Polynomial-kernel SVMs over degree x scale x offset x ``config.C``."""
-    inner = X @ X.T
+    make = _elementwise(X @ X.T, device)
     models: dict[Hashable, KernelModel] = {}
     params: dict[Hashable, dict] = {}
     for degree, scale, offset in itertools.product(
@@ -82,13 +110,25 @@ def poly_family(X: np.ndarray, config: EvaluationConfig, *, max_iter: int = -1) 
     ):
         key = ("poly", degree, scale, offset)
         name = f"poly-d{degree}-s{scale:g}-o{offset:g}"
-        models[key] = KernelModel(name, _polynomial(inner, degree, scale, offset), max_iter=max_iter)
+        models[key] = KernelModel(name, make(functools.partial(_polynomial, degree, scale, offset)),
+                                  max_iter=max_iter)
         params[key] = {"degree": degree, "scale": scale, "offset": offset}
     return _svm_candidates("POLY", models, params, config.C), models
 
 
-def _polynomial(inner: np.ndarray, degree: int, scale: float, offset: float) -> Callable[[], np.ndarray]:
-    return lambda: (scale * inner + offset) ** degree
+def _polynomial(degree: int, scale: float, offset: float, xp: Any, inner: Any) -> Any:
+    return (scale * inner + offset) ** degree
+
+
+def _to_device(kernel: np.ndarray) -> Callable[[], Any]:
+    """A host kernel sent to the device (float64) each time it is asked for, not held there."""
+    def send() -> Any:
+        import jax
+        import jax.numpy as jnp
+
+        with jax.enable_x64(True):
+            return jnp.asarray(kernel)
+    return send
 
 
 def _mlp_kernels() -> Callable[..., dict]:
@@ -102,7 +142,8 @@ def _mlp_kernels() -> Callable[..., dict]:
 
 
 def mlp_family(
-    X: np.ndarray, config: EvaluationConfig, *, max_iter: int = -1, kinds: Sequence[str] | None = None
+    X: np.ndarray, config: EvaluationConfig, *, max_iter: int = -1, kinds: Sequence[str] | None = None,
+    device: bool = False,
 ) -> Family:
     """MLP NTK / CK SVMs over depth x fixed layers x kind x ``config.mlp_C``.
 
@@ -121,7 +162,8 @@ def mlp_family(
                 continue  # the CK ignores fixed layers: one candidate per depth
             kernel = kernels[(kind, depth, fixed_layers if kind == "ntk" else 0)]
             key = ("mlp", kind, depth, fixed_layers)
-            models[key] = KernelModel(f"mlp-{kind}-d{depth}-f{fixed_layers}", kernel, max_iter=max_iter)
+            models[key] = KernelModel(f"mlp-{kind}-d{depth}-f{fixed_layers}",
+                                      _to_device(kernel) if device else kernel, max_iter=max_iter)
             params[key] = {"kind": kind, "depth": depth, "fixed_layers": fixed_layers}
     if not models:
         raise ValueError("the MLP grid is empty: mlp_fixed_layers must hold a value below some mlp_layers")

@@ -466,11 +466,9 @@ class Plan:
     candidates: dict[str, list[Candidate]]
     models: dict[Hashable, Any]
     store: KernelStore | None = None
-
-    @property
-    def placement(self) -> str:
-        """Where the recurrent kernels are: ``"host"`` or ``"device"`` (host without any)."""
-        return self.store.placement if self.store is not None else "host"
+    #: Where the kernels are (the recurrent ones and the RBF, POLY and MLP baselines'):
+    #: ``"host"`` or ``"device"``.
+    placement: str = "host"
 
     def residency(self, model: Hashable) -> int:
         """:meth:`KernelStore.residency` of a recurrent model; 0 (always there) for the others."""
@@ -491,15 +489,15 @@ def check_families(families: Sequence[str]) -> list[str]:
 
 def _baseline(family: str, X: np.ndarray, lengths: np.ndarray | None, rows: np.ndarray,
               config: EvaluationConfig, max_iter: int, columns: np.ndarray,
-              check: Callable[[], None] | None = None):
+              check: Callable[[], None] | None = None, device: bool = False):
     if family in ("1NN-ED", "1NN-DTW"):
         return nearest_family(family, X, lengths, rows, config, columns, check=check)
     if family == "RBF":
-        return rbf_family(rows, config, max_iter=max_iter)
+        return rbf_family(rows, config, max_iter=max_iter, device=device)
     if family == "POLY":
-        return poly_family(rows, config, max_iter=max_iter)
+        return poly_family(rows, config, max_iter=max_iter, device=device)
     if family == "MLP":
-        return mlp_family(rows, config, max_iter=max_iter)
+        return mlp_family(rows, config, max_iter=max_iter, device=device)
     return rf_family(rows, config)
 
 
@@ -516,8 +514,9 @@ def build_plan(
     as one row; unequal lengths are first resampled to T (:func:`baseline_rows`), except by
     1NN-DTW, which compares them as they are. ``train_columns``: every index any training part
     uses (default all), the only columns 1-NN distances are computed for. ``placement``: where
-    the recurrent kernels live and ``grid_memory`` what their grids may hold on the device
-    (:func:`compute_grids`); the baselines' kernels are NumPy.
+    the kernels live and ``grid_memory`` what the recurrent grids may hold on the device
+    (:func:`compute_grids`). The RBF, POLY and MLP kernels follow the recurrent ones (without
+    any: the device when ``placement`` resolves there for one float64 N x N kernel).
     """
     recurrent = [name for name in families if name in RECURRENT_SPECS]
     baselines = [name for name in families if name not in RECURRENT_SPECS]
@@ -528,6 +527,7 @@ def build_plan(
     n_grids = len({kernel.grid_source() for kernel in kernels})
     models: dict[Hashable, Any] = {}
     store = None
+    where = "host"
     with _bar("kernels", n_grids + len(baselines), progress) as bar:
         if kernels:
             store = compute_grids(X, lengths, kernels, config, on_done=bar.update,
@@ -537,15 +537,18 @@ def build_plan(
             for kernel in kernels:
                 models[kernel] = KernelModel(kernel.name(), functools.partial(store.kernel, kernel),
                                              max_iter=max_iter)
+            where = store.placement
+        elif baselines:
+            where = resolve_placement(placement, 8 * X.shape[0] ** 2)
         rows = baseline_rows(X, lengths)
         columns = np.arange(X.shape[0]) if train_columns is None else train_columns
         for name in baselines:
             candidates[name], family_models = _baseline(name, X, lengths, rows, config, max_iter, columns,
-                                                          check=progress.check)
+                                                          check=progress.check, device=where == "device")
             models.update(family_models)
             bar.update()
     ordered = {name: candidates[name] for name in families}
-    return Plan(ordered, models, store)
+    return Plan(ordered, models, store, where)
 
 
 #: The report's note on how baselines see sequences of unequal lengths.
@@ -1038,10 +1041,10 @@ def evaluate_dataset(
         provenance: recorded in the report's ``reproducibility`` (e.g. ``dataset_sha256``,
             ``command`` or ``request``, ``job_id``).
         started_at: when the run began (epoch seconds; default: now minus ``load_seconds``).
-        placement: where the recurrent kernels live: ``"device"`` keeps them there for the
-            whole job (the JAX solver gathers, solves and predicts there; libsvm fits copy a
-            kernel to the host once per fit job, ``gram/`` files once each), ``"host"`` brings
-            every grid to the host, ``"auto"`` (:func:`resolve_placement`) the device on a
+        placement: where the kernels live (the recurrent ones, and RBF, POLY and MLP's):
+            ``"device"`` keeps them there for the whole job (the JAX solver gathers, solves
+            and predicts there; libsvm fits copy a kernel to the host once per fit job,
+            ``gram/`` files once each), ``"host"`` brings every grid to the host, ``"auto"`` (:func:`resolve_placement`) the device on a
             GPU when the grids (or one chunk of them, see ``grid_memory``) fit half its free
             memory. Recorded as ``solver.placement``.
         grid_memory: device bytes the recurrent grids may hold at once (default: half the

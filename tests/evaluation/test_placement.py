@@ -250,3 +250,30 @@ def test_chunked_device_grids_give_the_host_results(iris, solver, tmp_path):
     for entry in host["grams"]:
         np.testing.assert_array_equal(np.load(tmp_path / "device" / entry["file"]),
                                       np.load(tmp_path / "host" / entry["file"]))
+
+
+BASELINES = dict(families=["RBF", "POLY", "MLP"], C=[0.01, 1.0, 1e4], mlp_C=[1.0, 1e4], rbf_gamma=[0.5, 8.0],
+                 poly_degree=[2], poly_scale=[1.0], poly_offset=[1.0], mlp_layers=[1, 2])
+
+
+def test_baseline_kernels_follow_the_placement(iris):
+    """RBF, POLY and MLP kernels on the device are float64 JAX arrays equal to the host's."""
+    config = EvaluationConfig(**BASELINES)
+    X, _ = normalise(iris.X, config.normalize)
+    host = build_plan(BASELINES["families"], X, None, config, placement="host")
+    device = build_plan(BASELINES["families"], X, None, config, placement="device")
+    assert (host.placement, device.placement) == ("host", "device")
+    assert build_plan(["RBF"], X, None, config).placement == "host"  # auto on the CPU backend
+    for key, model in device.models.items():
+        kernel = model.kernel()
+        assert isinstance(kernel, jax.Array) and kernel.dtype == np.float64, key
+        np.testing.assert_allclose(np.asarray(kernel), host.models[key].kernel(), rtol=1e-13, atol=1e-15,
+                                   err_msg=str(key))
+
+
+@pytest.mark.parametrize("solver", ["jax", "auto"])
+def test_baselines_on_the_device_give_the_host_results(iris, solver):
+    config = EvaluationConfig(solver=solver, **BASELINES)
+    host, device = (evaluate_dataset(iris, config, placement=placement) for placement in ("host", "device"))
+    assert device["solver"]["placement"] == "device"
+    same_results(host, device)
