@@ -205,10 +205,26 @@ def compute_readouts(
                 on_collected=progress.advance,
             )
             stats["seconds_tiles"] += time.perf_counter() - started
+            if not on_device:
+                _require_finite(bool(np.isfinite(block).all()), sigma_w, x.steps, np_dtype)
         stats["tiles_computed"] = progress.done
         if on_device:
-            return out.finish(groups, n_rows, n_cols, symmetric)
+            result = out.finish(groups, n_rows, n_cols, symmetric)
+            _require_finite(bool(jnp.isfinite(result).all()), sigma_w, x.steps, np_dtype)
+            return result
         return out
+
+
+def _require_finite(finite: bool, sigma_w: float, steps: int, dtype: np.dtype) -> None:
+    """Inputs are finite (checked), so a non-finite kernel is an overflow of ``dtype``: with
+    sigma_w > sqrt(2) the recursion grows like (sigma_w**2 / 2) ** T."""
+    if finite:
+        return
+    growth = f"sigma_w = {sigma_w:g} > sqrt(2) grows the kernel like (sigma_w**2 / 2)**T over T = {steps} steps"
+    cause = growth if sigma_w**2 > 2.0 else f"the kernel exceeds the range of {dtype.name}"
+    hint = ("use float64 (dtype='float64'; `rntk evaluate --dtype float64`) or a smaller sigma_w"
+            if dtype != np.float64 else "use a smaller sigma_w")
+    raise ValueError(f"the kernel overflowed {dtype.name} (non-finite values): {cause}; {hint}")
 
 
 class _DeviceCanvas:

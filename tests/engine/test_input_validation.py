@@ -108,3 +108,16 @@ def test_edge_values_are_accepted() -> None:
     assert kernel.shape == (4, 3) and np.all(np.isfinite(kernel))
     grid = rntk_core.gram_grid(X[:, :, 0], sigma_b=(0.0,), sigma_u=(1.0,), layers=1)
     assert np.all(np.isfinite(grid[("ntk", "last", 1, "bi", 1.0, 0.0)]))
+
+
+@pytest.mark.parametrize("output", ["host", "device"])
+def test_a_kernel_that_overflows_float32_is_refused_with_its_cause(output: str) -> None:
+    """sigma_w = 2 doubles the kernel per step: float32 overflows over 200 steps (it returned
+    NaN kernels before); float64 holds 2**200, and the default sigma_w = sqrt(2) stays bounded."""
+    long = np.random.default_rng(3).standard_normal((4, 200)) / 10
+    with pytest.raises(ValueError, match=r"overflowed float32.*sigma_w = 2 > sqrt\(2\).*T = 200.*float64"):
+        rntk_core.gram_grid(long, sigma_w=2.0, layers=1, output=output)
+    kernel = np.asarray(rntk_core.gram_grid(long, sigma_w=2.0, layers=1, dtype="float64", output=output)
+                        [("ntk", "avg", 1, "fwd", 0.5, 0.1)])
+    assert np.all(np.isfinite(kernel)) and kernel.max() > 1e38
+    assert np.all(np.isfinite(rntk_core.gram(long, layers=1)))
