@@ -79,10 +79,11 @@ def heartbeat_age(store: Store, record: JobRecord) -> float:
 
 
 def sweep(store: Store, celery: Any, settings: Settings) -> dict[str, list[str]]:
-    """One pass over the job records; returns the ids it requeued, failed, re-sent and redelivered."""
+    """One pass over the active job records; returns the ids it requeued, failed, re-sent and
+    redelivered."""
     actions: dict[str, list[str]] = {"requeued": [], "failed": [], "resent": [], "redelivered": []}
     unclaimed: list[JobRecord] = []
-    for record in list(store.iter_jobs()):
+    for record in list(store.active_jobs()):
         job_id = record.id
         if record.deleted:
             continue

@@ -106,7 +106,7 @@ def create_job(request: Request, owner: str, job: JobRequest) -> JobRecord:
                        config=used_settings(config), artifacts=job.artifacts.model_dump(),
                        cost=cost.as_dict())
     with store.owner_locked(owner):  # count and create in one step: concurrent submits see each other
-        active = sum(1 for rec in store.iter_jobs() if rec.owner == owner and rec.active)
+        active = sum(1 for _ in store.active_jobs(owner))
         if active >= settings.max_queued_jobs:
             raise HTTPException(429, f"{active} jobs queued or running, the limit per key is "
                                      f"{settings.max_queued_jobs}; wait for some to finish")
