@@ -56,8 +56,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     config = _config(args.config, args.solver)
     command = " ".join(shlex.quote(part) for part in ["rntk", *sys.argv[1:]])
     report = evaluate_path(args.data, config, out_dir=args.out, progress=not args.quiet,
-                           n_jobs=args.jobs, dtype=args.dtype,
-                           provenance={"command": command})
+                           n_jobs=args.jobs, dtype=args.dtype, provenance={"command": command},
+                           **_placement(args))
     for family, outcome in report["families"].items():
         print(f"{family:>12}: test {100 * outcome['test_accuracy']:6.2f}%  "
               f"validation {100 * outcome['validation_accuracy']:6.2f}%  "
@@ -75,13 +75,18 @@ def _bench_uci(args: argparse.Namespace) -> int:
 
     config = _config(args.config, args.solver)
     results = run_bench(args.root, args.out, config, names=args.datasets, families=args.families,
-                        n_jobs=args.jobs, progress=not args.quiet, dtype=args.dtype)
+                        n_jobs=args.jobs, progress=not args.quiet, dtype=args.dtype, **_placement(args))
     for name, message in results["errors"].items():
         print(f"rntk bench-uci: skipped {name}: {message}", file=sys.stderr)
     if results["summary"]:
         print(format_table(results["summary"], len(results["datasets"])))
     print(f"wrote {args.out}")
     return 0 if results["datasets"] else 2
+
+
+def _placement(args: argparse.Namespace) -> dict:
+    grid_memory = args.grid_memory_mb << 20 if args.grid_memory_mb else None
+    return {"placement": args.placement, "grid_memory": grid_memory}
 
 
 def _add_run_options(command: argparse.ArgumentParser) -> None:
@@ -93,6 +98,11 @@ def _add_run_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--quiet", action="store_true", help="no progress bars")
     command.add_argument("--solver", choices=("auto", "jax", "libsvm"),
                          help="C-SVM solver (default: the config's, auto)")
+    command.add_argument("--placement", choices=("auto", "host", "device"), default="auto",
+                         help="where the kernels live (auto: the device on a GPU when the grids fit)")
+    command.add_argument("--grid-memory-mb", type=_positive_int,
+                         help="device memory the recurrent grids may hold at once; larger grids go in "
+                              "chunks of sigma pairs (default: half the free device memory)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -60,11 +60,12 @@ def list_datasets(root: Path, names: Sequence[str] | None = None) -> list[str]:
 
 def bench_dataset(
     path: Path, config: EvaluationConfig, families: Sequence[str], *, n_jobs: int | None = None,
-    dtype: str = "float32",
+    dtype: str = "float32", placement: str = "auto", grid_memory: int | None = None,
 ) -> dict[str, Any]:
     """One dataset's entry of the results: N, T, per-family outcome, seconds."""
     dataset = load_dataset(path, features_per_step=config.features_per_step)
-    report = evaluate_dataset(dataset, config, families=families, n_jobs=n_jobs, dtype=dtype)
+    report = evaluate_dataset(dataset, config, families=families, n_jobs=n_jobs, dtype=dtype,
+                              placement=placement, grid_memory=grid_memory)
     outcomes = {
         family: {key: result[key] for key in ("test_accuracy", "validation_accuracy", "chosen")}
         for family, result in report["families"].items()
@@ -129,6 +130,8 @@ def run_bench(
     n_jobs: int | None = None,
     progress: bool = True,
     dtype: str = "float32",
+    placement: str = "auto",
+    grid_memory: int | None = None,
 ) -> dict[str, Any]:
     """Run every dataset, write ``out`` (JSON) and return the results.
 
@@ -145,7 +148,8 @@ def run_bench(
     start = time.perf_counter()
     for index, name in enumerate(tqdm(datasets, desc="datasets", unit="dataset", disable=not progress)):
         try:
-            results["datasets"][name] = bench_dataset(root / name, config, families, n_jobs=n_jobs, dtype=dtype)
+            results["datasets"][name] = bench_dataset(root / name, config, families, n_jobs=n_jobs, dtype=dtype,
+                                                      placement=placement, grid_memory=grid_memory)
         except ValueError as exc:
             results["errors"][name] = str(exc)
         accuracies = {name: {family: entry["families"][family]["test_accuracy"] for family in families}

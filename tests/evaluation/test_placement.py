@@ -277,3 +277,22 @@ def test_baselines_on_the_device_give_the_host_results(iris, solver):
     host, device = (evaluate_dataset(iris, config, placement=placement) for placement in ("host", "device"))
     assert device["solver"]["placement"] == "device"
     same_results(host, device)
+
+
+def test_cli_placement_and_grid_memory(tmp_path):
+    """``rntk evaluate --placement device --grid-memory-mb 1``: iris's 4-pair L=2 grid
+    (5.8 MB) goes in 1-pair chunks (1.4 MB each: at least one pair per chunk)."""
+    import json
+
+    from rntk_core.evaluation import cli
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"families": ["RNN"], "C": [1.0, 1e4], "kinds": ["ntk"]}))
+    out = tmp_path / "out"
+    assert cli.main(["evaluate", str(UCI / "iris"), "--out", str(out), "--config", str(config), "--quiet",
+                     "--solver", "jax", "--placement", "device", "--grid-memory-mb", "1"]) == 0
+    solver = json.loads((out / "report.json").read_text())["solver"]
+    assert solver["placement"] == "device"
+    assert solver["grid_chunks"]["chunks"] == 4 and solver["grid_chunks"]["pairs_per_chunk"] == 1
+    args = cli.build_parser().parse_args(["bench-uci", "root", "--out", "o.json"])
+    assert cli._placement(args) == {"placement": "auto", "grid_memory": None}
