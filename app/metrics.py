@@ -1,4 +1,5 @@
-"""Prometheus metrics, computed per scrape from the job records and heartbeats on disk.
+"""Prometheus metrics, computed per scrape from the job records and heartbeats on disk
+(records unchanged since the last scrape are not parsed again: :meth:`Store.snapshot`).
 
 The records are the service's state (see :mod:`worker.jobs`), so every scrape is a fresh,
 consistent picture that needs no shared in-memory counters between the API and the
@@ -62,7 +63,7 @@ def render_metrics(store: Store) -> bytes:
     counts = dict.fromkeys((state.value for state in JobState), 0)
     seen: dict[str, float] = {}
     requeue_count = retried_count = lost_count = 0
-    for record in store.iter_jobs():
+    for record in store.snapshot():
         if record.deleted:
             continue
         state = record.state.value

@@ -114,3 +114,18 @@ def test_until_indexed_readers_scan_every_record(store: Store) -> None:
 def test_an_owner_that_cannot_name_a_folder_is_refused(store: Store, owner: str) -> None:
     with pytest.raises(ValueError, match="owner"):
         _job(store, owner)
+
+
+def test_snapshot_parses_only_records_written_since_the_last(store: Store, reads: list[str]) -> None:
+    """What /metrics reads: every record, parsed again only when its file was replaced."""
+    jobs = [_job(store, "alice") for _ in range(5)]
+    assert sorted(r.id for r in store.snapshot()) == sorted(r.id for r in jobs)
+    assert len(reads) == 5
+    reads.clear()
+    assert len(store.snapshot()) == 5 and reads == []
+    _finish(store, jobs[2].id)
+    reads.clear()
+    states = {r.id: r.state for r in store.snapshot()}
+    assert reads == [jobs[2].id] and states[jobs[2].id] == JobState.succeeded
+    shutil.rmtree(store.job_dir(jobs[0].id))
+    assert len(store.snapshot()) == 4
