@@ -186,3 +186,12 @@ def test_dockerfile_cuda_jax_nonroot_healthcheck(dockerfile_lines) -> None:
         if line.startswith("COPY ") and "--from" not in line:
             for source in line.split()[1:-1]:
                 assert (REPO / source).exists(), source
+
+
+def test_grid_memory_setting(monkeypatch) -> None:
+    """RNTK_GRID_MEMORY_MB reaches evaluate_dataset(grid_memory=) in bytes; 0 (the compose
+    default) leaves it to the device's free memory."""
+    monkeypatch.setenv("RNTK_GRID_MEMORY_MB", "64")
+    assert Settings().grid_memory_bytes == 64 << 20
+    monkeypatch.setenv("RNTK_GRID_MEMORY_MB", "0")
+    assert Settings().grid_memory_bytes is None
