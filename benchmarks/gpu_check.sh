@@ -6,7 +6,9 @@
 # 3. whole jobs (all default families): wine-quality-red with jax and with libsvm on the host's
 #    cores, abalone with jax (libsvm there runs for many minutes: see the issue);
 # 4. the JAX solver's validation fits with kernels on the host vs kept on the device (ecoli,
-#    then wine-quality-red; prints as it goes, so a timeout still leaves ecoli's numbers).
+#    then wine-quality-red; prints as it goes, so a timeout still leaves ecoli's numbers);
+# 5. wine-quality-red's whole job with every kernel on the device, the grid whole and in
+#    1-pair chunks (200 MB; the 4-pair grid is 655 MB), auto (hybrid) and jax.
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu_check}
@@ -25,4 +27,5 @@ step tests 70 python -m pytest -q -p no:cacheprovider tests/evaluation/test_jax_
 step grid 60 python -m benchmarks.gpu_grid --repeats 3
 step wine 110 python -m benchmarks.svm_benchmark --data "$DATA" --datasets wine-quality-red --solvers jax libsvm --json "$OUT/wine.json"
 step abalone 60 python -m benchmarks.svm_benchmark --data "$DATA" --datasets abalone --solvers jax --json "$OUT/abalone.json"
+step chunked 150 python -m benchmarks.svm_benchmark --data "$DATA" --datasets wine-quality-red --solvers auto@device jax@device jax@device:200 --json "$OUT/chunked.json"
 step placement 150 python -m benchmarks.placement_benchmark --data "$DATA" --datasets ecoli wine-quality-red --repeats 2 --json "$OUT/placement.json"

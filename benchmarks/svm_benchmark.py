@@ -11,6 +11,10 @@ accuracy under both.
     python -m benchmarks.svm_benchmark [--data ../shared/data/uci] [--datasets yeast abalone]
         [--solvers libsvm auto jax] [--families RNN RBF ...] [--json out.json]
 
+A run may also name where the kernels live, ``SOLVER@PLACEMENT[:GRID_MB]``: ``jax@host``,
+``jax@device``, or ``jax@device:64`` (recurrent grids in chunks of at most 64 MB of sigma
+pairs); the default is ``@auto``.
+
 This is a benchmark, not a test: it prints numbers and asserts nothing.
 """
 
@@ -30,17 +34,30 @@ from rntk_core.evaluation.evaluate import device_description, evaluate_dataset
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "uci"
 
 
+def parse_run(spec: str) -> dict:
+    """``SOLVER[@PLACEMENT[:GRID_MB]]`` -> evaluate_dataset's solver, placement, grid_memory."""
+    solver, _, where = spec.partition("@")
+    placement, _, grid_mb = (where or "auto").partition(":")
+    if solver not in ("libsvm", "auto", "jax") or placement not in ("auto", "host", "device") \
+            or (grid_mb and not grid_mb.isdigit()):
+        raise argparse.ArgumentTypeError(f"{spec!r}: expected SOLVER[@PLACEMENT[:GRID_MB]], e.g. jax@device:64")
+    return {"solver": solver, "placement": placement, "grid_memory": int(grid_mb) << 20 if grid_mb else None}
+
+
 def run(data: Path, names: list[str], solvers: list[str], families: list[str] | None) -> dict:
     results: dict = {"device": device_description(), "datasets": {}}
     for name in names:
         dataset = load_dataset(data / name)
         runs = {}
         for solver in solvers:
-            config = EvaluationConfig(solver=solver)
+            options = parse_run(solver)
+            config = EvaluationConfig(solver=options.pop("solver"))
             started = time.perf_counter()
-            report = evaluate_dataset(dataset, config, families=families)
+            report = evaluate_dataset(dataset, config, families=families, **options)
             timings = report["timings"]
             runs[solver] = {
+                "placement": report["solver"]["placement"],
+                "grid_chunks": report["solver"].get("grid_chunks"),
                 "used": report["solver"]["used"],
                 "fits": report["solver"]["fits"],
                 "non_converged": report["solver"]["non_converged"],
@@ -51,9 +68,10 @@ def run(data: Path, names: list[str], solvers: list[str], families: list[str] | 
                 "test": {f: r["test_accuracy"] for f, r in report["families"].items()},
             }
             r = runs[solver]
-            print(f"{name} N={dataset.n_samples} {solver:>6} ({r['used']}): kernels {r['kernel_seconds']:7.1f} s"
-                  f"  SVMs {r['svm_seconds']:7.1f} s  fits {r['fits']}  non-converged {r['non_converged']}",
-                  flush=True)
+            chunks = f"  grid chunks {r['grid_chunks']}" if r["grid_chunks"] else ""
+            print(f"{name} N={dataset.n_samples} {solver:>6} ({r['used']}, {r['placement']}): kernels "
+                  f"{r['kernel_seconds']:7.1f} s  SVMs {r['svm_seconds']:7.1f} s  fits {r['fits']}  "
+                  f"non-converged {r['non_converged']}{chunks}", flush=True)
         reference = solvers[0]
         for solver in solvers[1:]:
             a = np.array(runs[reference]["validation"])
@@ -79,10 +97,15 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--datasets", nargs="+", default=["yeast", "abalone"])
     parser.add_argument("--solvers", nargs="+", default=["libsvm", "auto", "jax"],
-                        choices=["libsvm", "auto", "jax"])
+                        help="runs: SOLVER[@PLACEMENT[:GRID_MB]] (see above)")
     parser.add_argument("--families", nargs="+", help="default: the config's default families")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    for spec in args.solvers:
+        try:
+            parse_run(spec)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(str(exc))
     results = run(args.data, args.datasets, args.solvers, args.families)
     print(f"device: {results['device']}")
     if args.json:
