@@ -13,7 +13,9 @@ accuracy under both.
 
 A run may also name where the kernels live, ``SOLVER@PLACEMENT[:GRID_MB]``: ``jax@host``,
 ``jax@device``, or ``jax@device:64`` (recurrent grids in chunks of at most 64 MB of sigma
-pairs); the default is ``@auto``.
+pairs); the default is ``@auto``. The first run also pays JAX's compilations (tens of
+seconds on a CPU): name a run twice (``auto auto@device auto``; the repeat is ``auto#2``) to
+compare warm runs.
 
 This is a benchmark, not a test: it prints numbers and asserts nothing.
 """
@@ -49,8 +51,10 @@ def run(data: Path, names: list[str], solvers: list[str], families: list[str] | 
     for name in names:
         dataset = load_dataset(data / name)
         runs = {}
-        for solver in solvers:
-            options = parse_run(solver)
+        for index, spec in enumerate(solvers):
+            repeat = solvers[:index].count(spec)
+            solver = f"{spec}#{repeat + 1}" if repeat else spec
+            options = parse_run(spec)
             config = EvaluationConfig(solver=options.pop("solver"))
             started = time.perf_counter()
             report = evaluate_dataset(dataset, config, families=families, **options)
@@ -72,8 +76,9 @@ def run(data: Path, names: list[str], solvers: list[str], families: list[str] | 
             print(f"{name} N={dataset.n_samples} {solver:>6} ({r['used']}, {r['placement']}): kernels "
                   f"{r['kernel_seconds']:7.1f} s  SVMs {r['svm_seconds']:7.1f} s  fits {r['fits']}  "
                   f"non-converged {r['non_converged']}{chunks}", flush=True)
-        reference = solvers[0]
-        for solver in solvers[1:]:
+        labels = list(runs)
+        reference = labels[0]
+        for solver in labels[1:]:
             a = np.array(runs[reference]["validation"])
             b = np.array(runs[solver]["validation"])
             runs[solver]["vs_" + reference] = {
