@@ -434,7 +434,7 @@ def compute_grids(
     chunks = grid_chunks(n_samples, kernels, config, budget)
     smallest = min(pair_bytes(n_samples, max(config.layers), chunk.source[2]) * len(chunk.pairs)
                    for chunk in chunks) if chunks else grid_bytes(n_samples, kernels, config)
-    placement = resolve_placement(placement, smallest, free_bytes=None if grid_memory is None else 2 * grid_memory)
+    placement = resolve_placement(placement, smallest, free_bytes=2 * budget)
 
     def grid(source: tuple, pairs: Sequence[tuple[float, float]], output: str) -> GramGrid:
         sigma_w, order, dtype = source
@@ -766,8 +766,8 @@ def non_converged(plan: Plan, outcomes: Mapping[str, FamilyOutcome], cache: FitC
 
 
 def solver_summary(requested: str, resolved: str, cache: FitCache, plan: Plan) -> dict[str, Any]:
-    """What ran: the requested and resolved solver, where the recurrent kernels were (and in
-    what chunks), and fit counts per solver."""
+    """What ran: the requested and resolved solver, where the kernels were (and the recurrent
+    grids' chunks, if any), and fit counts per solver."""
     from .solvers.jax_svm import DEFAULT_TOL
 
     counts: dict[str, int] = defaultdict(int)
