@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,11 +110,19 @@ def test_run_parallel_abandons_a_running_libsvm_fit_on_cancel():
         if time.monotonic() - started > 0.3:
             raise Cancelled("cancelled")
 
+    before = set(threading.enumerate())
     with pytest.raises(Cancelled):
         run_parallel([slow_fit], n_jobs=1, check_cancel=check_cancel, poll_seconds=0.1)
     # It returned while libsvm was still fitting, not after the fit ended.
     assert time.monotonic() - started < 2.0
     assert not finished
+    # The abandoned fit runs on at the lowest CPU priority (field 19 of /proc/<tid>/stat).
+    fitting = [t for t in threading.enumerate() if t not in before and t.name.startswith("svm-fit")]
+    assert len(fitting) == 1
+    for thread in fitting:
+        stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+        assert int(stat.rsplit(")", 1)[1].split()[16]) == 19, thread.name
+    assert os.getpriority(os.PRIO_PROCESS, 0) == 0  # the caller's own thread is untouched
 
 
 def test_cancel_lands_inside_a_libsvm_fit_of_the_evaluation():

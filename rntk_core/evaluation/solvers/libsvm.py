@@ -166,6 +166,15 @@ class _SharedSlice:
                 self._value = None
 
 
+def _lowest_priority(thread: int) -> None:
+    """nice 19 for one thread (on Linux, setpriority on a thread id affects that thread only);
+    raising one's own niceness needs no privilege."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, 19)
+    except (OSError, AttributeError):  # pragma: no cover - a thread that just ended; not Linux
+        pass
+
+
 def run_parallel(
     jobs: Sequence[Callable[[], _T]],
     n_jobs: int | None = None,
@@ -180,16 +189,26 @@ def run_parallel(
     run; whatever it (or ``on_done``, or a job) raises is re-raised at once: queued jobs are
     dropped and running ones are abandoned, not awaited. A libsvm fit cannot be interrupted,
     so an abandoned fit finishes in its thread and its result is discarded; the hybrid
-    solver's iteration cap bounds how long that takes.
+    solver's iteration cap bounds how long that takes, and the thread drops to the lowest
+    CPU priority (nice 19, Linux), so the worker's next job is not slowed by it.
     """
     n_jobs = n_jobs or default_jobs()
     results: list[_T | None] = [None] * len(jobs)
     if not jobs:
         return []
+    running: dict[int, int] = {}  # job index -> native id of the thread running it
+
+    def tracked(index: int) -> _T:
+        running[index] = threading.get_native_id()
+        try:
+            return jobs[index]()
+        finally:
+            running.pop(index, None)
+
     # Even one job runs in a worker thread, so the caller can poll for a cancel meanwhile.
     pool = ThreadPoolExecutor(max_workers=min(n_jobs, len(jobs)), thread_name_prefix="svm-fit")
     try:
-        pending = {pool.submit(job): index for index, job in enumerate(jobs)}
+        pending = {pool.submit(tracked, index): index for index in range(len(jobs))}
         while pending:
             finished, _ = wait(pending, timeout=poll_seconds, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -200,6 +219,8 @@ def run_parallel(
                 check_cancel()
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
+        for thread in list(running.values()):
+            _lowest_priority(thread)
         raise
     pool.shutdown(wait=True)
     return results  # type: ignore[return-value]
