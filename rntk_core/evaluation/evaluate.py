@@ -970,10 +970,11 @@ def write_splits(out_dir: Path, dataset: Dataset, splits: Any, X: np.ndarray, x_
     return "splits.npz"
 
 
-def draw_figures(report: dict, gram: np.ndarray | None, labels: np.ndarray) -> dict:
+def draw_figures(report: dict, gram: np.ndarray | None, labels: np.ndarray,
+                 check: Callable[[], None] | None = None) -> dict:
     from .report.html import draw_figures as draw
 
-    return draw(report, gram, labels)
+    return draw(report, gram, labels, check)
 
 
 def save_report(report: dict, out_dir: Path, gram: np.ndarray | None, labels: np.ndarray,
@@ -1027,8 +1028,9 @@ def evaluate_dataset(
         progress: show tqdm bars (stderr) for the phases.
         on_progress: called with (stage, done, total) as each phase advances.
         should_cancel: polled between tiles, between DTW blocks, between interior-point
-            chunks and every 0.5 s while libsvm fits run; once it returns True the evaluation
-            stops with :class:`Cancelled` (running libsvm fits are abandoned, not awaited).
+            chunks, every 0.5 s while libsvm fits run and between the report's figures; once
+            it returns True the evaluation stops with :class:`Cancelled` (running libsvm fits
+            are abandoned, not awaited, at nice 19).
         n_jobs: SVM worker threads (default: every core).
         max_iter: libsvm's iteration limit (-1: none); fits that hit it are reported.
         dtype: the recurrent kernels' precision, ``"float32"`` (the engine's default) or
@@ -1116,7 +1118,7 @@ def evaluate_dataset(
     if out_dir is not None:  # the figures are most of the report's time: drawn before the total
         progress.report("report", 0, 1)
         with _timed(timings, "report"):
-            drawn = draw_figures(report, gram, dataset.classes[dataset.y])
+            drawn = draw_figures(report, gram, dataset.classes[dataset.y], check=progress.check)
     timings["total"] = load_seconds + time.perf_counter() - start
     report["reproducibility"]["finished_at"] = _utc(time.time())
     # Typed once here, so a report that breaks the schema fails where it is made.

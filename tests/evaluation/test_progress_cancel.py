@@ -140,3 +140,22 @@ def test_cancel_lands_inside_a_libsvm_fit_of_the_evaluation():
         fit_splits({"slow": model}, y, {"validation": (rows, rows[:10], {"slow": [1e6]})}, {},
                    solver="libsvm", progress=Progress(should_cancel=should_cancel))
     assert time.monotonic() - started < 3.0
+
+
+def test_a_cancel_lands_while_the_report_is_drawn(tmp_path):
+    """The report's figures (seconds on large grids) check for a cancel between figures."""
+    iris = load_dataset(SHARED / "data" / "uci" / "iris")
+    stages: list[str] = []
+    checks_in_report: list[int] = []
+
+    def should_cancel() -> bool:
+        if stages and stages[-1] == "report":
+            checks_in_report.append(1)
+            return True
+        return False
+
+    with pytest.raises(Cancelled):
+        evaluate_dataset(iris, SMALL, out_dir=tmp_path / "out", on_progress=lambda stage, *_: stages.append(stage),
+                         should_cancel=should_cancel)
+    assert stages[-1] == "report" and checks_in_report
+    assert not (tmp_path / "out" / "report.json").exists()

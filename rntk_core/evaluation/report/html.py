@@ -16,7 +16,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -231,12 +231,13 @@ def _heatmap(report: dict, family: str, entries: list[dict]) -> dict:
             "svg": Markup(figures.heatmap_svg(row_order, labels, values, picked))}
 
 
-def _heatmaps(report: dict) -> list[dict]:
+def _heatmaps(report: dict, check: Callable[[], None] = lambda: None) -> list[dict]:
     maps = []
     for name in _family_names(report):
         entries = [e for e in configurations(report) if str(e.get("family", "")) == name]
         if entries:
             maps.append(_heatmap(report, name, entries))
+            check()
     return maps
 
 
@@ -329,20 +330,23 @@ def _reproducibility(report: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def draw_figures(report: dict, gram: np.ndarray | None = None, labels: np.ndarray | None = None) -> dict:
+def draw_figures(report: dict, gram: np.ndarray | None = None, labels: np.ndarray | None = None,
+                 check: Callable[[], None] | None = None) -> dict:
     """The page's figures (most of its cost): accuracy bars, heatmaps and the Gram image.
 
     Drawn apart from :func:`render_html` so that the evaluation can time them and still put
     that time in the report it renders. Only families, configurations, the majority class
-    and ``grams`` are read, so timings may change between drawing and rendering.
+    and ``grams`` are read, so timings may change between drawing and rendering. ``check``
+    runs between figures (a cancel check: an exception from it stops the drawing).
     """
+    check = check or (lambda: None)
     report = json_safe(report)
-    return {
-        "accuracy_svg": Markup(figures.accuracy_svg(_accuracy_bars(report), _majority(report)))
-        if _family_names(report) else None,
-        "heatmaps": _heatmaps(report),
-        "gram": _gram(report, gram, labels),
-    }
+    accuracy = Markup(figures.accuracy_svg(_accuracy_bars(report), _majority(report))) \
+        if _family_names(report) else None
+    check()
+    heatmaps = _heatmaps(report, check)
+    check()
+    return {"accuracy_svg": accuracy, "heatmaps": heatmaps, "gram": _gram(report, gram, labels)}
 
 
 def render_html(report: dict, gram: np.ndarray | None = None, labels: np.ndarray | None = None,
