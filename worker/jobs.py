@@ -177,6 +177,15 @@ def valid_id(value: str) -> bool:
     return bool(_ID.match(value))
 
 
+def _ids_in(folder: Path) -> list[str]:
+    """The job ids named in ``folder`` (jobs/, or an index folder); none if it is missing."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    return [name for name in names if valid_id(name)]
+
+
 @contextlib.contextmanager
 def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
     """Hold an exclusive ``flock`` on ``path``; yields False (not holding) if ``blocking`` is
@@ -301,36 +310,28 @@ class Store:
     def build_index(self) -> None:
         """Markers for every record (records written meanwhile make their own), then
         ``index/complete``. Idempotent: several processes may run it at once."""
-        for record in self._scan():
+        for record in self.iter_jobs():
             self._mark(record)
         atomic_write_json(self.index_root / "complete", {"at": now()})
-
-    def _indexed_ids(self, kind: str, owner: str) -> list[str]:
-        try:
-            names = os.listdir(self.index_root / kind / owner)
-        except FileNotFoundError:
-            return []
-        return [name for name in names if valid_id(name)]
 
     def active_jobs(self, owner: str | None = None) -> Iterator[JobRecord]:
         """The queued and running jobs (of ``owner``), deleted ones included."""
         if not self.indexed:
-            yield from (r for r in self._scan() if r.active and (owner is None or r.owner == owner))
+            yield from (r for r in self.iter_jobs() if r.active and (owner is None or r.owner == owner))
             return
+        owners = [owner] if owner is not None else []
         if owner is None:
-            with contextlib.suppress(FileNotFoundError):
-                for name in sorted(os.listdir(self.index_root / "active")):
-                    if not name.startswith("."):
-                        yield from self.active_jobs(name)
-            return
-        for job_id in self._indexed_ids("active", owner):
-            record = self.read_job(job_id)
-            if record is None:
-                continue  # being created (the marker comes first), or removed by hand
-            if not record.active:
-                self._unmark_active(owner, job_id)  # finished: it never becomes active again
-                continue
-            yield record
+            with contextlib.suppress(FileNotFoundError):  # no active job has been made yet
+                owners = sorted(name for name in os.listdir(self.index_root / "active") if not name.startswith("."))
+        for name in owners:
+            for job_id in _ids_in(self.index_root / "active" / name):
+                record = self.read_job(job_id)
+                if record is None:
+                    continue  # being created (the marker comes first), or removed by hand
+                if not record.active:
+                    self._unmark_active(name, job_id)  # finished: it never becomes active again
+                    continue
+                yield record
 
     def _write_record(self, record: JobRecord) -> None:
         atomic_write_json(self.job_dir(record.id) / "record.json", record.model_dump(mode="json"))
@@ -375,16 +376,15 @@ class Store:
             return record
 
     def job_ids(self) -> list[str]:
-        try:
-            names = os.listdir(self.jobs_root)
-        except FileNotFoundError:
-            return []
-        return [name for name in names if valid_id(name)]
+        return _ids_in(self.jobs_root)
 
     def iter_jobs(self) -> Iterator[JobRecord]:
         """Every record: a read of each (the index's :meth:`active_jobs` and
         :meth:`list_jobs` read only theirs)."""
-        return self._scan()
+        for job_id in self.job_ids():
+            record = self.read_job(job_id)
+            if record is not None:
+                yield record
 
     def snapshot(self) -> list[JobRecord]:
         """Every record, for reading only (metrics): a record file unchanged since the last
@@ -410,16 +410,10 @@ class Store:
                 records.append(cached[1])
         return records
 
-    def _scan(self) -> Iterator[JobRecord]:
-        for job_id in self.job_ids():
-            record = self.read_job(job_id)
-            if record is not None:
-                yield record
-
     def list_jobs(self, owner: str, state: JobState | None, limit: int, offset: int) -> list[JobRecord]:
         """The owner's jobs, newest first (ids are time-ordered)."""
         selected = []
-        ids = self._indexed_ids("owners", owner) if self.indexed else self.job_ids()
+        ids = _ids_in(self.index_root / "owners" / owner) if self.indexed else self.job_ids()
         for job_id in sorted(ids, reverse=True):
             record = self.read_job(job_id)
             if record is None or record.owner != owner or record.deleted:

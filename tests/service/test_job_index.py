@@ -45,6 +45,7 @@ def reads(store: Store, monkeypatch) -> list[str]:
 
 
 def test_active_jobs_and_listings_read_only_their_records(store: Store, reads: list[str]) -> None:
+    assert list(store.active_jobs()) == [] and store.list_jobs("alice", None, 10, 0) == []  # no index folders yet
     mine = [_job(store, "alice") for _ in range(3)]
     others = [_job(store, "bob") for _ in range(20)]
     for record in others[:15] + mine[:1]:
