@@ -430,6 +430,7 @@ def compute_grids(
     pairs at a time as the fits ask (:func:`grid_chunks`).
     """
     n_samples = X.shape[0]
+    sources = list(dict.fromkeys(kernel.grid_source() for kernel in kernels))
     budget = free_device_bytes() // 2 if grid_memory is None else grid_memory
     chunks = grid_chunks(n_samples, kernels, config, budget)
     smallest = min(pair_bytes(n_samples, max(config.layers), chunk.source[2]) * len(chunk.pairs)
@@ -443,13 +444,13 @@ def compute_grids(
                          dtype=dtype, on_tile=on_tile, memory_budget=memory_budget, output=output)
 
     if placement == "device" and chunks is not None:
-        for _ in dict.fromkeys(kernel.grid_source() for kernel in kernels):
+        for _ in sources:
             if on_done:
                 on_done()  # computed later, chunk by chunk, as the fits ask
         return ChunkedKernelStore(chunks, lambda chunk: grid(chunk.source, chunk.pairs, "device"))
     everything = list(itertools.product(sorted(set(config.sigma_u)), sorted(set(config.sigma_b))))
     grids = {}
-    for source in dict.fromkeys(kernel.grid_source() for kernel in kernels):
+    for source in sources:
         grids[source] = grid(source, everything, placement)
         if on_done:
             on_done()
