@@ -1,4 +1,5 @@
 """Loaded before every test module: rntk_core first, so its one-BLAS-thread default
-(``OPENBLAS_NUM_THREADS``) is in place before any test imports scipy."""
+(``OPENBLAS_NUM_THREADS``) and single-threaded XLA CPU Eigen (``XLA_FLAGS``) are in place
+before any test imports scipy or JAX."""
 
 import rntk_core  # noqa: F401
