@@ -29,15 +29,16 @@ import os
 import socket
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from worker.settings import Settings
 from worker.celery_app import TASK_NAME
 from worker.jobs import JobError, JobRecord, JobState, Progress, Requeue, Store, file_lock, now
 
-__all__ = ["enqueue", "heartbeat_age", "sweep", "waiting_message_ids", "device_memory", "Heartbeat",
+__all__ = ["enqueue", "heartbeat_age", "sweep", "waiting_message_ids", "device_memory", "Heartbeat", "StallWatch",
            "SweepLock", "Sweeper"]
 
 log = logging.getLogger("rntk.recovery")
@@ -214,16 +215,42 @@ def device_memory() -> list[dict] | None:
     return found or None
 
 
+class StallWatch:
+    """When the job's progress last moved (a new stage, or a new count within one), for the
+    heartbeat's watchdog. Thread-safe enough: one writer (the job), one reader (the beat)."""
+
+    def __init__(self) -> None:
+        self.stage = "starting"
+        self._position: tuple[str, int, int] | None = None
+        self.moved_at = time.monotonic()
+
+    def moved(self, stage: str, done: int, total: int) -> None:
+        position = (stage, int(done), int(total))
+        if position != self._position:
+            self._position, self.stage, self.moved_at = position, stage, time.monotonic()
+
+    def still_for(self) -> float:
+        return time.monotonic() - self.moved_at
+
+
 class Heartbeat:
     """A daemon thread that refreshes the job's heartbeat file every ``interval`` seconds.
 
     The file carries the worker's host, pids and attempt, and the job's device memory in use
     where JAX can report it (:func:`device_memory`), for ``/metrics``.
+
+    With a :class:`StallWatch` and ``stall_after_s`` > 0 it is also the job's watchdog: a job
+    whose progress has not moved for that long while this thread still beats (a deadlock in
+    native code leaves the beat alive and the job silent) gets ``on_stall(stage, seconds)``
+    once, from this thread, and the beat stops.
     """
 
-    def __init__(self, store: Store, job_id: str, interval: float, info: dict) -> None:
+    def __init__(self, store: Store, job_id: str, interval: float, info: dict, *,
+                 watch: StallWatch | None = None, stall_after_s: float = 0.0,
+                 on_stall: Callable[[str, float], None] | None = None) -> None:
         self.store, self.job_id, self.interval = store, job_id, interval
         self.info = {**info, "pid": os.getpid(), "ppid": os.getppid(), "host": socket.gethostname()}
+        self.watch, self.stall_after_s, self.on_stall = watch, stall_after_s, on_stall
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
 
@@ -231,8 +258,23 @@ class Heartbeat:
         memory = device_memory()
         self.store.write_heartbeat(self.job_id, {**self.info, "device_memory": memory} if memory else self.info)
 
+    def stalled(self) -> bool:
+        return (self.watch is not None and self.on_stall is not None and self.stall_after_s > 0
+                and self.watch.still_for() > self.stall_after_s)
+
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        # Checks at least every few seconds, so a short stall limit (tests) is kept closely.
+        wait = min(self.interval, max(0.1, self.stall_after_s / 4)) if self.stall_after_s > 0 else self.interval
+        last_beat = time.monotonic()
+        while not self._stop.wait(wait):
+            if self.stalled():
+                log.error("job %s: no progress in stage %r for %.0f s; failing it as stalled", self.job_id,
+                          self.watch.stage, self.watch.still_for(), extra={"job_id": self.job_id})
+                self.on_stall(self.watch.stage, self.watch.still_for())
+                return
+            if time.monotonic() - last_beat < self.interval:
+                continue
+            last_beat = time.monotonic()
             try:
                 self.beat()
             except OSError as exc:  # a full disk must not kill the job; the sweep may rerun it

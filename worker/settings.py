@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     heartbeat_s: float = Field(default=10, gt=0, description="How often a running job refreshes its heartbeat.")
     # 100 s plus one sweep period (15 s) keeps detection of a dead job under 2 minutes.
     dead_after_s: float = Field(default=100, gt=0, description="A running job whose heartbeat is older is re-run.")
+    # A hang in native code (a deadlocked thread pool) keeps the heartbeat alive; a job whose
+    # progress stands still this long is failed as Stalled. The slowest honest step seen (one
+    # libsvm fit at C = 1e6 on abalone) took 354 s.
+    stall_after_s: float = Field(default=1800, ge=0,
+                                 description="A running job whose progress has not moved for this long "
+                                             "(heartbeat alive) is failed as Stalled; 0 turns it off.")
     max_attempts: int = Field(default=3, ge=1, description="Attempts before a job that kills its worker fails.")
     sweep_s: float = Field(default=15, gt=0, description="Interval of the recovery sweep (API and workers).")
     # 60 s plus one sweep period stays under the 2-minute recovery bound; a worker claims a

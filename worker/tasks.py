@@ -31,9 +31,9 @@ from rntk_core.evaluation.cancel import Cancelled
 from rntk_core.evaluation.files import atomic_write_json
 from worker.jobs import JobError, JobRecord, JobState, Progress, Store, now
 from worker.celery_app import TASK_NAME, celery_app
-from worker.queue import Heartbeat
+from worker.queue import Heartbeat, StallWatch
 
-__all__ = ["run_job", "claim", "execute", "scrub"]
+__all__ = ["run_job", "claim", "execute", "fail_stalled", "scrub"]
 
 log = logging.getLogger("rntk.tasks")
 
@@ -195,8 +195,9 @@ def use_compile_cache(settings: Any) -> None:
         os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(settings.compile_cache_mb << 20))
 
 
-def execute(store: Store, record: JobRecord, settings: Any) -> None:
-    """Evaluate the job's dataset into a staged folder and install it; update the record."""
+def execute(store: Store, record: JobRecord, settings: Any, watch: StallWatch | None = None) -> None:
+    """Evaluate the job's dataset into a staged folder and install it; update the record.
+    ``watch`` hears of every progress step (the heartbeat's stall watchdog reads it)."""
     job_id = record.id
     last_write = [0.0]
     phases = PhaseClock()
@@ -206,6 +207,8 @@ def execute(store: Store, record: JobRecord, settings: Any) -> None:
     deadline = time.monotonic() + settings.job_time_limit_s
 
     def set_progress(stage: str, done: int, total: int, force: bool = False) -> None:
+        if watch is not None:
+            watch.moved(stage, done, total)
         changed = phases.enter(stage)
         if not force and not changed and done < total and time.monotonic() - last_write[0] < 0.5:
             return
@@ -358,6 +361,29 @@ def _finish(store: Store, record: JobRecord, state: JobState, error: JobError | 
         _fail_disk_full(store, record, staged, phase_seconds)
 
 
+def fail_stalled(store: Store, record: JobRecord, stage: str, seconds: float, *, exit: bool) -> None:
+    """The watchdog's verdict: fail the job as ``Stalled``, naming its stage, drop its staged
+    files, and (``exit``) end this pool child, whose main thread is stuck where Python cannot
+    interrupt it (a native wait), so the worker's slot is freed for the next job. Celery
+    requeues the message (the child was lost under it), and the redelivery finds the job
+    failed and does nothing."""
+    error = JobError(type="Stalled", message=(
+        f"the job made no progress for {seconds:.0f} s in stage '{stage}' while its worker was alive "
+        f"(a hang); it was stopped. Resubmit it; if it stalls again at the same stage, report it."))
+    def change(rec: JobRecord) -> None:
+        if rec.message_id == record.message_id and rec.state == JobState.running:
+            rec.move_to(JobState.failed, error=error)
+
+    try:
+        store.update_job(record.id, change)
+        for leftover in store.job_dir(record.id).glob(".artifacts.*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+    finally:
+        if exit:
+            logging.shutdown()
+            os._exit(75)
+
+
 @celery_app.task(name=TASK_NAME, bind=True)
 def run_job(self: Any, job_id: str) -> str:
     """The Celery entry point: claim the job for this message, run it with a heartbeat."""
@@ -370,9 +396,12 @@ def run_job(self: Any, job_id: str) -> str:
             log.info("job %s: nothing to do for message %s", job_id, message_id)
             return "skipped"
         log.info("job %s: attempt %s", job_id, record.attempts, extra={"attempt": record.attempts})
+        watch = StallWatch()
         with Heartbeat(store, job_id, settings.heartbeat_s,
-                       {"attempt": record.attempts, "message_id": message_id}):
-            execute(store, record, settings)
+                       {"attempt": record.attempts, "message_id": message_id},
+                       watch=watch, stall_after_s=settings.stall_after_s,
+                       on_stall=lambda stage, seconds: fail_stalled(store, record, stage, seconds, exit=True)):
+            execute(store, record, settings, watch)
         final = store.read_job(job_id)
         state = final.state.value if final else "gone"
         log.info("job %s: %s", job_id, state, extra={"state": state})

@@ -162,3 +162,30 @@ def test_one_class_is_an_error_like_svc():
     K, _, K_evaluate = make_task(50, 20, 2)
     with pytest.raises(ValueError, match="greater than one"):
         fit_predict_many([SvmTask(K, np.zeros(20, int), K_evaluate, [1.0])])
+
+
+def test_cpu_solver_makes_one_lapack_call_per_problem():
+    """jaxlib 0.10 runs a batched CPU LAPACK call in chunks on XLA's thread pool and waits for
+    them from inside the compiled loop, which deadlocked the solver under load (issue 17). A
+    batch of one runs inline: every LAPACK call of the compiled chunk must hold one matrix."""
+    import re
+
+    import jax
+
+    from rntk_core.evaluation.solvers import jax_svm
+
+    if jax.default_backend() != "cpu":
+        pytest.skip("the CPU lowering is what is checked")
+    batch, n = 8, 64
+    with jax.enable_x64(True):
+        K = np.stack([make_task(seed, n, 2)[0] for seed in range(batch)])
+        y = np.where(np.arange(n) % 2 == 0, 1.0, -1.0)[None].repeat(batch, 0)
+        C, mask = np.ones(batch), np.ones((batch, n))
+        state = jax_svm._start(K, y, C, mask)
+        hlo = jax_svm._run_chunk.lower(K, y, C, mask, 1e-9, 2, state).compile().as_text()
+    calls = [line for line in hlo.splitlines() if "custom_call_target=\"lapack_" in line]
+    assert {re.search(r'custom_call_target="(\w+)"', line).group(1) for line in calls} >= \
+        {"lapack_dpotrf_ffi", "lapack_dtrsm_ffi"}
+    for line in calls:
+        shape = re.search(r"= \(?f64\[([\d,]+)\]", line).group(1)
+        assert shape.count(",") == 1, f"a batched LAPACK call: {line.strip()[:160]}"

@@ -134,10 +134,10 @@ def _iteration(Q, y, C, mask, n_valid, tol, state: _State) -> _State:
     # are exact, so the iteration still converges, more slowly for a larger ridge.
     ridge = state.ridge * scale
     M = C[:, None, None] * Q + jax.vmap(jnp.diag)(d + ridge[:, None])
-    factor = jnp.linalg.cholesky(M)
+    factor = _cholesky(M)
 
     def solve(rhs):
-        return jax.scipy.linalg.cho_solve((factor, True), rhs[..., None])[..., 0]
+        return _cho_solve(factor, rhs)
 
     my = solve(y)
     y_my = jnp.sum(y * my, axis=1)
@@ -187,6 +187,39 @@ def _iteration(Q, y, C, mask, n_valid, tol, state: _State) -> _State:
         error=error,
         polish=state.polish + step * done.astype(jnp.int32),
         ridge=ridge_next,
+    )
+
+
+def _cholesky(M: jax.Array) -> jax.Array:
+    """Lower Cholesky factors of a (B, n, n) batch; see :func:`_per_problem_on_cpu`."""
+    return _per_problem_on_cpu(jnp.linalg.cholesky, M)
+
+
+def _cho_solve(factor: jax.Array, rhs: jax.Array) -> jax.Array:
+    """``M^-1 rhs`` for each of a batch of factors (B, n, n) and right-hand sides (B, n)."""
+
+    def one(factor, rhs):
+        return jax.scipy.linalg.cho_solve((factor, True), rhs[..., None])[..., 0]
+
+    return _per_problem_on_cpu(one, factor, rhs)
+
+
+def _per_problem_on_cpu(function: Callable[..., jax.Array], *operands: jax.Array) -> jax.Array:
+    """``function`` on a batch: one batched call on accelerators, one LAPACK call per problem on
+    the CPU.
+
+    jaxlib 0.10's CPU LAPACK kernels split a batch into chunks on XLA's intra-op thread pool and
+    block until they finish. Called from inside a compiled loop that itself runs on that pool,
+    they can wait for chunks that no free thread will ever run: the solver deadlocked in
+    ``lapack_dtrsm_ffi`` -> ``ParallelBatchMap`` -> ``BlockingCounter::Wait`` (twice in CI,
+    under load). A batch of one is always run inline by the caller (``chunk_size >= batch``),
+    so on the CPU each problem gets its own call through ``lax.map``; GPUs keep the batched
+    cuSOLVER call.
+    """
+    return jax.lax.platform_dependent(
+        *operands,
+        cpu=lambda *xs: jax.lax.map(lambda x: function(*x), xs),
+        default=function,
     )
 
 
