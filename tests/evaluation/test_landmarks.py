@@ -1,0 +1,127 @@
+"""Landmark (Nystrom) features against dense RNTK kernels, and the linear C-SVM on features
+against scikit-learn's ``SVC(kernel="linear")`` (libsvm: hinge loss, unregularised intercept).
+
+The linear solver is checked the way tests/evaluation/test_jax_svm.py checks the dense one:
+dual objectives within 1e-6 relative of libsvm run to a tight tolerance, per one-vs-one pair,
+and the same predictions wherever libsvm's own decision value is clear of its tolerance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.svm import SVC
+
+from rntk_core import gram
+from rntk_core.evaluation.scale.landmarks import (
+    choose_landmarks,
+    nystrom_map,
+    relative_error,
+    stratified_sample,
+)
+from rntk_core.evaluation.solvers.jax_svm import ovo_pairs
+from rntk_core.evaluation.solvers.linear_svm import LinearTask, fit_predict_linear, solve_linear_duals
+
+
+def sequences(n: int, steps: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    t = np.linspace(0, 2 * np.pi, steps)
+    X = np.sin((y[:, None] + 1) * t[None, :] + rng.uniform(0, 0.5, (n, 1))) + 0.3 * rng.normal(size=(n, steps))
+    return X, y
+
+
+def rntk(X, Y=None):
+    return gram(X, Y, kind="ntk", layers=2, sigma_u=0.5, sigma_b=0.1, dtype="float64")
+
+
+def test_all_rows_as_landmarks_reproduce_the_kernel():
+    X, _ = sequences(60)
+    K = rntk(X)
+    mapping = nystrom_map(K)
+    phi = mapping.features(K)
+    assert relative_error(K, phi, phi) < 1e-8
+
+
+def test_features_reproduce_the_landmark_block_and_approach_the_kernel_as_m_grows():
+    X, y = sequences(150, seed=1)
+    K = rntk(X)
+    errors = []
+    for m in (8, 32, 96):
+        Z = choose_landmarks(y, m, seed=0)
+        mapping = nystrom_map(K[np.ix_(Z, Z)])
+        phi = mapping.features(K[:, Z])
+        # Exact on the landmarks themselves (up to the dropped near-null directions).
+        assert relative_error(K[np.ix_(Z, Z)], phi[Z], phi[Z]) < 1e-6
+        errors.append(relative_error(K, phi, phi))
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 0.1, errors
+
+
+def test_features_of_new_rows_use_the_same_map():
+    X, y = sequences(120, seed=2)
+    train, test = np.arange(90), np.arange(90, 120)
+    Z = train[choose_landmarks(y[train], 40, seed=3)]
+    mapping = nystrom_map(rntk(X[Z]))
+    phi_test = mapping.features(rntk(X[test], X[Z]))
+    phi_train = mapping.features(rntk(X[train], X[Z]))
+    exact = rntk(X[test], X[train])
+    assert relative_error(exact, phi_test, phi_train) < 0.1
+
+
+def test_stratified_landmarks_keep_class_shares_and_kmeans_spreads():
+    y = np.repeat([0, 1, 2], [600, 300, 100])
+    chosen = choose_landmarks(y, 100, seed=0)
+    assert len(set(chosen)) == 100
+    assert np.bincount(y[chosen]).tolist() == [60, 30, 10]
+    rare = np.r_[np.zeros(995, int), np.ones(5, int)]
+    assert 1 in rare[choose_landmarks(rare, 10, seed=0)]  # every class is represented
+    assert np.array_equal(stratified_sample(y, 5000), np.arange(1000))  # all rows when asked for more
+    X, labels = sequences(300, seed=4)
+    spread = choose_landmarks(labels, 30, method="kmeans++", X=X, seed=0)
+    assert len(set(spread)) == 30
+    with pytest.raises(ValueError, match="kmeans"):
+        choose_landmarks(labels, 30, method="kmeans++")
+
+
+def _libsvm_pair_objective(phi, y, C, first, second):
+    rows = np.flatnonzero((y == first) | (y == second))
+    model = SVC(kernel="linear", C=C, tol=1e-9, max_iter=10**7).fit(phi[rows], y[rows])
+    a = np.zeros(rows.size)
+    a[model.support_] = model.dual_coef_[0]
+    K = phi[rows] @ phi[rows].T
+    return float(0.5 * a @ K @ a - np.abs(a).sum())
+
+
+@pytest.mark.parametrize("C", [1e-2, 1.0, 1e2])
+def test_linear_solver_matches_libsvm_on_the_same_features(C):
+    rng = np.random.default_rng(0)
+    n, width = 240, 16
+    y = np.arange(n) % 3
+    phi = rng.normal(size=(n, width)) + 0.7 * np.eye(width)[y]
+    evaluate = rng.normal(size=(90, width)) + 0.7 * np.eye(width)[rng.integers(0, 3, 90)]
+    [fit] = fit_predict_linear([LinearTask(phi, y, evaluate, [C])])
+    result = fit[C]
+    assert result.converged and result.error <= 1e-9
+    reference = SVC(kernel="linear", C=C, tol=1e-9, max_iter=10**7).fit(phi, y)
+    expected = [_libsvm_pair_objective(phi, y, C, i, j) for i, j in ovo_pairs(3)]
+    assert np.allclose(result.objectives, expected, rtol=1e-6, atol=0)
+    # Same predictions wherever libsvm's own decisions are clear of its tolerance.
+    clear = np.min(np.abs(reference.decision_function(evaluate)), axis=1) > 1e-6
+    assert np.array_equal(result.predictions[clear], reference.predict(evaluate)[clear])
+    assert clear.mean() > 0.9
+
+
+def test_linear_solver_streams_rows_in_blocks(monkeypatch):
+    """More rows than one block: the sums over N run block by block and give the same solution."""
+    from rntk_core.evaluation.solvers import linear_svm
+
+    rng = np.random.default_rng(1)
+    n = 300
+    y = np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
+    phi = rng.normal(size=(n, 6)) + 0.8 * y[:, None]
+    whole = solve_linear_duals(phi, y[None], np.array([1.0]))
+    monkeypatch.setattr(linear_svm, "ROW_BLOCK", 64)
+    blocked = solve_linear_duals(phi, y[None], np.array([1.0]))
+    assert np.allclose(blocked.objective, whole.objective, rtol=1e-9)
+    assert np.allclose(blocked.weights, whole.weights, rtol=1e-6, atol=1e-9)
