@@ -1,6 +1,9 @@
-"""The three tiers import only downwards: engine <- evaluation <- service (worker <- app).
+"""The tiers import only downwards: engine <- evaluation <- service (worker <- app) <- launcher.
 
-Each check runs in a fresh interpreter, so nothing imported by another test can hide a leak.
+The client of a running server (``rntk_client``) stands beside them: it talks HTTP and imports
+none of them. ``rntk_launcher`` (the ``rntk`` command) is the top and may import every one.
+
+Each dynamic check runs in a fresh interpreter, so nothing imported by another test can hide a leak.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from tests.helpers import REPO, UCI
 
 ENGINE = "rntk_core"
 EVALUATION = "rntk_core.evaluation"
+#: Never loaded by the client: the server, the workers, the launcher, the library, their frameworks.
+NOT_IN_CLIENT = ("app", "worker", "rntk_launcher", "rntk_core", "fastapi", "starlette", "uvicorn", "celery", "kombu",
+                 "redis", "jax", "jaxlib", "numpy", "sklearn", "pydantic")
 
 
 def _modules_after(code: str) -> set[str]:
@@ -50,9 +56,14 @@ def _files(folder: str, exclude: str | None = None):
 
 
 @pytest.mark.parametrize(("folder", "exclude", "forbidden"), [
-    ("rntk_core", "rntk_core/evaluation", (EVALUATION, "app", "worker", "sklearn", "pydantic", "fastapi", "celery")),
-    ("rntk_core/evaluation", None, ("app", "worker", "fastapi", "celery", "starlette", "redis")),
-    ("worker", None, ("app",)),
+    ("rntk_core", "rntk_core/evaluation", (EVALUATION, "app", "worker", "rntk_client", "rntk_launcher", "sklearn",
+                                           "pydantic", "fastapi", "celery")),
+    ("rntk_core/evaluation", None, ("app", "worker", "rntk_client", "rntk_launcher", "fastapi", "celery",
+                                    "starlette", "redis")),
+    ("worker", None, ("app", "rntk_client", "rntk_launcher")),
+    ("app", None, ("rntk_client", "rntk_launcher", "jax")),
+    # no rntk_core either: the client needs none of it (a pure, JAX-free module may be allowed here)
+    ("rntk_client", None, NOT_IN_CLIENT),
 ])
 def test_no_module_imports_upwards(folder, exclude, forbidden) -> None:
     offenders = {
@@ -83,7 +94,21 @@ def test_evaluation_imports_no_service() -> None:
 
 def test_worker_imports_no_app() -> None:
     loaded = _modules_after("import worker.tasks, worker.queue, worker.jobs, worker.settings, worker.logs")
-    assert not {name for name in loaded if name == "app" or name.startswith("app.")}
+    assert not {name for name in loaded if name.split(".")[0] in ("app", "rntk_client", "rntk_launcher")}
+
+
+def test_client_package_loads_no_service_framework_or_engine() -> None:
+    """Every client module's top level, then a command run through (against no server)."""
+    loaded = _modules_after("""
+        import importlib, pkgutil
+        import rntk_client
+        for module in pkgutil.iter_modules(rntk_client.__path__, "rntk_client."):
+            importlib.import_module(module.name)
+        code = rntk_client.run("jobs", ["--server", "http://127.0.0.1:9", "--json"])
+        assert code == 2, code  # nothing listens on port 9: one error line, exit 2
+    """)
+    assert "httpx" in loaded and "rntk_client.submit" in loaded
+    assert not {name for name in loaded if name.split(".")[0] in NOT_IN_CLIENT}
 
 
 @pytest.mark.skipif(not (UCI / "iris").is_dir(), reason="../shared/data/uci is not available")
@@ -108,3 +133,14 @@ def test_api_process_never_imports_jax(tmp_path) -> None:
     """)
     assert "jax" not in loaded and "rntk_core.api" not in loaded
     assert "rntk_core.evaluation.datasets" in loaded  # the upload was validated in-process
+
+
+def test_client_commands_of_the_rntk_script_load_no_server_or_jax() -> None:
+    """``rntk jobs`` goes through the launcher, which imports the server and the engine only for
+    their own commands."""
+    loaded = _modules_after("""
+        from rntk_launcher.cli import main
+        assert main(["jobs", "--server", "http://127.0.0.1:9"]) == 2
+    """)
+    assert "rntk_client.cli" in loaded and "rntk_launcher.serve" not in loaded
+    assert not {name for name in loaded if name.split(".")[0] in set(NOT_IN_CLIENT) - {"rntk_launcher"}}

@@ -50,7 +50,7 @@ def test_access(service_factory, iris_zip) -> None:
     refused = 0
     for host in ("0.0.0.0", "::", "192.0.2.10"):
         env = {k: v for k, v in service.env.items() if k != "RNTK_API_KEYS"}
-        result = subprocess.run([sys.executable, "-m", "app.serve", "serve", "--host", host,
+        result = subprocess.run([sys.executable, "-m", "rntk_launcher", "serve", "--host", host,
                                  "--port", str(free_port()), "--data-dir", str(service.data_dir)],
                                 cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
         assert result.returncode == 2 and "without API keys" in result.stderr, (host, result.stderr[-500:])

@@ -20,7 +20,7 @@ import pytest
 
 from tests.reliability.conftest import FULL, record_figures, scale
 from tests.service.conftest import RECOVERY_TIMING, TERMINAL, kill_tree, stop, wait_for
-from tests.service.test_reliability_defects import deliver_without_claim
+from tests.service.conftest import deliver_without_claim
 
 #: About 5 s on 2 cores (JAX import included), with two recurrent Gram matrices kept.
 CONFIG = {"families": ["RNN", "RBF"], "sigma_u": [0.5], "sigma_b": [0.1], "layers": [1, 2], "C": [1, 100]}
@@ -173,7 +173,7 @@ def test_api_restart(service_factory, iris_zip, redis_broker) -> None:
 @pytest.mark.skipif(not FULL, reason="the short run has the same check in tests/service/test_reliability_defects.py")
 def test_full_disk_repeated(service_factory, iris_zip, tmp_path) -> None:
     """ENOSPC while writing artifacts, 5 times: each fails once as DiskFull; then the disk recovers."""
-    from tests.service.test_reliability_defects import fill_disk, mount_small_disk
+    from tests.service.conftest import fill_disk, mount_small_disk
 
     disk = mount_small_disk(tmp_path / "disk")
     try:

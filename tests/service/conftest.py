@@ -89,7 +89,10 @@ def stop(process: subprocess.Popen) -> None:
 
 
 class Service:
-    """A running ``rntk serve`` (and optionally workers) with an httpx client."""
+    """A running ``rntk serve`` (and optionally workers) with an httpx client.
+
+    Started as ``python -m rntk_launcher serve|worker``, which is the ``rntk`` command.
+    """
 
     def __init__(self, data_dir: Path, env: dict[str, str], logs: Path) -> None:
         self.data_dir, self.env, self.logs = data_dir, env, logs
@@ -100,7 +103,7 @@ class Service:
 
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
         log = open(self.logs / log_name, "ab")
-        process = subprocess.Popen([sys.executable, "-m", "app.serve", *args], cwd=REPO, env=self.env,
+        process = subprocess.Popen([sys.executable, "-m", "rntk_launcher", *args], cwd=REPO, env=self.env,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.processes.append(process)
         return process
@@ -214,3 +217,72 @@ def wait_for(client: httpx.Client, job_id: str, states: set[str], timeout: float
             raise AssertionError(f"job {job_id} ended {job['state']} while waiting for {states}: {job}")
         time.sleep(0.2)
     raise TimeoutError(f"job {job_id} not in {states} after {timeout} s: {job}")
+
+
+def submit_longer(client: httpx.Client, iris_zip: Path) -> str:
+    """Upload iris and submit :data:`LONGER_CONFIG`; the job's id."""
+    dataset = client.post("/datasets", files={"file": ("iris.zip", iris_zip.read_bytes())}).json()
+    response = client.post("/jobs", json={"dataset_id": dataset["id"], "config": LONGER_CONFIG})
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+def evaluating(job: dict) -> bool:
+    """Past loading: the evaluation (kernels, fits) is under way."""
+    return job["progress"]["stage"] not in ("queued", "requeued", "starting", "loading")
+
+
+# --------------------------------------------------------------------------- fault injection
+
+#: Takes one message off the queue the way a worker's delivery does (with Redis, into kombu's
+#: ``unacked`` hash), prints its task id, then hangs until killed: a worker killed between
+#: delivery and claim.
+_GRAB = """
+import time
+from worker.settings import Settings
+from worker.celery_app import make_celery
+settings = Settings()
+with make_celery(settings).connection_for_read() as connection:
+    channel = connection.default_channel
+    for _ in range(600):
+        message = channel.basic_get(settings.queue, no_ack=False)
+        if message is not None:
+            break
+        time.sleep(0.05)
+    print("GOT", message.headers.get("id") if message else None, flush=True)
+    time.sleep(600)
+"""
+
+
+def deliver_without_claim(service: Service) -> str:
+    """Have the next queued message delivered to a consumer that dies (kill -9) before any
+    claim; returns the message's task id."""
+    grabber = subprocess.Popen([sys.executable, "-c", _GRAB], cwd=REPO, env=service.env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        line = grabber.stdout.readline().decode()
+        assert line.startswith("GOT ") and "None" not in line, line + grabber.stdout.read().decode()
+        return line.split()[1]
+    finally:
+        kill_tree(grabber, signal.SIGKILL)
+        grabber.wait(timeout=10)
+
+
+def mount_small_disk(mountpoint: Path, size: str = "16m") -> Path:
+    """Mount a small tmpfs (root only); skip with the reason where mounting is impossible."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mountpoint)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs for the full-disk test: {result.stderr.strip() or result.returncode}")
+    return mountpoint
+
+
+def fill_disk(folder: Path, leave_bytes: int) -> Path:
+    """Fill the filesystem of ``folder`` until about ``leave_bytes`` remain free."""
+    stats = os.statvfs(folder)
+    free = stats.f_bavail * stats.f_frsize
+    filler = folder / "filler.bin"
+    with open(filler, "wb") as handle:
+        handle.write(b"\0" * max(0, free - leave_bytes))
+    return filler

@@ -55,7 +55,7 @@ def test_auth_isolation_between_two_keys(service_factory, iris_zip) -> None:
 
 def test_serve_refuses_public_host_without_keys(tmp_path) -> None:
     env = {"PATH": "/usr/bin:/bin", "RNTK_DATA_DIR": str(tmp_path / "data")}
-    result = subprocess.run([sys.executable, "-m", "app.serve", "serve", "--host", "0.0.0.0",
+    result = subprocess.run([sys.executable, "-m", "rntk_launcher", "serve", "--host", "0.0.0.0",
                              "--port", str(free_port())], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2

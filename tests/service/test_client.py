@@ -1,4 +1,4 @@
-"""The `rntk` client (app/client.py) as a user runs it: subprocesses against a real server."""
+"""The `rntk` client (rntk_client/) as a user runs it: subprocesses against a real server."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ FAILING_CONFIG = {"families": ["RNN-P"], "rnnp_orders": [[0, 2, 1]], "sigma_u": 
 
 
 def rntk(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    """``python -m app.cli ARGS`` with a clean RNTK_* environment plus ``env``; bounded."""
+    """``rntk ARGS`` (as ``python -m rntk_launcher``) with a clean RNTK_* environment plus ``env``; bounded."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("RNTK_")}
     base.update(env or {})
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=REPO, env=base,
+    return subprocess.run([sys.executable, "-m", "rntk_launcher", *args], cwd=REPO, env=base,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -108,7 +108,7 @@ def test_client_end_to_end_with_key_from_env(service_factory, tmp_path: Path) ->
     assert written == sorted(entry["name"] for entry in listing)  # no .part files left
 
     # a reader that goes away (`rntk jobs | head`) ends the output quietly
-    reader = subprocess.Popen([sys.executable, "-m", "app.cli", "jobs", "--json"], cwd=REPO,
+    reader = subprocess.Popen([sys.executable, "-m", "rntk_launcher", "jobs", "--json"], cwd=REPO,
                               env={**{k: v for k, v in os.environ.items() if not k.startswith("RNTK_")}, **env},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     reader.stdout.close()  # before the client writes a byte
@@ -189,7 +189,7 @@ def test_client_errors_without_a_server(tmp_path: Path) -> None:
 
 
 def test_progress_line_and_fixed_columns() -> None:
-    from app.client import _cell, overall_fraction, progress_text
+    from rntk_client.render import cell, overall_fraction, progress_text
 
     queued = {"state": "queued", "progress": {"stage": "queued", "done": 0, "total": 1}}
     assert progress_text(queued) == "queued" and overall_fraction(queued) == 0.0
@@ -198,4 +198,4 @@ def test_progress_line_and_fixed_columns() -> None:
     assert progress_text(running) == "validation fits 12/345" and overall_fraction(running) == 0.42
     done = {"state": "succeeded", "progress": {"stage": "done", "done": 1, "total": 1, "overall": 0.97}}
     assert progress_text(done) == "succeeded" and overall_fraction(done) == 1.0
-    assert [len(_cell(text, 24)) for text in ("abc", "x" * 24, "y" * 40)] == [24, 24, 24]
+    assert [len(cell(text, 24)) for text in ("abc", "x" * 24, "y" * 40)] == [24, 24, 24]

@@ -13,19 +13,7 @@ import pytest
 
 from worker.settings import Settings
 from worker.jobs import JobRecord, JobState, Store, now
-from .conftest import LONGER_CONFIG, RECOVERY_TIMING, descendants, kill_tree, wait_for
-
-
-def _submit_longer(client, iris_zip: Path) -> str:
-    dataset = client.post("/datasets", files={"file": ("iris.zip", iris_zip.read_bytes())}).json()
-    response = client.post("/jobs", json={"dataset_id": dataset["id"], "config": LONGER_CONFIG})
-    assert response.status_code == 202, response.text
-    return response.json()["id"]
-
-
-def _evaluating(job: dict) -> bool:
-    """Past loading: the evaluation (kernels, fits) is under way."""
-    return job["progress"]["stage"] not in ("queued", "requeued", "starting", "loading")
+from .conftest import RECOVERY_TIMING, descendants, evaluating, kill_tree, submit_longer, wait_for
 
 
 def _check_once(service, job: dict) -> None:
@@ -48,9 +36,9 @@ def test_kill9_worker_tree_redis(service_factory, iris_zip, redis_broker) -> Non
     service.start_server()
     worker = service.start_worker()
     client = service.client()
-    job_id = _submit_longer(client, iris_zip)
+    job_id = submit_longer(client, iris_zip)
     wait_for(client, job_id, {"running"}, timeout=90,
-             condition=_evaluating)
+             condition=evaluating)
     assert descendants(worker.pid), "the prefork pool child should be running the job"
     kill_tree(worker, signal.SIGKILL)
     worker.wait(timeout=10)
@@ -66,9 +54,9 @@ def test_kill9_embedded_worker_restarts(service_factory, iris_zip) -> None:
     service = service_factory(**RECOVERY_TIMING)
     service.start_server()
     client = service.client()
-    job_id = _submit_longer(client, iris_zip)
+    job_id = submit_longer(client, iris_zip)
     wait_for(client, job_id, {"running"}, timeout=90,
-             condition=_evaluating)
+             condition=evaluating)
     workers = [pid for pid in descendants(service.server.pid)]
     assert workers
     for pid in workers:  # the worker tree only; the API lives on
@@ -177,9 +165,9 @@ def test_cancel_running_job(service_factory, iris_zip) -> None:
     service = service_factory()
     service.start_server()
     client = service.client()
-    job_id = _submit_longer(client, iris_zip)
+    job_id = submit_longer(client, iris_zip)
     wait_for(client, job_id, {"running"}, timeout=90,
-             condition=_evaluating)
+             condition=evaluating)
     asked = time.monotonic()
     response = client.post(f"/jobs/{job_id}/cancel")
     assert response.status_code == 202 and response.json()["cancel_requested"] is True
@@ -222,7 +210,7 @@ def test_job_time_limit(service_factory, iris_zip) -> None:
     service = service_factory(job_time_limit_s="4")
     service.start_server()
     client = service.client()
-    job_id = _submit_longer(client, iris_zip)
+    job_id = submit_longer(client, iris_zip)
     job = wait_for(client, job_id, {"failed"}, timeout=90)
     assert job["error"]["type"] == "TimeLimitExceeded" and "4 s" in job["error"]["message"], job
     assert job["attempts"] == 1 and client.get(f"/jobs/{job_id}/artifacts").json() == []

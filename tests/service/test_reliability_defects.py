@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -24,8 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import REPO, RECOVERY_TIMING, SMALL_CONFIG, TERMINAL, descendants, kill_tree, stop, wait_for
-from .test_recovery import _evaluating, _submit_longer
+from .conftest import (RECOVERY_TIMING, SMALL_CONFIG, TERMINAL, deliver_without_claim, descendants, evaluating,
+                       fill_disk, kill_tree, mount_small_disk, stop, submit_longer, wait_for)
 
 
 def _upload(client: httpx.Client, iris_zip: Path) -> str:
@@ -51,40 +49,6 @@ def _wait_record(service, job_id: str, states: set[str], timeout: float) -> dict
 
 
 # --------------------------------------------------------------------------- 1. lost delivery
-
-#: Takes one message off the queue the way a worker's delivery does (with Redis, into kombu's
-#: ``unacked`` hash), prints its task id, then hangs until killed: a worker killed between
-#: delivery and claim.
-_GRAB = """
-import time
-from worker.settings import Settings
-from worker.celery_app import make_celery
-settings = Settings()
-with make_celery(settings).connection_for_read() as connection:
-    channel = connection.default_channel
-    for _ in range(600):
-        message = channel.basic_get(settings.queue, no_ack=False)
-        if message is not None:
-            break
-        time.sleep(0.05)
-    print("GOT", message.headers.get("id") if message else None, flush=True)
-    time.sleep(600)
-"""
-
-
-def deliver_without_claim(service) -> str:
-    """Have the next queued message delivered to a consumer that dies (kill -9) before any
-    claim; returns the message's task id."""
-    grabber = subprocess.Popen([sys.executable, "-c", _GRAB], cwd=REPO, env=service.env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        line = grabber.stdout.readline().decode()
-        assert line.startswith("GOT ") and "None" not in line, line + grabber.stdout.read().decode()
-        return line.split()[1]
-    finally:
-        kill_tree(grabber, signal.SIGKILL)
-        grabber.wait(timeout=10)
-
 
 def test_delivered_but_unclaimed_job_is_resent(service_factory, iris_zip, redis_broker) -> None:
     """Defect 1: a worker killed after delivery, before claim; the job still runs, once."""
@@ -128,26 +92,6 @@ def test_queued_job_waiting_in_line_is_not_resent(service_factory, iris_zip, red
 
 
 # --------------------------------------------------------------------------- 2. full disk
-
-
-def mount_small_disk(mountpoint: Path, size: str = "16m") -> Path:
-    """Mount a small tmpfs (root only); skip with the reason where mounting is impossible."""
-    mountpoint.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mountpoint)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs for the full-disk test: {result.stderr.strip() or result.returncode}")
-    return mountpoint
-
-
-def fill_disk(folder: Path, leave_bytes: int) -> Path:
-    """Fill the filesystem of ``folder`` until about ``leave_bytes`` remain free."""
-    stats = os.statvfs(folder)
-    free = stats.f_bavail * stats.f_frsize
-    filler = folder / "filler.bin"
-    with open(filler, "wb") as handle:
-        handle.write(b"\0" * max(0, free - leave_bytes))
-    return filler
 
 
 @pytest.fixture
@@ -326,8 +270,8 @@ def test_recovery_runs_without_the_api(service_factory, iris_zip, redis_broker) 
     service.start_server()
     worker = service.start_worker()
     client = service.client()
-    job_id = _submit_longer(client, iris_zip)
-    wait_for(client, job_id, {"running"}, timeout=120, condition=_evaluating)
+    job_id = submit_longer(client, iris_zip)
+    wait_for(client, job_id, {"running"}, timeout=120, condition=evaluating)
     client.close()
     stop(service.server)  # the API is gone for good
     assert descendants(worker.pid)

@@ -1,4 +1,4 @@
-"""Entry points of ``rntk serve`` and ``rntk worker`` (wired in ``rntk_core/cli.py``).
+"""Entry points of ``rntk serve`` and ``rntk worker`` (wired in :mod:`rntk_launcher.cli`).
 
 ``serve_main``: the API under uvicorn. Without ``RNTK_BROKER_URL`` (the embedded default)
 it also starts, and restarts if it dies, a real Celery worker subprocess that shares the
@@ -163,15 +163,3 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     # exec: the worker replaces this process (signals and kill -9 reach it directly)
     os.execv(command[0], command)
     return 0  # not reached
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("serve", "worker"):
-        print("usage: python -m app.serve {serve|worker} [options]", file=sys.stderr)
-        return 2
-    return (serve_main if argv[0] == "serve" else worker_main)(argv[1:])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
