@@ -1,15 +1,21 @@
-"""Dependencies: the settings, the store, and the current owner (auth)."""
+"""Dependencies: the settings, the store, the broker's app, and the current owner (auth).
+
+Routes take them through the aliases written once here: ``owner: OwnerDep``,
+``store: StoreDep``, ``settings: SettingsDep``, ``celery: CeleryDep``.
+"""
 
 from __future__ import annotations
 
 import hmac
+from typing import Annotated, Any
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 
-from worker.settings import Settings
 from worker.jobs import Store, owner_of_key
+from worker.settings import Settings
 
-__all__ = ["current_owner", "get_store", "get_settings_dep", "match_key", "page_credentials", "PAGE_COOKIE"]
+__all__ = ["CeleryDep", "OwnerDep", "PAGE_COOKIE", "SettingsDep", "StoreDep", "current_owner", "get_celery",
+           "get_settings_dep", "get_store", "match_key", "page_credentials"]
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -18,6 +24,11 @@ async def get_settings_dep(request: Request) -> Settings:
 
 async def get_store(request: Request) -> Store:
     return request.app.state.store
+
+
+async def get_celery(request: Request) -> Any:
+    """The Celery app that sends job messages (``worker.celery_app.make_celery``)."""
+    return request.app.state.celery
 
 
 async def current_owner(request: Request) -> str:
@@ -78,3 +89,9 @@ def page_credentials(request: Request) -> tuple[str | None, str]:
     token, source = candidates[0]  # the first one given decides: no falling through to others
     matched = match_key(keys, token)
     return (owner_of_key(matched), source) if matched is not None else (None, "invalid")
+
+
+OwnerDep = Annotated[str, Depends(current_owner)]
+StoreDep = Annotated[Store, Depends(get_store)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+CeleryDep = Annotated[Any, Depends(get_celery)]

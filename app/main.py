@@ -12,8 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from worker.settings import Settings, get_settings
+from app.service import ServiceError
 from worker.jobs import Store
+from worker.settings import Settings, get_settings
 
 __all__ = ["create_app"]
 
@@ -57,6 +58,10 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> FastA
         if exc.status_code == 405:  # Starlette names the first matching route's methods only
             headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers or None)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from rntk_core.evaluation.config import EvaluationConfig
-from worker.jobs import JobError, JobRecord, JobState, Progress
+from worker.jobs import ArtifactOptions, DatasetMeta, JobError, JobRecord, JobState, Progress
 
 __all__ = [
     "ArtifactOptions", "ArtifactView", "DatasetView", "ErrorResponse", "JobRequest", "JobView",
@@ -44,14 +44,6 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: ERRORS[code] for code in codes}
 
 
-class ArtifactOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    gram: Literal["selected", "all", "none"] = Field(
-        default="selected",
-        description="Gram matrices to write: those of the selected configurations, every one of "
-                    "the grid, or none.")
-
-
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset_id: str = Field(description="The id returned by POST /datasets.")
@@ -75,8 +67,8 @@ class DatasetView(BaseModel):
     created_at: float | None = None
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> "DatasetView":
-        return cls.model_validate({name: meta.get(name) for name in cls.model_fields})
+    def from_meta(cls, meta: DatasetMeta) -> "DatasetView":
+        return cls.model_validate({name: getattr(meta, name, None) for name in cls.model_fields})
 
 
 class Requeued(BaseModel):
@@ -124,12 +116,14 @@ class JobView(BaseModel):
     def from_record(cls, record: JobRecord) -> "JobView":
         times = {name: iso(getattr(record, name)) for name in
                  ("created_at", "started_at", "finished_at", "updated_at", "enqueued_at")}
+        # the typed parts as the record file holds them (config: the used settings only)
+        parts = record.model_dump(mode="json", include={"config", "artifacts", "summary", "cost", "timings"})
         return cls(
             id=record.id, dataset_id=record.dataset_id, dataset_name=record.dataset_name,
-            config=record.config, artifacts=record.artifacts,
-            state=record.state, progress=record.progress, error=record.error, summary=record.summary,
-            attempts=record.attempts, cost=record.cost, cancel_requested=record.cancel_requested, worker=record.worker,
-            phase_seconds=record.phase_seconds, timings=record.timings,
+            config=parts["config"], artifacts=parts["artifacts"],
+            state=record.state, progress=record.progress, error=record.error, summary=parts["summary"],
+            attempts=record.attempts, cost=parts["cost"], cancel_requested=record.cancel_requested, worker=record.worker,
+            phase_seconds=record.phase_seconds, timings=parts["timings"],
             artifact_count=record.artifact_count,
             requeues=[Requeued(at=iso(entry.at), reason=entry.reason) for entry in record.requeues],
             url=f"/jobs/{record.id}", artifacts_url=f"/jobs/{record.id}/artifacts", **times,

@@ -24,9 +24,7 @@ from celery.signals import (setup_logging, task_received, worker_init, worker_pr
 
 from worker.settings import Settings, get_settings
 
-__all__ = ["TASK_NAME", "broker_options", "ensure_broker_dirs", "make_celery", "celery_app"]
-
-TASK_NAME = "rntk.run_job"
+__all__ = ["broker_options", "ensure_broker_dirs", "make_celery", "celery_app"]
 
 
 def broker_options(settings: Settings) -> tuple[str, dict]:

@@ -3,7 +3,7 @@
 Layout under ``data_dir``::
 
     datasets/<owner>/<sha256>/data.<ext>     the upload, content-addressed per owner
-    datasets/<owner>/<sha256>/meta.json      {"id", "format", "n_samples", ...}
+    datasets/<owner>/<sha256>/meta.json      {"id", "format", "n_samples", ...}: a DatasetMeta
     jobs/<id>/record.json                    the job record (the service's own state)
     jobs/<id>/heartbeat.json                 {"at", "pid", "host", "attempt"} of a running job
     jobs/<id>/cancel                         present once a cancel was requested
@@ -40,13 +40,17 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, field_serializer,
+                      field_validator)
 
+from rntk_core.evaluation.config import EvaluationConfig, used_settings
 from rntk_core.evaluation.files import atomic_write_json, read_json
+from worker.models import ArtifactOptions, DatasetMeta, FamilySummary, JobCost, JobTimings
 
 __all__ = [
-    "JobError", "JobRecord", "JobState", "InvalidTransition", "Progress", "Requeue", "Store",
-    "TRANSITIONS", "file_lock", "now", "owner_of_key",
+    "ArtifactOptions", "DatasetMeta", "FamilySummary", "JobCost", "JobError", "JobRecord", "JobState",
+    "JobTimings", "InvalidTransition", "Progress", "Requeue", "Store", "TRANSITIONS", "file_lock", "now",
+    "owner_of_key",
 ]
 
 _ID = re.compile(r"^[0-9a-f]{8,64}$")
@@ -115,6 +119,9 @@ class JobRecord(BaseModel):
     Fields after ``message_id`` are server bookkeeping that the API never shows
     (see ``app.models.JobView``). Unknown fields are kept, so a newer worker's record
     survives an older reader.
+
+    ``config`` is written as :func:`~rntk_core.evaluation.config.used_settings` (without the
+    settings of families that do not run; they read back as their defaults).
     """
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
@@ -123,8 +130,8 @@ class JobRecord(BaseModel):
     owner: str
     dataset_id: str
     dataset_name: str | None = None
-    config: dict[str, Any] = Field(default_factory=dict)
-    artifacts: dict[str, Any] = Field(default_factory=dict)
+    config: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    artifacts: ArtifactOptions = Field(default_factory=ArtifactOptions)
     state: JobState = JobState.queued
     progress: Progress = Field(default_factory=lambda: Progress(stage="queued"))
     created_at: float = Field(default_factory=lambda: now())
@@ -134,19 +141,36 @@ class JobRecord(BaseModel):
     enqueued_at: float | None = None
     delivered_at: float | None = None
     error: JobError | None = None
-    summary: dict[str, Any] | None = None
+    summary: dict[str, FamilySummary] | None = None
     attempts: int = 0
-    cost: dict[str, Any] | None = None
+    cost: JobCost | None = None
     requeues: list[Requeue] = Field(default_factory=list)
     cancel_requested: bool = False
     worker: str | None = None
     phase_seconds: dict[str, float] = Field(default_factory=dict)
-    timings: dict[str, Any] | None = None
+    timings: JobTimings | None = None
     artifact_count: int | None = None
     message_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     enqueue_error: str | None = None
     deleted: bool = False
     deleted_at: float | None = None
+
+    @field_validator("config", mode="wrap")
+    @classmethod
+    def _stored_config(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> EvaluationConfig:
+        """A stored config that today's bounds refuse (a record older than a bound) still loads,
+        unchecked: the worker validates the config again before it runs (``parse_config``)."""
+        try:
+            return handler(value)
+        except ValidationError:
+            if not isinstance(value, dict):
+                raise
+            known = {name: item for name, item in value.items() if name in EvaluationConfig.model_fields}
+            return EvaluationConfig.model_construct(**known)
+
+    @field_serializer("config")
+    def _used_config(self, config: EvaluationConfig) -> dict[str, Any]:
+        return used_settings(config)
 
     def move_to(self, state: JobState, **changes: Any) -> None:
         """Change state (checked against :data:`TRANSITIONS`) and set ``changes``."""
@@ -175,6 +199,11 @@ def owner_of_key(key: str | None) -> str:
 
 def valid_id(value: str) -> bool:
     return bool(_ID.match(value))
+
+
+def _read_meta(path: Path) -> DatasetMeta | None:
+    data = read_json(path)
+    return None if data is None else DatasetMeta.model_validate(data)
 
 
 def _ids_in(folder: Path) -> list[str]:
@@ -236,31 +265,31 @@ class Store:
         folder = self.datasets_root / owner / dataset_id
         return folder if (folder / "meta.json").is_file() else None
 
-    def dataset_meta(self, owner: str, dataset_id: str) -> dict | None:
+    def dataset_meta(self, owner: str, dataset_id: str) -> DatasetMeta | None:
         folder = self.dataset_dir(owner, dataset_id)
-        return read_json(folder / "meta.json") if folder else None
+        return _read_meta(folder / "meta.json") if folder else None
 
     def dataset_file(self, owner: str, dataset_id: str) -> Path | None:
         meta = self.dataset_meta(owner, dataset_id)
         if meta is None:
             return None
-        return self.datasets_root / owner / dataset_id / meta["file"]
+        return self.datasets_root / owner / dataset_id / meta.file
 
-    def commit_dataset(self, owner: str, sha256: str, upload: Path, meta: dict) -> dict:
+    def commit_dataset(self, owner: str, sha256: str, upload: Path, meta: DatasetMeta) -> DatasetMeta:
         """Move a validated upload into ``datasets/<owner>/<sha256>/``; an existing copy wins."""
         final = self.datasets_root / owner / sha256
-        existing = read_json(final / "meta.json")
+        existing = _read_meta(final / "meta.json")
         if existing is not None:
             return existing
         staging = Path(tempfile.mkdtemp(prefix=f".{sha256}.", dir=self.tmp_root))
-        shutil.move(str(upload), staging / meta["file"])
-        atomic_write_json(staging / "meta.json", meta)
+        shutil.move(str(upload), staging / meta.file)
+        atomic_write_json(staging / "meta.json", meta.model_dump(mode="json"))
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(staging, final)
         except OSError:  # a concurrent identical upload got there first
             shutil.rmtree(staging, ignore_errors=True)
-            existing = read_json(final / "meta.json")
+            existing = _read_meta(final / "meta.json")
             if existing is None:
                 raise
             return existing

@@ -27,18 +27,17 @@ import json
 import logging
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from worker.settings import Settings
-from worker.celery_app import TASK_NAME
+from rntk_core.devices import device_memory
 from worker.jobs import JobError, JobRecord, JobState, Progress, Requeue, Store, file_lock, now
+from worker.settings import TASK_NAME, Settings
 
-__all__ = ["enqueue", "heartbeat_age", "sweep", "waiting_message_ids", "device_memory", "Heartbeat", "StallWatch",
+__all__ = ["enqueue", "heartbeat_age", "sweep", "waiting_message_ids", "Heartbeat", "StallWatch",
            "SweepLock", "Sweeper"]
 
 log = logging.getLogger("rntk.recovery")
@@ -187,34 +186,6 @@ def waiting_message_ids(celery: Any, settings: Settings) -> set[str] | None:
         return None
 
 
-def device_memory() -> list[dict] | None:
-    """Memory in use on each accelerator this process uses, or None where it cannot be read.
-
-    Read from JAX's ``Device.memory_stats()`` only once the job itself has imported JAX (the
-    heartbeat never imports it: the worker's main process must stay free of JAX). CPU
-    devices report no stats, so on CPU this is None and the metric is not emitted.
-    """
-    jax = sys.modules.get("jax")
-    if jax is None:
-        return None
-    try:
-        devices = jax.local_devices()
-    except Exception:  # the backend is still initialising, or failed to
-        return None
-    found = []
-    for device in devices:
-        try:
-            stats = device.memory_stats()
-        except Exception:
-            stats = None
-        if stats and "bytes_in_use" in stats:
-            found.append({"device": f"{device.platform}:{device.id}",
-                          "bytes_in_use": int(stats["bytes_in_use"]),
-                          "peak_bytes_in_use": int(stats.get("peak_bytes_in_use", 0)),
-                          "bytes_limit": int(stats.get("bytes_limit", 0))})
-    return found or None
-
-
 class StallWatch:
     """When the job's progress last moved (a new stage, or a new count within one), for the
     heartbeat's watchdog. Thread-safe enough: one writer (the job), one reader (the beat)."""
@@ -237,7 +208,8 @@ class Heartbeat:
     """A daemon thread that refreshes the job's heartbeat file every ``interval`` seconds.
 
     The file carries the worker's host, pids and attempt, and the job's device memory in use
-    where JAX can report it (:func:`device_memory`), for ``/metrics``.
+    where JAX can report it (:func:`rntk_core.devices.device_memory`, which never imports JAX:
+    the worker's main process stays free of it), for ``/metrics``.
 
     With a :class:`StallWatch` and ``stall_after_s`` > 0 it is also the job's watchdog: a job
     whose progress has not moved for that long while this thread still beats (a deadlock in

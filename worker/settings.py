@@ -8,7 +8,10 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["Settings", "TASK_NAME", "get_settings"]
+
+#: The Celery task that runs a job: :mod:`worker.queue` sends it, :mod:`worker.tasks` registers it.
+TASK_NAME = "rntk.run_job"
 
 
 class Settings(BaseSettings):

@@ -25,13 +25,13 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from worker.logs import job_context
-from worker.settings import get_settings
 from rntk_core.evaluation.cancel import Cancelled
 from rntk_core.evaluation.files import atomic_write_json
-from worker.jobs import JobError, JobRecord, JobState, Progress, Store, now
-from worker.celery_app import TASK_NAME, celery_app
+from worker.celery_app import celery_app
+from worker.jobs import FamilySummary, JobCost, JobError, JobRecord, JobState, Progress, Store, now
+from worker.logs import job_context
 from worker.queue import Heartbeat, StallWatch
+from worker.settings import TASK_NAME, Settings, get_settings
 
 __all__ = ["run_job", "claim", "execute", "fail_stalled", "scrub"]
 
@@ -159,19 +159,19 @@ class PhaseClock:
         return totals
 
 
-def summarise(report: dict) -> dict:
+def summarise(report: dict[str, Any]) -> dict[str, FamilySummary]:
     """Per family: the test accuracy and the chosen configuration(s)."""
-    return {family: {"test_accuracy": result.get("test_accuracy"), "chosen": result.get("chosen")}
+    return {family: FamilySummary(test_accuracy=result.get("test_accuracy"), chosen=result.get("chosen"))
             for family, result in (report.get("families") or {}).items()}
 
 
 class OverallProgress:
     """The job's overall fraction and ETA from the stage counts, weighted by the estimate."""
 
-    def __init__(self, estimate: dict[str, Any] | None) -> None:
+    def __init__(self, estimate: JobCost | None) -> None:
         self.started = time.monotonic()
-        self.weights = (estimate or {}).get("stage_seconds") or {}
-        self.expected = float((estimate or {}).get("seconds") or 0.0)
+        self.weights = estimate.stage_seconds if estimate is not None else {}
+        self.expected = float(estimate.seconds or 0.0) if estimate is not None else 0.0
         self.fraction = 0.0
 
     def update(self, stage: str, done: int, total: int) -> tuple[float, float]:
@@ -183,7 +183,7 @@ class OverallProgress:
         return round(self.fraction, 4), eta_seconds(elapsed, self.fraction, self.expected)
 
 
-def use_compile_cache(settings: Any) -> None:
+def use_compile_cache(settings: Settings) -> None:
     """JAX's persistent compilation cache for this worker process (read when JAX loads; the
     environment's own JAX_* settings win). Entries are keyed by program and device kind, so
     worker hosts may share the data volume's cache."""
@@ -195,81 +195,98 @@ def use_compile_cache(settings: Any) -> None:
         os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(settings.compile_cache_mb << 20))
 
 
-def execute(store: Store, record: JobRecord, settings: Any, watch: StallWatch | None = None) -> None:
-    """Evaluate the job's dataset into a staged folder and install it; update the record.
-    ``watch`` hears of every progress step (the heartbeat's stall watchdog reads it)."""
-    job_id = record.id
-    last_write = [0.0]
-    phases = PhaseClock()
-    overall = OverallProgress(record.cost)
-    # Celery's soft limit is a signal, and an import in flight (JAX's) can swallow it; this
-    # deadline, checked between tiles, fits and phases, enforces the limit regardless.
-    deadline = time.monotonic() + settings.job_time_limit_s
+class Attempt:
+    """One attempt's bookkeeping: progress into the record (at most every 0.5 s within a
+    stage), seconds per stage, and the cancel and deadline checks.
 
-    def set_progress(stage: str, done: int, total: int, force: bool = False) -> None:
-        if watch is not None:
-            watch.moved(stage, done, total)
-        changed = phases.enter(stage)
-        if not force and not changed and done < total and time.monotonic() - last_write[0] < 0.5:
+    Celery's soft limit is a signal, and an import in flight (JAX's) can swallow it; the
+    deadline, checked between tiles, fits and phases, enforces the limit regardless.
+    ``watch`` hears of every progress step (the heartbeat's stall watchdog reads it).
+    """
+
+    def __init__(self, store: Store, record: JobRecord, settings: Settings, watch: StallWatch | None) -> None:
+        self.store, self.job_id, self.watch = store, record.id, watch
+        self.phases = PhaseClock()
+        self.overall = OverallProgress(record.cost)
+        self.deadline = time.monotonic() + settings.job_time_limit_s
+        self._last_write = 0.0
+
+    def set_progress(self, stage: str, done: int, total: int, force: bool = False) -> None:
+        if self.watch is not None:
+            self.watch.moved(stage, done, total)
+        changed = self.phases.enter(stage)
+        if not force and not changed and done < total and time.monotonic() - self._last_write < 0.5:
             return
-        last_write[0] = time.monotonic()
-        fraction, eta = overall.update(stage, done, total)
+        self._last_write = time.monotonic()
+        fraction, eta = self.overall.update(stage, done, total)
+        phases = self.phases
 
         def report_progress(rec: JobRecord) -> None:
             # one assignment: stage, counts, fraction and ETA always change together
             rec.progress = Progress(stage=stage, done=int(done), total=int(total), overall=fraction, eta_s=eta)
             rec.phase_seconds = phases.seconds()
 
-        store.update_job(job_id, report_progress)
+        self.store.update_job(self.job_id, report_progress)
 
-    def should_cancel() -> bool:
-        if time.monotonic() > deadline:
+    def should_cancel(self) -> bool:
+        if time.monotonic() > self.deadline:
             raise SoftTimeLimitExceeded()
-        return store.cancel_requested(job_id)
+        return self.store.cancel_requested(self.job_id)
 
-    def check_cancel() -> None:
-        if should_cancel():
+    def check_cancel(self) -> None:
+        if self.should_cancel():
             raise Cancelled()
 
+
+def _evaluate(store: Store, record: JobRecord, settings: Settings, attempt: Attempt, staged: Path) -> dict[str, Any]:
+    """Load the job's dataset and evaluate it into ``staged``; the report (a dict)."""
+    attempt.set_progress("loading", 0, 1, force=True)
+    # JAX arrives with rntk_core: only here, in the pool child. Allocate device memory as
+    # needed rather than 75% up front, so the engine's tile budget is what bounds it.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    use_compile_cache(settings)
+    from rntk_core.evaluation.config import parse_config
+    from rntk_core.evaluation.datasets import DatasetLimits, load_dataset
+    from rntk_core.evaluation.evaluate import evaluate_dataset
+
+    # validated again: a record older than one of today's bounds holds its config unchecked
+    config = parse_config(record.config.model_dump())
+    path = store.dataset_file(record.owner, record.dataset_id)
+    if path is None:
+        raise FileNotFoundError("the job's dataset no longer exists")
+    limits = DatasetLimits(max_samples=settings.max_samples, max_steps=settings.max_steps)
+    dataset = load_dataset(path, features_per_step=config.features_per_step, limits=limits)
+    attempt.check_cancel()
+    gram_mode = record.artifacts.gram
+    started = attempt.overall.started
+    # "loading" (JAX's import included) is the report's timings.load, and the report's
+    # total runs from the attempt's start: the record and the report agree
+    return evaluate_dataset(
+        dataset, config, out_dir=staged, progress=False, grams=gram_mode,
+        on_progress=attempt.set_progress, should_cancel=attempt.should_cancel,
+        memory_budget=settings.memory_budget_bytes, grid_memory=settings.grid_memory_bytes,
+        load_seconds=time.monotonic() - started,
+        started_at=time.time() - (time.monotonic() - started),
+        provenance={"dataset_sha256": record.dataset_id, "job_id": record.id,
+                    "request": record.model_dump(mode="json", include={"dataset_id", "config", "artifacts"})})
+
+
+def execute(store: Store, record: JobRecord, settings: Settings, watch: StallWatch | None = None) -> None:
+    """Evaluate the job's dataset into a staged folder and install it; update the record.
+    ``watch`` hears of every progress step (the heartbeat's stall watchdog reads it)."""
+    job_id = record.id
+    attempt = Attempt(store, record, settings, watch)
     # a killed earlier attempt may have left its staged folder: this attempt replaces it
     for leftover in store.job_dir(job_id).glob(".artifacts.*"):
         shutil.rmtree(leftover, ignore_errors=True)
     staged = store.job_dir(job_id) / f".artifacts.{record.attempts}.{uuid.uuid4().hex[:8]}"
     try:
-        set_progress("loading", 0, 1, force=True)
-        # JAX arrives with rntk_core: only here, in the pool child. Allocate device memory as
-        # needed rather than 75% up front, so the engine's tile budget is what bounds it.
-        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-        use_compile_cache(settings)
-        from rntk_core.evaluation.config import parse_config
-        from rntk_core.evaluation.datasets import DatasetLimits, load_dataset
-        from rntk_core.evaluation.evaluate import evaluate_dataset
-
-        config = parse_config(record.config)
-        path = store.dataset_file(record.owner, record.dataset_id)
-        if path is None:
-            raise FileNotFoundError("the job's dataset no longer exists")
-        limits = DatasetLimits(max_samples=settings.max_samples, max_steps=settings.max_steps)
-        dataset = load_dataset(path, features_per_step=config.features_per_step, limits=limits)
-        check_cancel()
-        gram_mode = record.artifacts.get("gram", "selected")
-        # "loading" (JAX's import included) is the report's timings.load, and the report's
-        # total runs from the attempt's start: the record and the report agree
-        report = evaluate_dataset(
-            dataset, config, out_dir=staged, progress=False, grams=gram_mode,
-            on_progress=set_progress, should_cancel=should_cancel,
-            memory_budget=settings.memory_budget_bytes, grid_memory=settings.grid_memory_bytes,
-            load_seconds=time.monotonic() - overall.started,
-            started_at=time.time() - (time.monotonic() - overall.started),
-            provenance={"dataset_sha256": record.dataset_id, "job_id": job_id,
-                        "request": {"dataset_id": record.dataset_id, "config": record.config,
-                                    "artifacts": record.artifacts}})
-        check_cancel()  # also the deadline, so a late report is never installed
-        set_progress("writing", 0, 1, force=True)
+        report = _evaluate(store, record, settings, attempt, staged)
+        attempt.check_cancel()  # also the deadline, so a late report is never installed
+        attempt.set_progress("writing", 0, 1, force=True)
         manifest = _install_artifacts(store, job_id, staged)
         summary = summarise(report)
-
-        phase_seconds = phases.stop()
+        phase_seconds = attempt.phases.stop()
 
         def succeed(rec: JobRecord) -> None:
             if rec.message_id != record.message_id or rec.state != JobState.running:
@@ -283,19 +300,20 @@ def execute(store: Store, record: JobRecord, settings: Any, watch: StallWatch | 
         if final is not None and final.deleted:
             store.remove_artifacts(job_id)
     except Cancelled:
-        _finish(store, record, JobState.cancelled, None, phases.stop(), staged)
+        _finish(store, record, JobState.cancelled, None, attempt.phases.stop(), staged)
     except SoftTimeLimitExceeded:
         _finish(store, record, JobState.failed, JobError(
             type="TimeLimitExceeded",
-            message=f"the job ran past its time limit of {settings.job_time_limit_s:g} s"), phases.stop(), staged)
+            message=f"the job ran past its time limit of {settings.job_time_limit_s:g} s"),
+            attempt.phases.stop(), staged)
     except Exception as exc:  # every other failure is the job's, reported without traceback
         if disk_full(exc, store):
-            _fail_disk_full(store, record, staged, phases.stop())
+            _fail_disk_full(store, record, staged, attempt.phases.stop())
             return
         log.exception("job %s failed", job_id)
         kind = type(exc).__name__
         message = "out of memory" if isinstance(exc, MemoryError) else (scrub(str(exc), store) or kind)
-        _finish(store, record, JobState.failed, JobError(type=kind, message=message), phases.stop(), staged)
+        _finish(store, record, JobState.failed, JobError(type=kind, message=message), attempt.phases.stop(), staged)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import re
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from app.deps import current_owner, get_store
+from app import service
+from app.deps import OwnerDep, StoreDep
 from app.models import ArtifactView, errors
-from app.routes.jobs import owned_job
-from worker.jobs import Store
 
-router = APIRouter(tags=["artifacts"], responses=errors(401, 404))
+router = APIRouter(prefix="/jobs/{job_id}/artifacts", tags=["artifacts"], responses=errors(401, 404))
 
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(.+)$", re.IGNORECASE)
 _SPEC = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
@@ -36,26 +35,22 @@ def range_ok(header: str, size: int) -> bool:
     return True
 
 
-@router.get("/jobs/{job_id}/artifacts", summary="The job's artifacts: name, size, sha256, media type, url",
+@router.get("", summary="The job's artifacts: name, size, sha256, media type, url",
             response_model=list[ArtifactView])
-def list_artifacts(job_id: str, owner: str = Depends(current_owner),
-                   store: Store = Depends(get_store)) -> list[ArtifactView]:
-    owned_job(store, job_id, owner)
+def list_artifacts(job_id: str, owner: OwnerDep, store: StoreDep) -> list[ArtifactView]:
+    service.get_job(store, owner, job_id)
     return [ArtifactView(**entry, url=f"/jobs/{job_id}/artifacts/{entry['name']}")
             for entry in store.manifest(job_id)]
 
 
-@router.get("/jobs/{job_id}/artifacts/{name:path}", summary="Download one artifact (Range supported)",
+@router.get("/{name:path}", summary="Download one artifact (Range supported)",
             response_class=FileResponse, responses=errors(416))
-def download_artifact(job_id: str, name: str, request: Request, owner: str = Depends(current_owner),
-                      store: Store = Depends(get_store)):
-    owned_job(store, job_id, owner)
-    entries = {entry["name"]: entry for entry in store.manifest(job_id)}
-    entry = entries.get(name)  # only names the worker listed: no traversal, no private files
-    root = store.artifacts_dir(job_id).resolve()
-    path = (root / name).resolve() if entry else None
-    if entry is None or path is None or root not in path.parents or not path.is_file():
+def download_artifact(job_id: str, name: str, request: Request, owner: OwnerDep, store: StoreDep):
+    service.get_job(store, owner, job_id)
+    found = service.find_artifact(store, job_id, name)
+    if found is None:
         raise HTTPException(404, f"job {job_id!r} has no artifact {name!r}")
+    path, entry = found
     size = path.stat().st_size
     header = request.headers.get("range")
     if header is not None and not range_ok(header, size):

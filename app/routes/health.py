@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import tempfile
 
-from fastapi import APIRouter, Depends, Request
+from typing import Any
+
+from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app.deps import current_owner
+from app.deps import CeleryDep, SettingsDep, StoreDep, current_owner
 from app.metrics import render_metrics
 from worker.jobs import Store
+from worker.settings import Settings
 
 router = APIRouter(tags=["health"])
 
@@ -22,14 +25,13 @@ def healthz() -> dict:
     return {"status": "ok"}
 
 
-def _broker_ok(request: Request) -> tuple[bool, str]:
-    settings = request.app.state.settings
+def _broker_ok(settings: Settings, celery: Any) -> tuple[bool, str]:
     if settings.embedded:
         folder = settings.broker_dir / "messages"
         ok = folder.is_dir() and os.access(folder, os.W_OK)
         return ok, "filesystem broker folder writable" if ok else "filesystem broker folder missing or read-only"
     try:
-        with request.app.state.celery.connection_for_write() as connection:
+        with celery.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=2)
         return True, "broker reachable"
     except Exception as exc:
@@ -46,12 +48,12 @@ def _data_dir_ok(store: Store) -> tuple[bool, str]:
 
 
 @router.get("/readyz", summary="Ready: broker reachable and data dir writable (503 otherwise)")
-async def readyz(request: Request):
-    broker, broker_note = await run_in_threadpool(_broker_ok, request)
-    data, data_note = await run_in_threadpool(_data_dir_ok, request.app.state.store)
+async def readyz(store: StoreDep, settings: SettingsDep, celery: CeleryDep):
+    broker, broker_note = await run_in_threadpool(_broker_ok, settings, celery)
+    data, data_note = await run_in_threadpool(_data_dir_ok, store)
     body = {"status": "ready" if broker and data else "not ready",
             "broker": broker_note, "data_dir": data_note,
-            "mode": "embedded" if request.app.state.settings.embedded else "broker"}
+            "mode": "embedded" if settings.embedded else "broker"}
     return JSONResponse(body if broker and data else {**body, "detail": "not ready"},
                         status_code=200 if broker and data else 503)
 
@@ -61,6 +63,6 @@ async def readyz(request: Request):
             dependencies=[Depends(current_owner)], response_class=PlainTextResponse,
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                              "description": "Prometheus text exposition format"}})
-async def metrics(request: Request) -> Response:
-    body = await run_in_threadpool(render_metrics, request.app.state.store)
+async def metrics(store: StoreDep) -> Response:
+    body = await run_in_threadpool(render_metrics, store)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

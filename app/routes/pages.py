@@ -24,19 +24,23 @@ import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from app.deps import PAGE_COOKIE, get_store, page_credentials
+from app import service
+from app.deps import PAGE_COOKIE, CeleryDep, SettingsDep, StoreDep, page_credentials
+from app.uploads import receive_upload
 from worker.jobs import JobRecord, JobState, Store
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
+#: A job's own pages: /jobs/{job_id}/page, its cancel button, report and artifacts.
+job_router = APIRouter(prefix="/jobs/{job_id}/page", tags=["pages"], include_in_schema=False)
 
 _TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).resolve().parents[1] / "templates"),
                          autoescape=select_autoescape(default=True, default_for_string=True),
@@ -104,11 +108,10 @@ def _progress(record: JobRecord) -> dict | None:
 
 
 def _summary(record: JobRecord) -> list[tuple[str, str]]:
-    summary = record.summary or {}
     rows = []
-    for family, result in summary.items():
-        accuracy = (result or {}).get("test_accuracy")
-        rows.append((str(family), f"{100 * accuracy:.1f}%" if isinstance(accuracy, (int, float)) else "n/a"))
+    for family, result in (record.summary or {}).items():
+        accuracy = result.test_accuracy
+        rows.append((str(family), f"{100 * accuracy:.1f}%" if accuracy is not None else "n/a"))
     return rows
 
 
@@ -120,24 +123,17 @@ def _error(record: JobRecord) -> str | None:
 
 def _job(record: JobRecord) -> dict:
     """What the templates show of a job record."""
-    families = record.config.get("families") or []
+    families = record.config.families
     return {
         "id": record.id, "state": record.state.value,
         "dataset": record.dataset_name or "(unnamed)", "dataset_id": record.dataset_id,
         "families": ", ".join(map(str, families)) or "default",
         "progress": _progress(record), "summary": _summary(record), "error": _error(record),
         "created": _when(record.created_at), "finished": _when(record.finished_at),
-        "attempts": record.attempts, "cost": (record.cost or {}).get("text"),
+        "attempts": record.attempts, "cost": record.cost.text if record.cost else None,
         "cancel_requested": record.cancel_requested and not record.state.terminal,
         "cancellable": not record.state.terminal and not record.cancel_requested,
     }
-
-
-def _owned(store: Store, job_id: str, owner: str) -> JobRecord | None:
-    record = store.read_job(job_id)
-    if record is None or record.owner != owner or record.deleted:
-        return None
-    return record
 
 
 def _not_found(job_id: str) -> HTMLResponse:
@@ -146,7 +142,7 @@ def _not_found(job_id: str) -> HTMLResponse:
 
 def _jobs_page(store: Store, owner: str, state: str | None, *, status: int = 200,
                form_error: str | None = None, config_text: str | None = None) -> HTMLResponse:
-    records = store.list_jobs(owner, JobState(state) if state else None, 200, 0)
+    records = service.list_jobs(store, owner, JobState(state) if state else None, 200, 0)
     active = any(not r.state.terminal for r in records)
     refresh = _ACTIVE_REFRESH_S if active else _IDLE_REFRESH_S
     return _page("jobs.html.j2", status=status, refresh=None if form_error else refresh,
@@ -156,7 +152,7 @@ def _jobs_page(store: Store, owner: str, state: str | None, *, status: int = 200
 
 
 @router.get("/", response_class=HTMLResponse)
-def jobs_page(request: Request, state: str | None = None, store: Store = Depends(get_store)) -> Response:
+def jobs_page(request: Request, store: StoreDep, state: str | None = None) -> Response:
     owner, early = _authenticate(request)
     if early is not None:
         return early
@@ -164,28 +160,23 @@ def jobs_page(request: Request, state: str | None = None, store: Store = Depends
 
 
 @router.post("/page/submit", response_class=HTMLResponse)
-async def submit_page(request: Request, store: Store = Depends(get_store)) -> Response:
-    """The browser form: upload, submit, then go to the job's page (errors: the form again)."""
-    from app.routes.datasets import receive_upload
-    from app.routes.jobs import create_job, parse_job_request
+async def submit_page(request: Request, store: StoreDep, settings: SettingsDep, celery: CeleryDep) -> Response:
+    """The browser form: upload, submit, then go to the job's page (errors: the form again).
 
+    The same path as ``POST /jobs`` (multipart): :func:`app.service.load_json` for the config,
+    then :func:`app.service.submit_job`."""
     owner, early = _authenticate(request)
     if early is not None:
         return early
-    settings = request.app.state.settings
     config_text = ""
     try:
         meta, fields = await receive_upload(request, store, settings, owner)
         config_text = fields.get("config", "")
-        try:
-            config = json.loads(config_text) if config_text.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise HTTPException(422, f"the config is not valid JSON: {exc.msg} at line {exc.lineno} "
-                                     f"column {exc.colno}") from None
-        body = {"dataset_id": meta["id"], "config": config,
+        body = {"dataset_id": meta.id,
+                "config": service.load_json(config_text, "the config") if config_text.strip() else {},
                 "artifacts": {"gram": fields.get("gram") or "selected"}}
-        record = await run_in_threadpool(create_job, request, owner, parse_job_request(body))
-    except HTTPException as exc:
+        record = await run_in_threadpool(service.submit_job, store, settings, celery, owner, body)
+    except (HTTPException, service.ServiceError) as exc:
         return _jobs_page(store, owner, None, status=exc.status_code, form_error=str(exc.detail),
                           config_text=config_text)
     return RedirectResponse(f"/jobs/{record.id}/page", status_code=303)
@@ -196,7 +187,7 @@ def _page_job(request: Request, store: Store, job_id: str) -> tuple[JobRecord | 
     owner, early = _authenticate(request)
     if early is not None:
         return None, early
-    record = _owned(store, job_id, owner)
+    record = service.find_job(store, owner, job_id)
     if record is None:
         return None, _not_found(job_id)
     return record, None
@@ -224,8 +215,8 @@ def _inline_report(path: Path) -> tuple[Markup | None, Markup | None]:
     return Markup(style.group(1).replace("body{", ".rntk-report-page{")), Markup(main.group(0))
 
 
-@router.get("/jobs/{job_id}/page", response_class=HTMLResponse)
-def job_page(job_id: str, request: Request, store: Store = Depends(get_store)) -> Response:
+@job_router.get("", response_class=HTMLResponse)
+def job_page(job_id: str, request: Request, store: StoreDep) -> Response:
     record, early = _page_job(request, store, job_id)
     if early is not None:
         return early
@@ -240,30 +231,26 @@ def job_page(job_id: str, request: Request, store: Store = Depends(get_store)) -
                  report_style=style, report_body=body)
 
 
-@router.post("/jobs/{job_id}/page/cancel")
-def cancel_page(job_id: str, request: Request, store: Store = Depends(get_store)) -> Response:
+@job_router.post("/cancel")
+def cancel_page(job_id: str, request: Request, store: StoreDep) -> Response:
     """The cancel button: ask, then show the job page (which says "cancel requested")."""
-    from app.routes.jobs import cancel_record
-
-    record, early = _page_job(request, store, job_id)
+    owner, early = _authenticate(request)
     if early is not None:
         return early
-    cancel_record(store, record.id)
+    try:
+        record, _ = service.cancel_job(store, owner, job_id)
+    except service.NotFound:
+        return _not_found(job_id)
     return RedirectResponse(f"/jobs/{record.id}/page", status_code=303)
 
 
 def _artifact(store: Store, record: JobRecord, name: str) -> Path | None:
-    """The artifact's file, only for names the worker listed (no traversal, no private files)."""
-    entry = next((e for e in store.manifest(record.id) if e["name"] == name), None)
-    root = store.artifacts_dir(record.id).resolve()
-    path = (root / name).resolve() if entry else None
-    if path is None or root not in path.parents or not path.is_file():
-        return None
-    return path
+    found = service.find_artifact(store, record.id, name)
+    return found[0] if found else None
 
 
-@router.get("/jobs/{job_id}/page/artifacts/{name:path}")
-def artifact_page(job_id: str, name: str, request: Request, store: Store = Depends(get_store)) -> Response:
+@job_router.get("/artifacts/{name:path}")
+def artifact_page(job_id: str, name: str, request: Request, store: StoreDep) -> Response:
     """An artifact for the browser (cookie auth), as a download."""
     record, early = _page_job(request, store, job_id)
     if early is not None:
@@ -275,8 +262,8 @@ def artifact_page(job_id: str, name: str, request: Request, store: Store = Depen
     return FileResponse(path, filename=path.name, headers={"Cache-Control": "no-store"})
 
 
-@router.get("/jobs/{job_id}/page/report.html")
-def job_report(job_id: str, request: Request, store: Store = Depends(get_store)) -> Response:
+@job_router.get("/report.html")
+def job_report(job_id: str, request: Request, store: StoreDep) -> Response:
     """The standalone report (also linked from the artifacts)."""
     record, early = _page_job(request, store, job_id)
     if early is not None:
@@ -307,13 +294,12 @@ def _fold_std(store: Store, record: JobRecord) -> dict[str, float]:
 
 
 @router.get("/compare", response_class=HTMLResponse)
-def compare_page(request: Request, job: list[str] = Query(default=[]),
-                 store: Store = Depends(get_store)) -> Response:
+def compare_page(request: Request, store: StoreDep, job: Annotated[list[str], Query()] = []) -> Response:
     """Several jobs' test accuracy per family side by side (``?job=A&job=B``)."""
     owner, early = _authenticate(request)
     if early is not None:
         return early
-    records = [record for job_id in dict.fromkeys(job[:20]) if (record := _owned(store, job_id, owner))]
+    records = [record for job_id in dict.fromkeys(job[:20]) if (record := service.find_job(store, owner, job_id))]
     families: list[str] = []
     for record in records:
         families += [name for name in (record.summary or {}) if name not in families]
@@ -322,10 +308,14 @@ def compare_page(request: Request, job: list[str] = Query(default=[]),
     for family in families:
         cells = []
         for record, spread in zip(records, spreads):
-            accuracy = ((record.summary or {}).get(family) or {}).get("test_accuracy")
-            text = f"{100 * accuracy:.1f}%" if isinstance(accuracy, (int, float)) else "-"
+            result = (record.summary or {}).get(family)
+            accuracy = result.test_accuracy if result is not None else None
+            text = f"{100 * accuracy:.1f}%" if accuracy is not None else "-"
             if family in spread and text != "-":
                 text += f" ± {100 * spread[family]:.1f}"
             cells.append(text)
         rows.append((family, cells))
     return _page("compare.html.j2", title="rntk: compare jobs", jobs=[_job(r) for r in records], rows=rows)
+
+
+router.include_router(job_router)
