@@ -89,9 +89,17 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     """Every method some route serves at ``path`` (HEAD with GET, as Starlette answers it)."""
     from starlette.routing import Match
 
+    def leaves(routes: Any) -> Any:  # included routers nest their routes (FastAPI >= 0.16x)
+        for route in routes:
+            included = getattr(route, "original_router", None)
+            if included is not None:
+                yield from leaves(included.routes)
+            else:
+                yield route
+
     methods: set[str] = set()
     scope = {"type": "http", "path": path, "method": "GET", "root_path": ""}
-    for route in app.router.routes:
+    for route in leaves(app.router.routes):
         if getattr(route, "methods", None) and route.matches(scope)[0] != Match.NONE:
             methods |= set(route.methods)
     return sorted(methods)

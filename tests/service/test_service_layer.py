@@ -207,3 +207,17 @@ def test_device_memory_reader_imports_no_jax() -> None:
     from rntk_core import devices
 
     assert worker.queue.device_memory is devices.device_memory  # one reader, the engine's
+
+
+def test_a_405_names_every_method_of_the_path(service_factory) -> None:
+    """Routes live in routers with prefixes; the Allow header still lists what the path serves
+    (it was empty once FastAPI nested included routers)."""
+    service = service_factory()
+    service.start_server()
+    client = service.client()
+    cases = {("PUT", "/jobs"): "GET, POST", ("PUT", "/jobs/abc"): "DELETE, GET",
+             ("DELETE", "/jobs/abc/artifacts/report.json"): "GET"}
+    for (method, path), allowed in cases.items():
+        response = client.request(method, path)
+        assert response.status_code == 405, (method, path, response.text)
+        assert response.headers["allow"] == allowed, (method, path, response.headers)
