@@ -23,11 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from rntk_core.evaluation import evaluate
 from rntk_core.evaluation.config import EvaluationConfig
 from rntk_core.evaluation.datasets import load_dataset
-from rntk_core.evaluation.evaluate import build_plan, device_description, fit_splits
-from rntk_core.evaluation.protocol import normalise, resolve_splits, selection_pairs
+from rntk_core.evaluation.kernels import build_plan
+from rntk_core.evaluation.protocol import normalise, resolve_splits, selection_pairs, wanted_fits
+from rntk_core.evaluation.report.assemble import device_description
+from rntk_core.evaluation.solvers.fit import FitCache
+from rntk_core.evaluation.solvers.strategy import fit_splits
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "uci"
 PLACEMENTS = ("host", "device")
@@ -36,7 +38,7 @@ PLACEMENTS = ("host", "device")
 def validation_requests(dataset, config: EvaluationConfig, plan) -> dict:
     splits, _ = resolve_splits(dataset, config.protocol, config.seed)
     selection = selection_pairs(splits, dataset.y, dataset.classes, config.cv_folds, config.seed)
-    wanted = evaluate._wanted([c for candidates in plan.candidates.values() for c in candidates])
+    wanted = wanted_fits([c for candidates in plan.candidates.values() for c in candidates])
     return {f"v{k}": (fit, score, wanted) for k, (fit, score) in enumerate(selection.pairs)}
 
 
@@ -55,7 +57,7 @@ def run(data: Path, names: list[str], families: list[str], repeats: int) -> dict
             requests = validation_requests(dataset, config, plan)
             seconds[placement] = []
             for repeat in range(repeats + 1):  # the first run compiles: not timed
-                cache: evaluate.FitCache = {}
+                cache: FitCache = {}
                 started = time.perf_counter()
                 fit_splits(plan.models, dataset.y, requests, cache, solver="jax")
                 if repeat:

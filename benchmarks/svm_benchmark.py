@@ -31,7 +31,8 @@ import numpy as np
 
 from rntk_core.evaluation.config import EvaluationConfig
 from rntk_core.evaluation.datasets import load_dataset
-from rntk_core.evaluation.evaluate import device_description, evaluate_dataset
+from rntk_core.evaluation.evaluate import evaluate_dataset
+from rntk_core.evaluation.report.assemble import device_description
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "uci"
 

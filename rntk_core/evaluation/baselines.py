@@ -33,7 +33,8 @@ from sklearn.ensemble import RandomForestClassifier
 
 from .config import EvaluationConfig
 from .protocol import Candidate
-from .solvers.libsvm import Fit, KernelModel, default_jobs
+from .solvers.fit import Fit
+from .solvers.libsvm import KernelModel, default_jobs
 
 __all__ = [
     "ForestModel", "NearestModel", "mlp_family", "nearest_family", "poly_family", "rbf_family",

@@ -12,6 +12,8 @@ import numpy as np
 from rntk_core import __version__
 from rntk_core.inputs import DIRECTIONS, KINDS, POOLS
 
+from .solvers import SOLVERS
+
 
 def _load_array(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """X (and optional lengths) from a .npy file or an .npz file holding X."""
@@ -96,7 +98,7 @@ def _add_run_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                          help="precision of the recurrent kernels")
     command.add_argument("--quiet", action="store_true", help="no progress bars")
-    command.add_argument("--solver", choices=("auto", "jax", "libsvm"),
+    command.add_argument("--solver", choices=SOLVERS,
                          help="C-SVM solver (default: the config's, auto)")
     command.add_argument("--placement", choices=("auto", "host", "device"), default="auto",
                          help="where the kernels live (auto: the device on a GPU when the grids fit)")

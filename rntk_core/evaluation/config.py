@@ -27,6 +27,8 @@ from typing import Annotated, Any, Literal, Mapping, Sequence, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .solvers import Solver
+
 __all__ = [
     "ALL_FAMILIES",
     "BASELINE_FAMILIES",
@@ -153,7 +155,7 @@ class EvaluationConfig(BaseModel):
         description="1NN-DTW's Sakoe-Chiba half-width as a fraction of the longer series; "
         "null for the full window.",
     )
-    solver: Literal["auto", "jax", "libsvm"] = Field(
+    solver: Solver = Field(
         default="auto",
         description="C-SVM solver: libsvm (scikit-learn's SVC), jax (the batched interior-point "
         "solver, same classifier, bounded time at any C) or auto (jax on a GPU; on a CPU libsvm "

@@ -12,11 +12,14 @@ Everything here is pure NumPy / scikit-learn bookkeeping; no kernels and no SVMs
   drops the last one when their number is even, so the vote always has a winner.
 - :func:`majority_vote` is the per-point vote over the chosen configurations; a tied vote
   goes to the smallest class label.
+- :class:`FamilyOutcome` holds a family's validation scores, its chosen configurations and
+  their test accuracies.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Hashable, Literal, Mapping, Sequence
 
@@ -27,6 +30,7 @@ from .datasets import N_FOLDS, Dataset, DatasetError, Splits, check_stratifiable
 
 __all__ = [
     "Candidate",
+    "FamilyOutcome",
     "Selection",
     "selection_pairs",
     "ProtocolName",
@@ -36,6 +40,7 @@ __all__ = [
     "resolve_splits",
     "select_ties",
     "stratified_splits",
+    "wanted_fits",
 ]
 
 ProtocolName = Literal["predefined", "stratified"]
@@ -149,6 +154,10 @@ class Selection:
             entry["note"] = self.note
         return entry
 
+    def split_name(self, index: int) -> str:
+        """The fit cache's name for pair ``index``: "validation", or "cv0", "cv1", ..."""
+        return "validation" if self.method == "holdout" else f"cv{index}"
+
 
 def selection_pairs(splits: Splits, y: np.ndarray, classes: np.ndarray, folds: int, seed: int) -> Selection:
     """How ``splits`` scores configurations; ``folds`` is k for the ``"cv"`` selection.
@@ -176,6 +185,31 @@ def selection_pairs(splits: Splits, y: np.ndarray, classes: np.ndarray, folds: i
         warnings.simplefilter("ignore", UserWarning)
         pairs = [(np.sort(train[fit]), np.sort(train[score])) for fit, score in cv.split(train, y[train])]
     return Selection("cv", pairs, note)
+
+
+def wanted_fits(candidates: Sequence[Candidate]) -> dict[Hashable, list[float | None]]:
+    """Model key -> the Cs its candidates fit, in the candidates' order."""
+    wanted: dict[Hashable, list[float | None]] = defaultdict(list)
+    for candidate in candidates:
+        wanted[candidate.model].append(candidate.C)
+    return wanted
+
+
+@dataclass
+class FamilyOutcome:
+    """Validation scores (one per candidate), the chosen indices, and the test result."""
+
+    scores: list[float]
+    chosen: list[int]
+    fold_accuracies: list[float] | None = None
+
+    @property
+    def validation_accuracy(self) -> float:
+        return max(self.scores)
+
+    @property
+    def test_accuracy(self) -> float:
+        return float(np.mean(self.fold_accuracies))
 
 
 def accuracy(predictions: np.ndarray, truth: np.ndarray) -> float:

@@ -30,8 +30,9 @@ from tqdm import tqdm
 
 from .config import EvaluationConfig
 from .datasets import load_dataset
-from .evaluate import check_families, evaluate_dataset
+from .evaluate import evaluate_dataset
 from .files import atomic_write_text
+from .kernels import check_families
 
 __all__ = ["format_table", "list_datasets", "run_bench", "table_metrics"]
 

@@ -6,7 +6,7 @@ import pytest
 
 from rntk_core.evaluation.config import parse_config
 from rntk_core.evaluation.cost import N_FOLDS, estimate_cost
-from rntk_core.evaluation.evaluate import recurrent_candidates
+from rntk_core.evaluation.kernels import recurrent_candidates
 
 
 def _recurrent_truth(config, steps: int) -> tuple[int, int, int]:

@@ -13,6 +13,7 @@ import pytest
 import rntk_core
 from rntk_core.evaluation import cli
 from rntk_core.evaluation import evaluate as evaluation
+from rntk_core.evaluation import kernels
 from rntk_core.evaluation.config import EvaluationConfig
 from rntk_core.evaluation.datasets import load_dataset
 from tests.helpers import SHARED
@@ -22,11 +23,6 @@ RNTK = [sys.executable, "-m", "rntk_core.evaluation.cli"]
 
 REPORT_KEYS = {"dataset", "config", "protocol", "x_scale", "configurations", "families", "grams",
                "non_converged", "timings", "versions", "device"}
-
-
-@pytest.fixture(scope="module")
-def iris():
-    return load_dataset(UCI / "iris")
 
 
 @pytest.fixture(scope="module")
@@ -121,13 +117,13 @@ def test_avg_families_use_the_mean_over_steps(iris_run, iris):
 
 def test_one_gram_grid_call_per_sigma_w_and_order(monkeypatch, iris):
     calls = []
-    real = evaluation.gram_grid
+    real = kernels.gram_grid
 
     def counting(X, **kwargs):
         calls.append((kwargs["sigma_w"], tuple(X[0, :, 0])))
         return real(X, **kwargs)
 
-    monkeypatch.setattr(evaluation, "gram_grid", counting)
+    monkeypatch.setattr(kernels, "gram_grid", counting)
     config = EvaluationConfig(families=["RNN", "RNN-P", "BI-RNN-AVG"], sigma_w=[1.0, 1.5], sigma_u=[0.5],
                               sigma_b=[0.1], layers=[1], C=[1.0], rnnp_orders=[[3, 2, 0, 1]])
     report = evaluation.evaluate_dataset(iris, config, families=[*config.families, "RNN-P-CK"])

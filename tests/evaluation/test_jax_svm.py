@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from sklearn.svm import SVC
 
+from rntk_core.evaluation.solvers.interior_point import solve_duals
 from rntk_core.evaluation.solvers.jax_svm import (
     NOMINAL_ITERATIONS,
     SvmTask,
     fit_predict_many,
     ovo_pairs,
-    solve_duals,
 )
 
 C_GRID = [1e-2, 1.0, 1e2, 1e4, 1e6]
@@ -172,7 +172,7 @@ def test_cpu_solver_makes_one_lapack_call_per_problem():
 
     import jax
 
-    from rntk_core.evaluation.solvers import jax_svm
+    from rntk_core.evaluation.solvers import interior_point
 
     if jax.default_backend() != "cpu":
         pytest.skip("the CPU lowering is what is checked")
@@ -181,8 +181,8 @@ def test_cpu_solver_makes_one_lapack_call_per_problem():
         K = np.stack([make_task(seed, n, 2)[0] for seed in range(batch)])
         y = np.where(np.arange(n) % 2 == 0, 1.0, -1.0)[None].repeat(batch, 0)
         C, mask = np.ones(batch), np.ones((batch, n))
-        state = jax_svm._start(K, y, C, mask)
-        hlo = jax_svm._run_chunk.lower(K, y, C, mask, 1e-9, 2, state).compile().as_text()
+        state = interior_point._start(K, y, C, mask)
+        hlo = interior_point._run_chunk.lower(K, y, C, mask, 1e-9, 2, state).compile().as_text()
     calls = [line for line in hlo.splitlines() if "custom_call_target=\"lapack_" in line]
     assert {re.search(r'custom_call_target="(\w+)"', line).group(1) for line in calls} >= \
         {"lapack_dpotrf_ffi", "lapack_dtrsm_ffi"}

@@ -13,20 +13,26 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rntk_core.evaluation import evaluate
 from rntk_core.evaluation.config import EvaluationConfig
 from rntk_core.evaluation.datasets import load_dataset
-from rntk_core.evaluation.evaluate import (
-    FamilyOutcome,
+from rntk_core.evaluation.evaluate import evaluate_dataset
+from rntk_core.evaluation.kernels import (
+    ChunkedKernelStore,
     build_plan,
-    evaluate_dataset,
-    fit_splits,
+    compute_grids,
     grid_bytes,
+    grid_chunks,
+    pair_bytes,
+    recurrent_candidates,
     resolve_placement,
 )
-from rntk_core.evaluation.protocol import normalise
+from rntk_core.evaluation.protocol import FamilyOutcome, normalise, resolve_splits, wanted_fits
+from rntk_core.evaluation.report.assemble import write_grams
+from rntk_core.evaluation.solvers import strategy
+from rntk_core.evaluation.solvers.fit import FitCache
 from rntk_core.evaluation.solvers.jax_svm import KernelTask, SvmTask, fit_predict_many, gather_blocks
 from rntk_core.evaluation.solvers.libsvm import slice_kernel
+from rntk_core.evaluation.solvers.strategy import fit_splits
 from tests.helpers import TS_DATA, UCI
 
 GRID = dict(families=["RNN", "BI-RNN-AVG", "RBF"], sigma_u=[0.5], sigma_b=[0.1], layers=[1, 2],
@@ -94,15 +100,10 @@ def test_placement_auto_and_its_rule():
     with pytest.raises(ValueError, match="placement"):
         resolve_placement("gpu", 1)
     config = EvaluationConfig(sigma_u=[0.5, 1.0], sigma_b=[0.1], layers=[1, 3])
-    kernels = [c.model for c in evaluate.recurrent_candidates("RNN", config, 4)]
-    kernels += [c.model for c in evaluate.recurrent_candidates("RNN", config, 4, "float64")]
+    kernels = [c.model for c in recurrent_candidates("RNN", config, 4)]
+    kernels += [c.model for c in recurrent_candidates("RNN", config, 4, "float64")]
     # 2 directions x 4 readouts x L=3 x 2 pairs x N^2, float32 and float64 grids
     assert grid_bytes(10, kernels, config) == 2 * 4 * 3 * 2 * 100 * (4 + 8)
-
-
-@pytest.fixture(scope="module")
-def iris():
-    return load_dataset(UCI / "iris")
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +124,7 @@ def same_results(a: dict, b: dict) -> None:
 def test_libsvm_and_the_hybrid_fit_device_kernels(iris, monkeypatch):
     """libsvm threads take device kernels to the host (one C per thread, a shared slice); the
     hybrid's JAX refits (a 50-step cap forces some) then use them where they are."""
-    monkeypatch.setattr(evaluate, "hybrid_iteration_cap", lambda n_train: 50)
+    monkeypatch.setattr(strategy, "hybrid_iteration_cap", lambda n_train: 50)
     for solver in ("libsvm", "auto"):
         reports = [evaluate_dataset(iris, EvaluationConfig(solver=solver, **GRID), placement=placement)
                    for placement in ("host", "device")]
@@ -146,10 +147,10 @@ def plan_and_fits(dataset, placement: str, families: list[str], grid: dict):
     config = EvaluationConfig(solver="jax", **{**grid, "families": families})
     X, _ = normalise(dataset.X, config.normalize)
     plan = build_plan(families, X, dataset.lengths, config, placement=placement)
-    splits, _ = evaluate.resolve_splits(dataset, config.protocol, config.seed)
+    splits, _ = resolve_splits(dataset, config.protocol, config.seed)
     train, test = splits.folds[0]
-    wanted = evaluate._wanted([c for name in families for c in plan.candidates[name]])
-    cache: evaluate.FitCache = {}
+    wanted = wanted_fits([c for name in families for c in plan.candidates[name]])
+    cache: FitCache = {}
     fit_splits(plan.models, dataset.y, {"fold0": (train, test, wanted)}, cache, solver="jax")
     return plan, cache
 
@@ -183,7 +184,7 @@ def test_device_kernels_and_gram_files_equal_the_host_ones(iris, tmp_path):
         assert key.direction == "bi" and key.sigma_v != 1.0
         np.testing.assert_array_equal(np.asarray(model.kernel()), host.models[key].kernel())
     outcomes = {"BI-RNN-AVG": FamilyOutcome([0.0] * len(device.candidates["BI-RNN-AVG"]), [0])}
-    entries, first = evaluate.write_grams(device, outcomes, tmp_path, 1.0, False)
+    entries, first = write_grams(device, outcomes, tmp_path, 1.0, False)
     saved = np.load(tmp_path / entries[0]["file"])
     assert isinstance(first, np.ndarray)
     np.testing.assert_array_equal(saved, host.store.kernel(device.candidates["BI-RNN-AVG"][0].model))
@@ -191,30 +192,30 @@ def test_device_kernels_and_gram_files_equal_the_host_ones(iris, tmp_path):
 
 def test_grid_chunks_rule():
     config = EvaluationConfig(sigma_u=[0.25, 0.5], sigma_b=[0.001, 0.1], layers=[1, 2])
-    kernels = [c.model for c in evaluate.recurrent_candidates("RNN-P", config, 4)]
-    kernels += [c.model for c in evaluate.recurrent_candidates("RNN", config, 4, "float64")]
-    one = evaluate.pair_bytes(10, 2, "float32")
+    kernels = [c.model for c in recurrent_candidates("RNN-P", config, 4)]
+    kernels += [c.model for c in recurrent_candidates("RNN", config, 4, "float64")]
+    one = pair_bytes(10, 2, "float32")
     assert one == 2 * 4 * 2 * 100 * 4
     whole = grid_bytes(10, kernels, config)
     assert whole == 4 * one * 3  # float32 + float64 (twice the bytes)
-    assert evaluate.grid_chunks(10, kernels, config, whole) is None
-    assert evaluate.grid_chunks(10, kernels, config, 0) is None  # unknown budget: no chunks
-    chunks = evaluate.grid_chunks(10, kernels, config, 2 * one)
+    assert grid_chunks(10, kernels, config, whole) is None
+    assert grid_chunks(10, kernels, config, 0) is None  # unknown budget: no chunks
+    chunks = grid_chunks(10, kernels, config, 2 * one)
     assert [(chunk.source[2], len(chunk.pairs)) for chunk in chunks] == \
         [("float32", 2), ("float32", 2), ("float64", 1), ("float64", 1), ("float64", 1), ("float64", 1)]
     assert chunks[0].pairs == ((0.25, 0.001), (0.25, 0.1)) and chunks[1].pairs == ((0.5, 0.001), (0.5, 0.1))
     # A budget below one pair still gives one pair per chunk (placement="auto" then picks the host).
-    assert {len(chunk.pairs) for chunk in evaluate.grid_chunks(10, kernels, config, 1)} == {1}
+    assert {len(chunk.pairs) for chunk in grid_chunks(10, kernels, config, 1)} == {1}
 
 
 def test_a_chunked_store_holds_one_chunk_and_hands_out_arrays_of_their_own(iris):
     config = EvaluationConfig(sigma_u=[0.25, 0.5], sigma_b=[0.1], layers=[1])
     X, _ = normalise(iris.X, config.normalize)
-    kernels = list(dict.fromkeys(c.model for c in evaluate.recurrent_candidates("RNN", config, 4)))
-    eager = evaluate.compute_grids(X, None, kernels, config, placement="device")
-    store = evaluate.compute_grids(X, None, kernels, config, placement="device",
-                                   grid_memory=evaluate.pair_bytes(150, 1, "float32"))
-    assert isinstance(store, evaluate.ChunkedKernelStore) and store.computed == 0  # nothing up front
+    kernels = list(dict.fromkeys(c.model for c in recurrent_candidates("RNN", config, 4)))
+    eager = compute_grids(X, None, kernels, config, placement="device")
+    store = compute_grids(X, None, kernels, config, placement="device",
+                          grid_memory=pair_bytes(150, 1, "float32"))
+    assert isinstance(store, ChunkedKernelStore) and store.computed == 0  # nothing up front
     first, second = (k for k in kernels if k.kind == "ntk")
     assert store.residency(first) != store.residency(second) and eager.residency(first) == 0
     a = store.kernel(first)
@@ -238,7 +239,7 @@ def test_chunked_device_grids_give_the_host_results(iris, solver, tmp_path):
     config = EvaluationConfig(solver=solver, **grid)
     host = evaluate_dataset(iris, config, placement="host", out_dir=tmp_path / "host")
     chunked = evaluate_dataset(iris, config, placement="device", out_dir=tmp_path / "device",
-                               grid_memory=evaluate.pair_bytes(150, 1, "float32"))
+                               grid_memory=pair_bytes(150, 1, "float32"))
     same_results(host, chunked)
     chunks = chunked["solver"]["grid_chunks"]
     assert chunked["solver"]["placement"] == "device" and "grid_chunks" not in host["solver"]

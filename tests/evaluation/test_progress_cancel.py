@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 import rntk_core
-from rntk_core.evaluation.config import EvaluationConfig
-from rntk_core.evaluation.datasets import load_dataset
 from rntk_core.evaluation.cancel import Cancelled
-from rntk_core.evaluation.evaluate import Progress, evaluate_dataset, fit_splits
+from rntk_core.evaluation.config import EvaluationConfig
+from rntk_core.evaluation.evaluate import evaluate_dataset
+from rntk_core.evaluation.progress import Progress
 from rntk_core.evaluation.solvers.libsvm import KernelModel, fit_svc, run_parallel
-from tests.helpers import SHARED
+from rntk_core.evaluation.solvers.strategy import fit_splits
 
 SMALL = EvaluationConfig(families=["RNN", "RBF"], sigma_u=[0.5], sigma_b=[0.1], layers=[1], C=[1, 100])
 
@@ -42,8 +42,7 @@ def test_on_tile_reports_every_tile_and_can_stop_between_tiles():
                             on_tile=stop_after_two)
 
 
-def test_evaluation_reports_stages_and_honours_cancel(tmp_path):
-    iris = load_dataset(SHARED / "data" / "uci" / "iris")
+def test_evaluation_reports_stages_and_honours_cancel(tmp_path, iris):
     events: list[tuple[str, int, int]] = []
     report = evaluate_dataset(iris, SMALL, on_progress=lambda *event: events.append(event))
     stages = [stage for stage, _, _ in events]
@@ -67,9 +66,8 @@ def test_evaluation_reports_stages_and_honours_cancel(tmp_path):
     assert not (tmp_path / "out" / "report.json").exists()
 
 
-def test_gram_artifacts_selected_all_or_none(tmp_path):
+def test_gram_artifacts_selected_all_or_none(tmp_path, iris):
     """`grams` picks which recurrent Gram matrices a job's artifacts hold."""
-    iris = load_dataset(SHARED / "data" / "uci" / "iris")
     counts = {}
     for mode in ("selected", "all", "none"):
         report = evaluate_dataset(iris, SMALL, out_dir=tmp_path / mode, grams=mode)
@@ -142,9 +140,8 @@ def test_cancel_lands_inside_a_libsvm_fit_of_the_evaluation():
     assert time.monotonic() - started < 3.0
 
 
-def test_a_cancel_lands_while_the_report_is_drawn(tmp_path):
+def test_a_cancel_lands_while_the_report_is_drawn(tmp_path, iris):
     """The report's figures (seconds on large grids) check for a cancel between figures."""
-    iris = load_dataset(SHARED / "data" / "uci" / "iris")
     stages: list[str] = []
     checks_in_report: list[int] = []
 

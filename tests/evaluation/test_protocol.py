@@ -8,7 +8,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from rntk_core.evaluation.config import EvaluationConfig
 from rntk_core.evaluation.datasets import Dataset, DatasetError, Splits
-from rntk_core.evaluation.evaluate import recurrent_candidates
+from rntk_core.evaluation.kernels import recurrent_candidates
 from rntk_core.evaluation.protocol import majority_vote, normalise, resolve_splits, select_ties, stratified_splits
 from rntk_core.evaluation.solvers.libsvm import KernelModel, fit_svc, run_parallel, slice_kernel
 from rntk_core.evaluation.uci_bench import table_metrics

@@ -7,22 +7,15 @@ from __future__ import annotations
 
 import pytest
 
-from rntk_core.evaluation import evaluate
 from rntk_core.evaluation.cancel import Cancelled
 from rntk_core.evaluation.cli import build_parser, _config
 from rntk_core.evaluation.config import ConfigError, EvaluationConfig, parse_config
-from rntk_core.evaluation.datasets import load_dataset
 from rntk_core.evaluation.evaluate import evaluate_dataset
-from rntk_core.evaluation.solvers.dispatch import resolve_solver
-from tests.helpers import UCI
+from rntk_core.evaluation.solvers import strategy
+from rntk_core.evaluation.solvers.strategy import resolve_solver
 
 GRID = dict(families=["RNN", "RBF"], sigma_u=[0.5], sigma_b=[0.1], layers=[1, 2],
             C=[0.01, 1.0, 1e4, 1e6], rbf_gamma=[0.5, 8.0, 128.0])
-
-
-@pytest.fixture(scope="module")
-def iris():
-    return load_dataset(UCI / "iris")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +57,7 @@ def test_jax_solver_gives_libsvm_accuracies_and_reports_every_fit(reports):
 
 def test_hybrid_refits_what_libsvm_did_not_finish(iris, reports, monkeypatch):
     # A 50-step cap leaves libsvm unconverged on the larger-C fits; those go to the JAX solver.
-    monkeypatch.setattr(evaluate, "hybrid_iteration_cap", lambda n_train: 50)
+    monkeypatch.setattr(strategy, "hybrid_iteration_cap", lambda n_train: 50)
     hybrid = evaluate_dataset(iris, EvaluationConfig(solver="auto", **GRID))
     assert hybrid["solver"]["used"] == "hybrid"
     solvers = hybrid["solver"]["fits"]

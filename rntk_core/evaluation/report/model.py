@@ -1,8 +1,8 @@
 """The report of one evaluation, typed: what report.json holds and what its readers may rely on.
 
-:func:`rntk_core.evaluation.evaluate.evaluate_dataset` builds a :class:`Report` (so a report that
-breaks this schema fails where it is made) and returns its JSON form; readers call
-``Report.model_validate(json.loads(...))``. Models allow extra fields, so a newer writer's
+:func:`rntk_core.evaluation.evaluate.evaluate` builds and returns a :class:`Report` (so a report
+that breaks this schema fails where it is made; ``evaluate_dataset`` returns its JSON form);
+readers call ``Report.model_validate(json.loads(...))``. Models allow extra fields, so a newer writer's
 report still loads in an older reader.
 """
 

@@ -18,38 +18,19 @@ import os
 import threading
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import SVC
 
-__all__ = ["Fit", "KernelModel", "default_jobs", "fit_svc", "run_parallel", "slice_kernel"]
+from .fit import Fit
+
+__all__ = ["KernelModel", "default_jobs", "fit_svc", "run_parallel", "slice_kernel"]
 
 _T = TypeVar("_T")
 
 warnings.filterwarnings("ignore", message="Solver terminated early", category=ConvergenceWarning)
-
-
-@dataclass(frozen=True)
-class Fit:
-    """One fitted model's predictions on the evaluated points.
-
-    Attributes:
-        predictions: (n_evaluate,) int64 predicted class labels.
-        converged: False when the solver stopped before convergence.
-        solver: ``"libsvm"`` or ``"jax"`` (None for models without a solver, e.g. forests).
-        iterations: the most iterations a binary problem of the fit took (libsvm: SMO steps,
-            jax: interior-point steps), when the solver tells.
-        error: jax only: the largest final relative gap / KKT residual of its binary problems.
-    """
-
-    predictions: np.ndarray
-    converged: bool = True
-    solver: str | None = None
-    iterations: int | None = None
-    error: float | None = None
 
 
 def default_jobs() -> int:

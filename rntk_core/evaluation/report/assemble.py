@@ -1,0 +1,356 @@
+"""One evaluation's report, assembled: the dict report.json holds (typed afterwards as
+:class:`.model.Report`), and the arrays written beside it (``splits.npz``, ``gram/*.npy``).
+
+Everything here reads what the pipeline found (an :class:`Evaluation`); nothing fits or
+computes kernels, except the Gram files' chunks that a chunked store computes again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import platform
+import re
+import subprocess
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from rntk_core import __version__
+
+from ..config import BASELINE_FAMILIES, EvaluationConfig
+from ..datasets import Dataset, Splits
+from ..kernels import AVG_SCALING, Plan, RecurrentKernel
+from ..protocol import Candidate, FamilyOutcome, Selection
+from ..solvers.fit import FitCache
+from ..solvers.strategy import SolverStrategy
+
+__all__ = [
+    "RESAMPLED_NOTE", "Evaluation", "assemble", "dataset_summary", "describe", "device_description",
+    "draw_figures", "family_report", "fit_records", "git_commit", "majority_class_accuracy",
+    "non_converged", "notes", "save_report", "selected_kernels", "solver_summary", "split_digest", "utc",
+    "versions", "write_arrays", "write_grams", "write_splits",
+]
+
+#: The report's note on how baselines see sequences of unequal lengths.
+RESAMPLED_NOTE = ("sequences of unequal lengths are resampled to T = {steps} steps by linear "
+                  "interpolation for the baselines that need equal lengths (RBF, POLY, MLP, RF, "
+                  "1NN-ED); 1NN-DTW and the recurrent kernels use the true lengths")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What one evaluation found: everything its report is assembled from."""
+
+    dataset: Dataset
+    config: EvaluationConfig
+    families: list[str]
+    protocol: str
+    splits: Splits
+    selection: Selection
+    x_scale: float
+    plan: Plan
+    outcomes: Mapping[str, FamilyOutcome]
+    fits: FitCache
+    solver: SolverStrategy
+
+
+def assemble(evaluation: Evaluation, timings: dict[str, float], provenance: Mapping[str, Any],
+             started_at: float) -> dict[str, Any]:
+    """The report dict. ``timings`` is held by reference: phases timed later still show."""
+    dataset, plan, fits, splits = evaluation.dataset, evaluation.plan, evaluation.fits, evaluation.splits
+    configurations, family_results = family_report(plan, evaluation.outcomes)
+    return {
+        "dataset": dataset_summary(dataset),
+        "config": evaluation.config.model_dump(mode="json"),
+        "families_evaluated": evaluation.families,
+        "protocol": evaluation.protocol,
+        "selection": evaluation.selection.describe(),
+        "notes": notes(dataset, evaluation.families, evaluation.selection),
+        "x_scale": evaluation.x_scale,
+        "avg_scaling": AVG_SCALING,
+        "configurations": configurations,
+        "families": family_results,
+        "grams": [],
+        "non_converged": non_converged(plan, evaluation.outcomes, fits, len(splits.folds),
+                                       evaluation.selection),
+        "solver": solver_summary(evaluation.config.solver, evaluation.solver, fits, plan),
+        "fits": fit_records(plan, fits),
+        "timings": timings,
+        "versions": versions(),
+        "device": device_description(),
+        "majority_class_accuracy": majority_class_accuracy(dataset.y, splits.folds),
+        "reproducibility": {**dict(provenance), "split_sha256": split_digest(splits),
+                            "started_at": utc(started_at), "rntk_version": __version__,
+                            "git_commit": git_commit()},
+    }
+
+
+# --------------------------------------------------------------------------- results
+
+
+def solver_summary(requested: str, solver: SolverStrategy, cache: FitCache, plan: Plan) -> dict[str, Any]:
+    """What ran: the requested and resolved solver, where the kernels were (and the recurrent
+    grids' chunks, if any), fit counts per solver, and the solver's own settings."""
+    counts: dict[str, int] = defaultdict(int)
+    for fit in cache.values():
+        if fit.solver is not None:
+            counts[fit.solver] += 1
+    summary: dict[str, Any] = {"requested": requested, "used": solver.name, "placement": plan.placement,
+                               "fits": dict(counts),
+                               "non_converged": sum(not fit.converged for fit in cache.values())}
+    chunks = plan.store.describe() if plan.store is not None else None
+    if chunks is not None:
+        summary["grid_chunks"] = chunks
+    summary.update(solver.describe())
+    return summary
+
+
+def fit_records(plan: Plan, cache: FitCache) -> list[dict[str, Any]]:
+    """Every SVM fit of the job (split, model, C) with its solver and convergence."""
+    records = []
+    for (split, model, C), fit in cache.items():
+        if fit.solver is None:
+            continue
+        record = {"split": split, "model": plan.models[model].name, "C": C, "solver": fit.solver,
+                  "converged": fit.converged, "iterations": fit.iterations}
+        if fit.error is not None:
+            record["error"] = fit.error
+        records.append(record)
+    return records
+
+
+def non_converged(plan: Plan, outcomes: Mapping[str, FamilyOutcome], cache: FitCache,
+                  n_folds: int, selection: Selection) -> list[dict]:
+    """One entry per (family, configuration, split) whose SVM stopped before converging."""
+    failed = {key for key, fit in cache.items() if not fit.converged}
+    entries = []
+    for family, candidates in plan.candidates.items():
+        chosen = set(outcomes[family].chosen)
+        for index, candidate in enumerate(candidates):
+            splits = [selection.split_name(k) for k in range(len(selection.pairs))]
+            splits += [f"fold{k}" for k in range(n_folds)] if index in chosen else []
+            for split in splits:
+                if (split, candidate.model, candidate.C) in failed:
+                    entries.append({**describe(candidate), "family": family, "split": split,
+                                    "model": plan.models[candidate.model].name})
+    return entries
+
+
+def describe(candidate: Candidate) -> dict[str, Any]:
+    """``{params, C}`` (C omitted for models without one) plus any note (e.g. order)."""
+    entry: dict[str, Any] = {"params": dict(candidate.params)}
+    if candidate.C is not None:
+        entry["C"] = candidate.C
+    if candidate.note:
+        entry["order"] = candidate.note["order"]
+    return entry
+
+
+def family_report(plan: Plan, outcomes: Mapping[str, FamilyOutcome]) -> tuple[list[dict], dict]:
+    """The report's ``configurations`` list and ``families`` mapping."""
+    configurations = [
+        {"family": family, **describe(candidate), "validation_accuracy": score}
+        for family, candidates in plan.candidates.items()
+        for candidate, score in zip(candidates, outcomes[family].scores)
+    ]
+    families = {
+        family: {
+            "test_accuracy": outcome.test_accuracy,
+            "fold_accuracies": outcome.fold_accuracies,
+            "validation_accuracy": outcome.validation_accuracy,
+            "chosen": [describe(plan.candidates[family][i]) for i in outcome.chosen],
+        }
+        for family, outcome in outcomes.items()
+    }
+    return configurations, families
+
+
+def notes(dataset: Dataset, families: Sequence[str], selection: Selection) -> list[str]:
+    """The report's ``notes``: fewer selection folds than asked, resampled sequences."""
+    found = [selection.note] if selection.note else []
+    equal_length_baselines = [name for name in families if name in BASELINE_FAMILIES and name != "1NN-DTW"]
+    if dataset.lengths is not None and equal_length_baselines:
+        found.append(RESAMPLED_NOTE.format(steps=dataset.n_steps))
+    return found
+
+
+def dataset_summary(dataset: Dataset) -> dict[str, Any]:
+    summary = {"name": dataset.name, "format": dataset.format, "n_samples": dataset.n_samples,
+               "n_steps": dataset.n_steps, "n_features": dataset.n_features,
+               "n_classes": dataset.n_classes, "classes": [str(c) for c in dataset.classes]}
+    if dataset.lengths is not None:
+        summary["lengths"] = {"min": int(dataset.lengths.min()), "max": int(dataset.lengths.max())}
+    return summary
+
+
+def majority_class_accuracy(y: np.ndarray, folds: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
+    """The test accuracy of always predicting each fold's most frequent training class."""
+    scores = []
+    for train, test in folds:
+        majority = np.bincount(y[train]).argmax()
+        scores.append(float(np.mean(y[test] == majority)))
+    return float(np.mean(scores))
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def versions() -> dict[str, str]:
+    import jax
+    import sklearn
+
+    return {"rntk": __version__, "jax": jax.__version__, "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__, "python": platform.python_version()}
+
+
+def device_description() -> str:
+    import jax
+
+    device = jax.devices()[0]
+    return f"{device.device_kind} ({device.platform}, {len(jax.devices())} device(s))"
+
+
+def split_digest(splits: Splits) -> str:
+    """sha256 over the split indices (``name:i,j,...`` lines in the order of ``Splits.parts``)."""
+    digest = hashlib.sha256()
+    for name, indices in splits.parts():
+        digest.update(f"{name}:{','.join(map(str, np.asarray(indices).tolist()))}\n".encode())
+    return digest.hexdigest()
+
+
+def git_commit() -> str | None:
+    """The source tree's git commit when it is a checkout (None for an installed wheel)."""
+    root = Path(__file__).resolve().parents[3]  # rntk_core/evaluation/report/ -> the checkout
+    try:
+        run = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = run.stdout.strip()
+    return commit if run.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", commit) else None
+
+
+def utc(moment: float) -> str:
+    """Epoch seconds as ISO 8601 UTC, to the second (``2024-01-01T00:00:00Z``)."""
+    return datetime.fromtimestamp(moment, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_arrays(report: dict, evaluation: Evaluation, out_dir: Path, X: np.ndarray,
+                 grams: str) -> np.ndarray | None:
+    """``splits.npz`` and the ``gram/*.npy`` that ``grams`` asks for (``selected``, ``all`` or
+    ``none``), recorded in ``report``; the first saved Gram matrix, for the report's picture."""
+    dataset, x_scale = evaluation.dataset, evaluation.x_scale
+    report["reproducibility"]["splits_file"] = write_splits(out_dir, dataset, evaluation.splits, X, x_scale)
+    if grams == "none":
+        return None
+    report["grams"], gram = write_grams(evaluation.plan, evaluation.outcomes, out_dir, x_scale,
+                                        dataset.lengths is not None, grams == "all")
+    if evaluation.config.normalize == "standardize":  # X / x_scale alone would not reproduce them
+        for entry in report["grams"]:
+            entry["inputs"] = ("protocol.standardize(X) / x_scale; splits.npz holds that X, "
+                               "so gram(splits['X'], **params) reproduces the file")
+    return gram
+
+
+def write_splits(out_dir: Path, dataset: Dataset, splits: Splits, X: np.ndarray, x_scale: float) -> str:
+    """``splits.npz``: the labels and every split's indices, rows in the Gram matrices' order.
+
+    With the saved ``gram/*.npy`` (rows and columns in dataset order, ``sample_index``) this is
+    enough to refit any fold: ``K[np.ix_(fold0_test, fold0_train)]`` is K(test, train).
+    ``X`` is the normalised input the kernels were computed from.
+    """
+    arrays = {"y": dataset.y, "sample_index": np.arange(dataset.n_samples), "X": X,
+              "x_scale": np.float64(x_scale), **dict(splits.parts())}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out_dir / "splits.npz", **arrays)
+    return "splits.npz"
+
+
+def selected_kernels(plan: Plan, outcomes: Mapping[str, FamilyOutcome],
+                     everything: bool = False) -> dict[RecurrentKernel, dict]:
+    """Distinct chosen recurrent kernels -> {family, families, note, selected}, in family order.
+
+    With ``everything``, every recurrent kernel of the grid follows the chosen ones.
+    """
+    selected: dict[RecurrentKernel, dict] = {}
+    for pass_all in (False, True) if everything else (False,):
+        for family, outcome in outcomes.items():
+            indices = range(len(plan.candidates[family])) if pass_all else outcome.chosen
+            for index in indices:
+                candidate = plan.candidates[family][index]
+                if not isinstance(candidate.model, RecurrentKernel):
+                    continue
+                entry = selected.setdefault(candidate.model, {
+                    "families": [], "note": candidate.note, "family": family,
+                    "selected": not pass_all})
+                if not pass_all and family not in entry["families"]:
+                    entry["families"].append(family)
+    return selected
+
+
+def write_grams(plan: Plan, outcomes: Mapping[str, FamilyOutcome], out_dir: Path, x_scale: float,
+                uses_lengths: bool, everything: bool = False) -> tuple[list[dict], np.ndarray | None]:
+    """Save each selected (``everything``: every) recurrent kernel as ``gram/<name>.npy``;
+    the report's ``grams`` list.
+
+    Returns the entries and the first saved kernel, a selected one (for the report's picture).
+    """
+    selected = selected_kernels(plan, outcomes, everything)
+    stems = _file_stems(selected)
+    first = None
+    for kernel in sorted(selected, key=plan.residency):  # each chunk of a chunked grid once
+        matrix = np.asarray(plan.store.kernel(kernel))  # one contiguous copy from the device
+        (out_dir / "gram").mkdir(parents=True, exist_ok=True)
+        np.save(out_dir / "gram" / f"{stems[kernel]}.npy", matrix)
+        if kernel == next(iter(selected)):
+            first = matrix
+    entries: list[dict] = []
+    for kernel, info in selected.items():
+        entry = {"file": f"gram/{stems[kernel]}.npy", "params": kernel.params(), "x_scale": x_scale,
+                 "families": info["families"], "selected": info["selected"]}
+        if kernel.order is not None:
+            entry["order"] = list(kernel.order)
+        if uses_lengths:
+            entry["lengths"] = "the dataset's sequence lengths (pass lengths= to gram)"
+        entries.append(entry)
+    return entries, first
+
+
+def _file_stems(selected: Mapping[RecurrentKernel, dict]) -> dict[RecurrentKernel, str]:
+    """Distinct file names: names round sigma_w to 4 digits, so repeats get ``-2``, ``-3``..."""
+    stems: dict[RecurrentKernel, str] = {}
+    used: set[str] = set()
+    for kernel, info in selected.items():
+        order_index = info["note"]["order_index"] if info["note"] else None
+        stem = base = kernel.name(info["family"], order_index)
+        for copy in itertools.count(2):
+            if stem not in used:
+                break
+            stem = f"{base}-{copy}"
+        used.add(stem)
+        stems[kernel] = stem
+    return stems
+
+
+def draw_figures(report: dict, gram: np.ndarray | None, labels: np.ndarray,
+                 check: Callable[[], None] | None = None) -> dict:
+    """The report's figures (:func:`.html.draw_figures`), drawn before the total is timed."""
+    from .html import draw_figures as draw
+
+    return draw(report, gram, labels, check)
+
+
+def save_report(report: dict, out_dir: Path, gram: np.ndarray | None, labels: np.ndarray,
+                drawn: dict | None = None) -> None:
+    """report.json / .csv / .html (see :mod:`.writer`)."""
+    from .writer import write_report
+
+    write_report(report, out_dir, selected_gram=gram, labels=labels, drawn=drawn)
