@@ -21,7 +21,7 @@ import socket
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -32,6 +32,9 @@ from worker.jobs import FamilySummary, JobCost, JobError, JobRecord, JobState, P
 from worker.logs import job_context
 from worker.queue import Heartbeat, StallWatch
 from worker.settings import TASK_NAME, Settings, get_settings
+
+if TYPE_CHECKING:  # the worker's main process must not import JAX (nor what might bring it)
+    from rntk_core.evaluation.report.model import Report
 
 __all__ = ["run_job", "claim", "execute", "fail_stalled", "scrub"]
 
@@ -159,10 +162,11 @@ class PhaseClock:
         return totals
 
 
-def summarise(report: dict[str, Any]) -> dict[str, FamilySummary]:
+def summarise(report: Report) -> dict[str, FamilySummary]:
     """Per family: the test accuracy and the chosen configuration(s)."""
-    return {family: FamilySummary(test_accuracy=result.get("test_accuracy"), chosen=result.get("chosen"))
-            for family, result in (report.get("families") or {}).items()}
+    return {family: FamilySummary(test_accuracy=result.test_accuracy,
+                                  chosen=[c.model_dump(mode="json", exclude_unset=True) for c in result.chosen])
+            for family, result in report.families.items()}
 
 
 class OverallProgress:
@@ -238,8 +242,8 @@ class Attempt:
             raise Cancelled()
 
 
-def _evaluate(store: Store, record: JobRecord, settings: Settings, attempt: Attempt, staged: Path) -> dict[str, Any]:
-    """Load the job's dataset and evaluate it into ``staged``; the report (a dict)."""
+def _evaluate(store: Store, record: JobRecord, settings: Settings, attempt: Attempt, staged: Path) -> Report:
+    """Load the job's dataset and evaluate it into ``staged``; the typed report."""
     attempt.set_progress("loading", 0, 1, force=True)
     # JAX arrives with rntk_core: only here, in the pool child. Allocate device memory as
     # needed rather than 75% up front, so the engine's tile budget is what bounds it.
@@ -247,7 +251,8 @@ def _evaluate(store: Store, record: JobRecord, settings: Settings, attempt: Atte
     use_compile_cache(settings)
     from rntk_core.evaluation.config import parse_config
     from rntk_core.evaluation.datasets import DatasetLimits, load_dataset
-    from rntk_core.evaluation.evaluate import evaluate_dataset
+    from rntk_core.evaluation.evaluate import RunOptions, evaluate
+    from rntk_core.evaluation.progress import Progress as Hooks
 
     # validated again: a record older than one of today's bounds holds its config unchecked
     config = parse_config(record.config.model_dump())
@@ -261,14 +266,14 @@ def _evaluate(store: Store, record: JobRecord, settings: Settings, attempt: Atte
     started = attempt.overall.started
     # "loading" (JAX's import included) is the report's timings.load, and the report's
     # total runs from the attempt's start: the record and the report agree
-    return evaluate_dataset(
-        dataset, config, out_dir=staged, progress=False, grams=gram_mode,
-        on_progress=attempt.set_progress, should_cancel=attempt.should_cancel,
+    run = RunOptions(
+        progress=Hooks(on_progress=attempt.set_progress, should_cancel=attempt.should_cancel),
         memory_budget=settings.memory_budget_bytes, grid_memory=settings.grid_memory_bytes,
         load_seconds=time.monotonic() - started,
         started_at=time.time() - (time.monotonic() - started),
         provenance={"dataset_sha256": record.dataset_id, "job_id": record.id,
                     "request": record.model_dump(mode="json", include={"dataset_id", "config", "artifacts"})})
+    return evaluate(dataset, config, out_dir=staged, grams=gram_mode, run=run)
 
 
 def execute(store: Store, record: JobRecord, settings: Settings, watch: StallWatch | None = None) -> None:
@@ -293,7 +298,7 @@ def execute(store: Store, record: JobRecord, settings: Settings, watch: StallWat
                 return
             rec.move_to(JobState.succeeded, summary=summary, error=None,
                         artifact_count=len(manifest), phase_seconds=phase_seconds,
-                        timings=report.get("timings"),
+                        timings=report.timings,
                         progress=Progress(stage="done", done=1, total=1, overall=1.0, eta_s=0.0))
 
         final = store.update_job(job_id, succeed)

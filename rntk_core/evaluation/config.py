@@ -162,6 +162,19 @@ class EvaluationConfig(BaseModel):
         "first, then jax for the fits libsvm does not finish quickly).",
     )
 
+    landmarks: Annotated[int, Field(strict=True, ge=0, le=65_536)] = Field(
+        default=0, description="Landmark sequences M of the Nystrom path for large N: every kernel is "
+        "approximated from K(X, Z) against M training rows and the C-SVMs are linear on its features. "
+        "0: dense Gram matrices.")
+    selection_samples: Annotated[int, Field(strict=True, ge=10, le=10_000_000)] = Field(
+        default=4096, description="With landmarks: hyperparameters are selected on a stratified "
+        "subsample of at most this many selection rows; the chosen kernels then use every row.")
+    landmark_method: Literal["stratified", "kmeans++"] = Field(
+        default="stratified", description="With landmarks: how landmark rows are drawn from the "
+        "training rows: uniformly within each class, or by k-means++ seeding in input space.")
+    block_rows: Annotated[int, Field(strict=True, ge=16, le=1 << 20)] = Field(
+        default=4096, description="With landmarks: rows of X per block of K(X, Z) (the unit of work "
+        "and of the zarr store's chunks).")
     rnnp_orders: list[Annotated[list[NonNegativeInt], Field(min_length=1)]] = Field(
         max_length=MAX_GRID_VALUES,
         default_factory=list,

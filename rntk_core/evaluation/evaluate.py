@@ -44,7 +44,17 @@ from .protocol import (
     selection_pairs,
     wanted_fits,
 )
-from .report.assemble import Evaluation, assemble, draw_figures, save_report, utc, write_arrays
+from .report.assemble import (
+    Evaluation,
+    assemble,
+    assemble_landmarks,
+    draw_figures,
+    save_report,
+    utc,
+    write_arrays,
+    write_landmarks,
+    write_splits,
+)
 from .report.model import Report
 from .solvers.fit import FitCache
 from .solvers.strategy import SolverStrategy, choose_solver, fit_splits
@@ -127,6 +137,8 @@ def evaluate(
     timings = {"load": run.load_seconds}
     progress = run.progress
     names = check_families(list(families) if families is not None else list(config.families))
+    if config.landmarks > 0:
+        return _evaluate_landmarks(dataset, config, names, out_dir, dtype, run, timings, start, started_at)
     splits, protocol = resolve_splits(dataset, config.protocol, config.seed)
     selection = selection_pairs(splits, dataset.y, dataset.classes, config.cv_folds, config.seed)
     train_columns = np.unique(np.concatenate(
@@ -164,6 +176,35 @@ def evaluate(
     typed = Report.model_validate(json_safe(report))  # a report that breaks the schema fails here
     if out is not None:
         save_report(_as_json(typed), out, gram, labels, drawn)
+    return typed
+
+
+def _evaluate_landmarks(dataset: Dataset, config: EvaluationConfig, names: list[str], out_dir: str | Path | None,
+                       dtype: str, run: RunOptions, timings: dict[str, float], start: float,
+                       started_at: float) -> Report:
+    """The landmark path (``config.landmarks`` > 0): :mod:`.scale.pipeline`, then the report."""
+    from .scale.pipeline import evaluate_landmarks
+
+    out = Path(out_dir) if out_dir is not None else None
+    parts = evaluate_landmarks(dataset, config, families=names, out_dir=out, dtype=dtype,
+                               memory_budget=run.memory_budget, on_progress=run.progress.report,
+                               check_cancel=run.progress.check)
+    timings.update(parts["timings"])
+    report = assemble_landmarks(dataset, config, names, parts, timings, run.provenance, started_at)
+    labels = dataset.classes[dataset.y]
+    drawn = None
+    if out is not None:
+        X, x_scale = normalise(dataset.X, config.normalize)
+        report["reproducibility"]["splits_file"] = write_splits(out, dataset, parts["splits"], X, x_scale)
+        report["scale"]["files"] = write_landmarks(out, parts["landmarks"])
+        run.progress.report("report", 0, 1)
+        with _timed(timings, "report"):
+            drawn = draw_figures(report, None, labels, check=run.progress.check)
+    timings["total"] = run.load_seconds + time.perf_counter() - start
+    report["reproducibility"]["finished_at"] = utc(time.time())
+    typed = Report.model_validate(json_safe(report))
+    if out is not None:
+        save_report(_as_json(typed), out, None, labels, drawn)
     return typed
 
 

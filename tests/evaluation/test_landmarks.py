@@ -125,3 +125,68 @@ def test_linear_solver_streams_rows_in_blocks(monkeypatch):
     blocked = solve_linear_duals(phi, y[None], np.array([1.0]))
     assert np.allclose(blocked.objective, whole.objective, rtol=1e-9)
     assert np.allclose(blocked.weights, whole.weights, rtol=1e-6, atol=1e-9)
+
+
+def test_linear_solver_on_few_rows_uses_the_kernel_and_matches_libsvm():
+    """No more rows than features: the same dual is solved on the kernel Phi Phi'."""
+    rng = np.random.default_rng(5)
+    n, width = 90, 128
+    y = np.arange(n) % 2
+    phi = rng.normal(size=(n, width)) * 0.1 + 0.3 * y[:, None]
+    evaluate = rng.normal(size=(30, width)) * 0.1
+    [fit] = fit_predict_linear([LinearTask(phi, y, evaluate, [1.0])])
+    expected = _libsvm_pair_objective(phi, y, 1.0, 0, 1)
+    assert fit[1.0].solver == "linear" and fit[1.0].converged
+    assert np.isclose(fit[1.0].objectives[0], expected, rtol=1e-6)
+
+
+GRID = dict(families=["RNN", "BI-RNN-AVG", "RBF"], sigma_u=[0.5], sigma_b=[0.1], layers=[1, 2],
+            C=[1.0, 100.0], rbf_gamma=[1.0, 8.0])
+
+
+def test_landmarks_on_every_training_row_score_like_the_dense_path(iris, tmp_path):
+    """With every training row a landmark the features reproduce each kernel, so every
+    configuration's validation accuracy is the dense path's (the same kernel, C and split)."""
+    from rntk_core.evaluation.config import parse_config
+    from rntk_core.evaluation.evaluate import evaluate_dataset
+
+    dense = evaluate_dataset(iris, parse_config(GRID))
+    landmark = evaluate_dataset(iris, parse_config({**GRID, "landmarks": 1000, "selection_samples": 1000}),
+                                out_dir=tmp_path)
+    assert dense["scale"]["method"] == "dense" and landmark["scale"]["method"] == "landmarks"
+    pairs = [(d["validation_accuracy"], l["validation_accuracy"])
+             for d, l in zip(dense["configurations"], landmark["configurations"], strict=True)]
+    one_point = 1.0 / 75  # one validation sample of iris's half split
+    assert all(abs(d - l) <= one_point + 1e-12 for d, l in pairs), pairs
+    assert sum(d == l for d, l in pairs) >= 0.9 * len(pairs)
+    scale = landmark["scale"]
+    assert scale["nystrom_error_max"] < 1e-6
+    assert scale["selection_samples"] == 150 and len(scale["training_samples"]) == 4
+    assert scale["blocks"]["total"] >= 4 and sum(scale["blocks"]["by_worker"].values()) == scale["blocks"]["total"]
+    assert landmark["solver"]["used"] == "linear"
+    files = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    assert {"report.json", "splits.npz", "scale/landmarks-selection.npy", "scale/landmarks-fold0.npy"} <= files
+    assert any(name.startswith("scale/fold0-k_xz-0.zarr/") for name in files)
+    for family, result in landmark["families"].items():
+        assert abs(result["test_accuracy"] - dense["families"][family]["test_accuracy"]) < 0.05, family
+
+
+def test_landmark_kernels_in_zarr_are_the_engines(iris, tmp_path):
+    """K(X, Z) as stored, block by block, equals the engine's kernel against the landmark rows."""
+    import zarr
+
+    from rntk_core import gram
+    from rntk_core.evaluation.config import parse_config
+    from rntk_core.evaluation.evaluate import evaluate_dataset
+    from rntk_core.evaluation.protocol import normalise
+
+    config = parse_config({"families": ["RNN"], "sigma_u": [0.5], "sigma_b": [0.1], "layers": [1], "C": [1.0],
+                           "kinds": ["ntk"], "landmarks": 20, "selection_samples": 100, "block_rows": 32})
+    report = evaluate_dataset(iris, config, out_dir=tmp_path, dtype="float64")
+    stored = zarr.open_array(str(tmp_path / "scale" / "fold0-k_xz-0.zarr"), mode="r")
+    landmarks = np.load(tmp_path / "scale" / "landmarks-fold0.npy")
+    X, _ = normalise(iris.X, config.normalize)
+    expected = gram(X, X[landmarks], kind="ntk", layers=1, sigma_u=0.5, sigma_b=0.1, dtype="float64")
+    assert stored.shape == (1, 150, 20) and stored.chunks == (1, 32, 20)
+    assert np.allclose(stored[0], expected, rtol=1e-12, atol=1e-12)
+    assert report["scale"]["blocks"]["total"] == 4 * 5  # 4 folds x ceil(150 / 32) blocks

@@ -81,6 +81,7 @@ def assemble(evaluation: Evaluation, timings: dict[str, float], provenance: Mapp
         "solver": solver_summary(evaluation.config.solver, evaluation.solver, fits, plan),
         "fits": fit_records(plan, fits),
         "timings": timings,
+        "scale": dense_scale(evaluation.selection, splits),
         "versions": versions(),
         "device": device_description(),
         "majority_class_accuracy": majority_class_accuracy(dataset.y, splits.folds),
@@ -88,6 +89,60 @@ def assemble(evaluation: Evaluation, timings: dict[str, float], provenance: Mapp
                             "started_at": utc(started_at), "rntk_version": __version__,
                             "git_commit": git_commit()},
     }
+
+
+def dense_scale(selection: Selection, splits: Splits) -> dict[str, Any]:
+    """The report's ``scale`` for dense Gram matrices: every row selected and trained."""
+    selected = np.unique(np.concatenate([np.concatenate(pair) for pair in selection.pairs]))
+    return {"method": "dense", "landmarks": 0, "selection_samples": int(selected.size),
+            "training_samples": [int(len(train)) for train, _ in splits.folds],
+            "blocks": {"total": 0, "by_worker": {}}}
+
+
+def assemble_landmarks(dataset: Dataset, config: EvaluationConfig, families: list[str], parts: Mapping[str, Any],
+                       timings: dict[str, float], provenance: Mapping[str, Any], started_at: float) -> dict[str, Any]:
+    """The report dict of a landmark run (:func:`..scale.pipeline.evaluate_landmarks`'s parts)."""
+    splits: Splits = parts["splits"]
+    return {
+        "dataset": dataset_summary(dataset),
+        "config": config.model_dump(mode="json"),
+        "families_evaluated": families,
+        "protocol": parts["protocol"],
+        "selection": parts["selection"],
+        "notes": [LANDMARK_NOTE.format(m=config.landmarks, samples=parts["scale"]["selection_samples"])],
+        "x_scale": parts["x_scale"],
+        "avg_scaling": AVG_SCALING,
+        "configurations": parts["configurations"],
+        "families": parts["families"],
+        "grams": [],
+        "solver": {"requested": config.solver, "used": "linear", "fits": {"linear": parts["fits"]},
+                   "non_converged": parts.get("non_converged", 0)},
+        "timings": timings,
+        "scale": parts["scale"],
+        "versions": versions(),
+        "device": device_description(),
+        "majority_class_accuracy": majority_class_accuracy(dataset.y, splits.folds),
+        "reproducibility": {**dict(provenance), "split_sha256": split_digest(splits),
+                            "started_at": utc(started_at), "rntk_version": __version__,
+                            "git_commit": git_commit()},
+    }
+
+
+LANDMARK_NOTE = ("Landmark (Nystrom) kernels: each kernel is approximated from M = {m} landmark rows of the "
+                 "training data and fitted by a linear C-SVM on its features (libsvm's problem, hinge loss, "
+                 "unregularised intercept); hyperparameters were scored on {samples} rows, and each family "
+                 "keeps its single best configuration (ties: the first), not a vote of ties.")
+
+
+def write_landmarks(out_dir: Path, landmarks: Mapping[str, np.ndarray]) -> list[str]:
+    """``scale/landmarks-<stage>.npy``: the dataset rows used as landmarks at each stage."""
+    folder = out_dir / "scale"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for stage, rows in landmarks.items():
+        np.save(folder / f"landmarks-{stage}.npy", np.asarray(rows, np.int64))
+        names.append(f"scale/landmarks-{stage}.npy")
+    return names
 
 
 # --------------------------------------------------------------------------- results

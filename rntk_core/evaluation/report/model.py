@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ChosenConfiguration", "Configuration", "DatasetSummary", "FamilyResult", "GramEntry",
-    "FitRecord", "NonConvergedFit", "Report", "Selection", "SolverSummary",
+    "BlockSummary", "FitRecord", "NonConvergedFit", "Report", "ScaleSummary", "Selection", "SolverSummary",
 ]
 
 
@@ -105,6 +105,27 @@ class FitRecord(_Open):
     error: float | None = None
 
 
+class BlockSummary(_Open):
+    """The K(X, Z) row blocks of a landmark job: how many, and which worker computed them."""
+
+    total: int
+    rows_per_block: int | None = None
+    by_worker: dict[str, int] = Field(default_factory=dict)
+
+
+class ScaleSummary(_Open):
+    """How the kernels were held: dense Gram matrices, or Nystrom features from landmarks."""
+
+    method: str  # "dense" or "landmarks"
+    landmarks: int = 0
+    landmark_method: str | None = None
+    nystrom_error: dict[str, float] | None = None  # per chosen kernel, on sampled rows x columns
+    nystrom_error_max: float | None = None
+    selection_samples: int | None = None  # rows that scored the hyperparameters
+    training_samples: list[int] | None = None  # rows each test fold's chosen kernels trained on
+    blocks: BlockSummary | None = None
+
+
 class Report(_Open):
     dataset: DatasetSummary
     config: dict[str, Any]
@@ -121,5 +142,6 @@ class Report(_Open):
     solver: SolverSummary | None = None
     fits: list[FitRecord] = Field(default_factory=list)
     timings: dict[str, float]
+    scale: ScaleSummary | None = None
     versions: dict[str, str]
     device: str

@@ -18,7 +18,8 @@ class Fit:
         predictions: (n_evaluate,) int64 predicted class labels.
         converged: False when the solver stopped before convergence (for the JAX solver:
             some binary problem of the fit missed the tolerance).
-        solver: ``"libsvm"`` or ``"jax"`` (None for models without a solver, e.g. forests).
+        solver: ``"libsvm"``, ``"jax"`` or ``"linear"`` (the landmark path's linear C-SVM on
+            features); None for models without a solver, e.g. forests.
         iterations: the most iterations a binary problem of the fit took (libsvm: SMO steps,
             jax: interior-point steps), when the solver tells.
         error: jax only: the largest final relative gap / KKT residual of its binary problems.

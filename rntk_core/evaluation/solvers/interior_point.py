@@ -40,8 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["DEFAULT_MAX_ITER", "DEFAULT_TOL", "POLISH_STEPS", "DualSolution", "solve_duals",
-           "solve_on_device"]
+__all__ = ["DEFAULT_MAX_ITER", "DEFAULT_TOL", "POLISH_STEPS", "DualSolution", "per_problem_on_cpu",
+           "solve_duals", "solve_on_device"]
 
 #: Relative duality gap and residuals at which a problem counts as solved. Tight enough that
 #: the dual objective agrees with an exact solution to ~1e-9 and the decision values to
@@ -171,8 +171,8 @@ def _iteration(Q, y, C, mask, n_valid, tol, state: _State) -> _State:
 
 
 def _cholesky(M: jax.Array) -> jax.Array:
-    """Lower Cholesky factors of a (B, n, n) batch; see :func:`_per_problem_on_cpu`."""
-    return _per_problem_on_cpu(jnp.linalg.cholesky, M)
+    """Lower Cholesky factors of a (B, n, n) batch; see :func:`per_problem_on_cpu`."""
+    return per_problem_on_cpu(jnp.linalg.cholesky, M)
 
 
 def _cho_solve(factor: jax.Array, rhs: jax.Array) -> jax.Array:
@@ -181,10 +181,10 @@ def _cho_solve(factor: jax.Array, rhs: jax.Array) -> jax.Array:
     def one(factor, rhs):
         return jax.scipy.linalg.cho_solve((factor, True), rhs[..., None])[..., 0]
 
-    return _per_problem_on_cpu(one, factor, rhs)
+    return per_problem_on_cpu(one, factor, rhs)
 
 
-def _per_problem_on_cpu(function: Callable[..., jax.Array], *operands: jax.Array) -> jax.Array:
+def per_problem_on_cpu(function: Callable[..., jax.Array], *operands: jax.Array) -> jax.Array:
     """``function`` on a batch: one batched call on accelerators, one LAPACK call per problem on
     the CPU.
 

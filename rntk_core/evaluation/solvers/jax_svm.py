@@ -37,17 +37,11 @@ __all__ = [
     "fit_predict_many",
     "gather_blocks",
     "ovo_pairs",
-    # Former homes, kept while .linear_svm imports them from here: the solve's constants are
-    # .interior_point's, and SvmFit is the one fit type, .fit.Fit.
-    "DEFAULT_MAX_ITER",
-    "POLISH_STEPS",
-    "SvmFit",
 ]
 
 #: Iterations a problem is expected to take; the progress total counts this many per problem.
 NOMINAL_ITERATIONS = 30
 _DEFAULT_BUDGET_CPU = 1 << 30
-SvmFit = Fit
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ to the pair's first class on a positive value, ties to the class that comes firs
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from dataclasses import dataclass
@@ -34,11 +35,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .jax_svm import DEFAULT_MAX_ITER, DEFAULT_TOL, POLISH_STEPS, SvmFit, ovo_pairs
+from .fit import Fit
+from .interior_point import DEFAULT_MAX_ITER, DEFAULT_TOL, POLISH_STEPS, per_problem_on_cpu
+from .jax_svm import ovo_pairs
 
 __all__ = ["LinearTask", "LinearSolution", "ROW_BLOCK", "fit_predict_linear", "solve_linear_duals"]
 
-#: Rows per block of the sums over N (bounds the (B, block, M) temporaries).
+#: Rows per block of the sums over N (bounds the (B, block, M) temporaries); fewer rows are one block.
 ROW_BLOCK = 4096
 _POLISH_TOL = 1e-14
 _STEP_TO_BOUNDARY = 0.995
@@ -62,46 +65,48 @@ class _State(NamedTuple):
 class _LowRank(NamedTuple):
     """Q = Y Phi_c Phi_c' Y per problem, Phi_c = Phi - mu_b over the problem's rows (the
     dual is unchanged by that centring on y'a = 0, and it keeps a near-constant kernel from
-    swamping the Newton matrix; see jax_svm._centred)."""
+    swamping the Newton matrix; see interior_point's centring)."""
 
-    phi: jax.Array  # (N, M), rows padded to a multiple of ROW_BLOCK with zeros
+    phi: jax.Array  # (B, n, M): each problem's own rows, zero-padded
     mean: jax.Array  # (B, M)
-    y: jax.Array  # (B, N) +-1 on the problem's rows, 0 elsewhere
-    mask: jax.Array  # (B, N)
+    y: jax.Array  # (B, n) +-1 on the problem's rows, 0 on padding
+    mask: jax.Array  # (B, n)
 
 
 def _blocks(phi: jax.Array) -> jax.Array:
-    return phi.reshape(phi.shape[0] // ROW_BLOCK, ROW_BLOCK, phi.shape[1])
+    """(B, n, M) as (B, blocks, rows, M): n is a power of two below ROW_BLOCK, else a multiple."""
+    block = min(ROW_BLOCK, phi.shape[1])
+    return phi.reshape(phi.shape[0], phi.shape[1] // block, block, phi.shape[2])
 
 
 def _project(phi: jax.Array, v: jax.Array) -> jax.Array:
-    """Phi' v for each row of v (B, N) -> (B, M), summed over row blocks."""
+    """Phi_b' v_b for each problem: (B, n) -> (B, M), summed over row blocks."""
     blocks = _blocks(phi)
-    v_blocks = v.reshape(v.shape[0], blocks.shape[0], ROW_BLOCK)
+    v_blocks = v.reshape(blocks.shape[:3])
 
     def body(k, total):
-        return total + jnp.matmul(v_blocks[:, k], blocks[k], precision=jax.lax.Precision.HIGHEST)
+        return total + jnp.einsum("bn,bnm->bm", v_blocks[:, k], blocks[:, k], precision=jax.lax.Precision.HIGHEST)
 
-    return jax.lax.fori_loop(0, blocks.shape[0], body, jnp.zeros((v.shape[0], phi.shape[1]), phi.dtype))
+    return jax.lax.fori_loop(0, blocks.shape[1], body, jnp.zeros((phi.shape[0], phi.shape[2]), phi.dtype))
 
 
 def _expand(phi: jax.Array, c: jax.Array) -> jax.Array:
-    """Phi c for each row of c (B, M) -> (B, N)."""
-    return jnp.matmul(c, phi.T, precision=jax.lax.Precision.HIGHEST)
+    """Phi_b c_b for each problem: (B, M) -> (B, n)."""
+    return jnp.einsum("bnm,bm->bn", phi, c, precision=jax.lax.Precision.HIGHEST)
 
 
 def _gram(phi: jax.Array, a: jax.Array) -> jax.Array:
-    """Phi' diag(a_b) Phi for each row a_b of a (B, N) -> (B, M, M), over row blocks."""
+    """Phi_b' diag(a_b) Phi_b for each problem -> (B, M, M), over row blocks."""
     blocks = _blocks(phi)
-    a_blocks = a.reshape(a.shape[0], blocks.shape[0], ROW_BLOCK)
+    a_blocks = a.reshape(blocks.shape[:3])
 
     def body(k, total):
-        block = blocks[k]
-        return total + jnp.einsum("bn,nm,nk->bmk", a_blocks[:, k], block, block,
+        block = blocks[:, k]
+        return total + jnp.einsum("bnm,bnk->bmk", block * a_blocks[:, k, :, None], block,
                                   precision=jax.lax.Precision.HIGHEST)
 
-    batch, width = a.shape[0], phi.shape[1]
-    return jax.lax.fori_loop(0, blocks.shape[0], body, jnp.zeros((batch, width, width), phi.dtype))
+    batch, width = phi.shape[0], phi.shape[2]
+    return jax.lax.fori_loop(0, blocks.shape[1], body, jnp.zeros((batch, width, width), phi.dtype))
 
 
 def _q_times(q: _LowRank, v: jax.Array) -> jax.Array:
@@ -109,13 +114,6 @@ def _q_times(q: _LowRank, v: jax.Array) -> jax.Array:
     yv = q.y * v
     c = _project(q.phi, yv) - q.mean * jnp.sum(yv, axis=1, keepdims=True)
     return q.y * (_expand(q.phi, c) - jnp.sum(q.mean * c, axis=1, keepdims=True))
-
-
-def _per_problem_on_cpu(function: Callable[..., jax.Array], *operands: jax.Array) -> jax.Array:
-    """One LAPACK call per problem on the CPU (jaxlib 0.10's batched CPU calls can deadlock
-    inside a compiled loop; see jax_svm), one batched call elsewhere."""
-    return jax.lax.platform_dependent(
-        *operands, cpu=lambda *xs: jax.lax.map(lambda x: function(*x), xs), default=function)
 
 
 def _newton_solver(q: _LowRank, C: jax.Array, E: jax.Array) -> Callable[[jax.Array], jax.Array]:
@@ -127,13 +125,13 @@ def _newton_solver(q: _LowRank, C: jax.Array, E: jax.Array) -> Callable[[jax.Arr
     S = (_gram(q.phi, a) - q.mean[:, :, None] * s[:, None, :] - s[:, :, None] * q.mean[:, None, :]
          + total[:, None, None] * q.mean[:, :, None] * q.mean[:, None, :])
     S = S + jax.vmap(jnp.diag)(jnp.broadcast_to((1.0 / C)[:, None], q.mean.shape))
-    factor = _per_problem_on_cpu(jnp.linalg.cholesky, S)
+    factor = per_problem_on_cpu(jnp.linalg.cholesky, S)
 
     def solve(r):
         re = r / E
         yr = q.y * re
         g = _project(q.phi, yr) - q.mean * jnp.sum(yr, axis=1, keepdims=True)  # G' E^-1 r
-        c = _per_problem_on_cpu(
+        c = per_problem_on_cpu(
             lambda f, g: jax.scipy.linalg.cho_solve((f, True), g[..., None])[..., 0], factor, g)
         back = q.y * (_expand(q.phi, c) - jnp.sum(q.mean * c, axis=1, keepdims=True))
         return (re - back / E) * q.mask
@@ -282,12 +280,14 @@ class LinearSolution:
     error: np.ndarray
 
 
-def _padded_rows(phi: jax.Array) -> jax.Array:
-    extra = -phi.shape[0] % ROW_BLOCK
-    return jnp.pad(phi, ((0, extra), (0, 0))) if extra else phi
+def _padded_size(n: int) -> int:
+    """Rows to a power of two (at least 64) up to ROW_BLOCK, then to a multiple of it, so that
+    few shapes (few compilations) serve every problem; columns likewise go to a power of two
+    (zero columns leave phi phi' as it is), so features of different ranks share one."""
+    return max(64, 1 << (n - 1).bit_length()) if n <= ROW_BLOCK else -(-n // ROW_BLOCK) * ROW_BLOCK
 
 
-@functools.partial(jax.jit, static_argnames=())
+@jax.jit
 def _problem_means(phi, mask):
     count = jnp.maximum(jnp.sum(mask, axis=1), 1.0)
     return _project(phi, mask) / count[:, None]
@@ -296,8 +296,21 @@ def _problem_means(phi, mask):
 @jax.jit
 def _diagonal(phi, mean):
     """||phi_i - mu_b||^2, the diagonal of each centred Q (for the ridge's scale)."""
-    norms = jnp.sum(phi * phi, axis=1)
-    return norms[None, :] - 2.0 * _expand(phi, mean) + jnp.sum(mean * mean, axis=1)[:, None]
+    norms = jnp.sum(phi * phi, axis=2)
+    return norms - 2.0 * _expand(phi, mean) + jnp.sum(mean * mean, axis=1)[:, None]
+
+
+def _gathered(phi: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Each problem's rows of phi and y, zero-padded to one size (see :func:`_padded`)."""
+    rows = [np.flatnonzero(labels != 0) for labels in y]
+    size = _padded_size(max(r.size for r in rows))
+    width = max(16, 1 << (phi.shape[1] - 1).bit_length())
+    gathered = np.zeros((len(rows), size, width))
+    signs = np.zeros((len(rows), size))
+    for b, r in enumerate(rows):
+        gathered[b, :r.size, :phi.shape[1]] = phi[r]
+        signs[b, :r.size] = y[b, r]
+    return gathered, signs, rows
 
 
 def solve_linear_duals(
@@ -318,10 +331,12 @@ def solve_linear_duals(
         C: (B,) penalties.
     """
     with jax.enable_x64(True):
-        n_rows = np.shape(phi)[0]
-        phi = _padded_rows(jnp.asarray(phi, jnp.float64))
-        y = jnp.asarray(y, jnp.float64)
-        y = jnp.pad(y, ((0, 0), (0, phi.shape[0] - n_rows)))
+        phi_host, y_host = np.asarray(phi, np.float64), np.asarray(y, np.float64)
+        n_rows, width = phi_host.shape
+        gathered, signs, rows = _gathered(phi_host, y_host)
+        phi = jnp.asarray(gathered)
+        y = jnp.asarray(signs)
+        del gathered
         mask = (y != 0).astype(jnp.float64)
         C = jnp.asarray(C, jnp.float64)
         q = _LowRank(phi, _problem_means(phi, mask), y, mask)
@@ -343,8 +358,12 @@ def solve_linear_duals(
             elapsed = max(time.perf_counter() - started, 1e-4)
             steps = int(min(max(1, steps * CHUNK_SECONDS / elapsed), 2 * steps + 1, 32))
         alpha, rho, objective, weights = _finish(phi, y, C, mask, state)
+        alpha_host = np.asarray(alpha)
+        full_alpha = np.zeros((len(rows), n_rows))
+        for b, r in enumerate(rows):
+            full_alpha[b, r] = alpha_host[b, :r.size]
         return LinearSolution(
-            alpha=np.asarray(alpha)[:, :n_rows], rho=np.asarray(rho), weights=np.asarray(weights),
+            alpha=full_alpha, rho=np.asarray(rho), weights=np.asarray(weights)[:, :width],
             objective=np.asarray(objective), converged=np.asarray(state.done),
             iterations=np.asarray(state.iterations), error=np.asarray(state.error))
 
@@ -373,17 +392,22 @@ def fit_predict_linear(
     max_iter: int = DEFAULT_MAX_ITER,
     check_cancel: Callable[[], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
-) -> list[dict[float, SvmFit]]:
+) -> list[dict[float, Fit]]:
     """One-vs-one linear C-SVMs for every task and C, as ``SVC(kernel="linear", C=C)`` on the
     task's features would fit; each task's C values and class pairs are one batch.
 
-    Returns, per task, ``{C: SvmFit}``.
+    Returns, per task, ``{C: Fit}``.
     """
-    fits: list[dict[float, SvmFit]] = []
+    fits: list[dict[float, Fit]] = []
     for number, task in enumerate(tasks):
         classes, encoded = np.unique(np.asarray(task.y_train), return_inverse=True)
         if classes.size < 2:
             raise ValueError(f"the number of classes has to be greater than one; got {classes.size} class")
+        if _dense_is_cheaper(encoded, np.shape(task.features)[1]):
+            fits.append(_fit_dense(task, tol, max_iter, check_cancel))
+            if on_progress is not None:
+                on_progress(number + 1, len(tasks))
+            continue
         pairs = ovo_pairs(classes.size)
         signs = np.zeros((len(task.Cs) * len(pairs), encoded.size))
         Cs = np.repeat(np.asarray(task.Cs, float), len(pairs))
@@ -398,10 +422,10 @@ def fit_predict_linear(
         winner = np.where(decision > 0, first, second)  # (m, Cs, P)
         votes = (winner[..., None] == np.arange(classes.size)).sum(axis=2)  # (m, Cs, classes)
         predicted = votes.argmax(axis=-1)  # argmax takes the first of equal maxima
-        per_C: dict[float, SvmFit] = {}
+        per_C: dict[float, Fit] = {}
         for c_index, C in enumerate(task.Cs):
             mine = slice(c_index * len(pairs), (c_index + 1) * len(pairs))
-            per_C[C] = SvmFit(predictions=classes[predicted[:, c_index]].astype(np.int64),
+            per_C[C] = Fit(predictions=classes[predicted[:, c_index]].astype(np.int64), solver="linear",
                               converged=bool(solution.converged[mine].all()),
                               iterations=int(solution.iterations[mine].max()),
                               error=float(solution.error[mine].max()),
@@ -410,3 +434,24 @@ def fit_predict_linear(
         if on_progress is not None:
             on_progress(number + 1, len(tasks))
     return fits
+
+
+def _dense_is_cheaper(encoded: np.ndarray, width: int) -> bool:
+    """An iteration costs n^3 on the kernel Phi Phi' (n rows of the largest pair), n M^2 by
+    Woodbury: with no more rows than features, the dense interior point is the cheaper one."""
+    counts = np.bincount(encoded)
+    largest_pair = int(np.sort(counts)[-2:].sum()) if counts.size >= 2 else int(counts.sum())
+    return largest_pair <= width
+
+
+def _fit_dense(task: LinearTask, tol: float, max_iter: int,
+               check_cancel: Callable[[], None] | None) -> dict[float, Fit]:
+    """The same problem on the kernel Phi Phi' (the dual sees only the kernel)."""
+    from .jax_svm import SvmTask, fit_predict_many
+
+    features = np.asarray(task.features, np.float64)
+    kernel = features @ features.T
+    evaluate = np.asarray(task.evaluate, np.float64) @ features.T
+    [per_C] = fit_predict_many([SvmTask(kernel, np.asarray(task.y_train), evaluate, list(task.Cs))],
+                               tol=tol, max_iter=max_iter, check_cancel=check_cancel)
+    return {C: dataclasses.replace(fit, solver="linear") for C, fit in per_C.items()}

@@ -1,0 +1,339 @@
+"""The landmark evaluation: the paper's C-SVM protocol on Nystrom features, for large N.
+
+    load -> splits -> select on a subsample -> chosen kernels on all rows, in blocks -> test
+
+1. Selection. Hyperparameters are scored on a stratified subsample of the selection rows
+   (at most ``selection_samples``): the same hold-out or CV pairs as the dense path, drawn
+   from the subsample. Every grid kernel is computed there against M landmarks chosen from
+   the subsample's training rows, turned into features, and fitted by the linear C-SVM at
+   every C. Each family keeps its best configuration (ties: the first in the protocol's
+   enumeration order, not a vote, so only one kernel per family is computed at full N).
+2. Test. For each test fold, M landmarks are chosen from the fold's training rows; the chosen
+   kernels' K(X, Z) is computed in row blocks into a zarr store (:mod:`.blocks`), turned into
+   features, fitted on all the fold's training rows at the chosen C, and scored on its test rows.
+3. The Nystrom approximation's relative Frobenius error is measured per chosen kernel on a
+   sample of rows against a sample of columns, exact kernels computed by the engine.
+
+Only recurrent families and RBF have landmark features; other families are refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import socket
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from ..protocol import Candidate, accuracy, normalise, resolve_splits, selection_pairs
+from ..solvers.linear_svm import LinearTask, fit_predict_linear
+from .blocks import BlockPlan, BlockStore, compute_all, kernel_rows
+from .landmarks import choose_landmarks, nystrom_map, relative_error, stratified_sample
+
+__all__ = ["LANDMARK_FAMILIES", "evaluate_landmarks"]
+
+LANDMARK_FAMILIES = ("RNN", "RNN-P", "BI-RNN", "RNN-AVG", "BI-RNN-AVG", "RBF")
+#: Rows and columns of the sampled block on which the Nystrom error is measured.
+ERROR_ROWS, ERROR_COLUMNS = 256, 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class RbfKernel:
+    """An RBF kernel on the flattened (normalised) inputs, for the landmark path."""
+
+    gamma: float
+
+    def params(self) -> dict[str, Any]:
+        return {"gamma": self.gamma}
+
+    def name(self, family: str | None = None) -> str:
+        return f"{family or 'RBF'}-gamma{self.gamma:g}"
+
+
+def _rbf_rows(A: np.ndarray, B: np.ndarray, gamma: float) -> np.ndarray:
+    A, B = A.reshape(A.shape[0], -1), B.reshape(B.shape[0], -1)
+    distances = np.einsum("ij,ij->i", A, A)[:, None] + np.einsum("ij,ij->i", B, B)[None, :] - 2.0 * A @ B.T
+    return np.exp(-gamma * np.maximum(distances, 0.0))
+
+
+def candidates(families: Sequence[str], config: Any, n_steps: int, dtype: str) -> list[Candidate]:
+    """Every family's configurations in the protocol's enumeration order."""
+    from ..kernels import recurrent_candidates
+
+    found: list[Candidate] = []
+    for family in families:
+        if family == "RBF":
+            found += [Candidate("RBF", {"gamma": gamma}, C, RbfKernel(gamma))
+                      for gamma, C in itertools.product(sorted(config.rbf_gamma), sorted(config.C))]
+        elif family in LANDMARK_FAMILIES:
+            found += recurrent_candidates(family, config, n_steps, dtype)
+        else:
+            raise ValueError(f"family {family!r} has no landmark features; with landmarks, use "
+                             f"{', '.join(LANDMARK_FAMILIES)}")
+    return found
+
+
+class _Rows:
+    """K(rows, Z) for the kernels of one job stage, grouped by the engine pass that gives them."""
+
+    def __init__(self, X: np.ndarray, lengths: np.ndarray | None, dtype: str, memory_budget: int | None) -> None:
+        self.X, self.lengths, self.dtype, self.memory_budget = X, lengths, dtype, memory_budget
+
+    def inputs(self, model: Any) -> np.ndarray:
+        order = getattr(model, "order", None)
+        return self.X if order is None else self.X[:, list(order)]
+
+    def plan(self, models: Sequence[Any], block_rows: int) -> BlockPlan:
+        first = models[0]
+        return BlockPlan(kernels=tuple(tuple(model.key) for model in models),
+                         layers=max(model.layers for model in models), sigma_w=first.sigma_w,
+                         sigma_v=1.0, dtype=self.dtype, block_rows=block_rows)
+
+    def block(self, models: Sequence[Any], rows: np.ndarray, columns: np.ndarray) -> list[np.ndarray]:
+        """K(X[rows], X[columns]) for each model (same grid source), as float64."""
+        if isinstance(models[0], RbfKernel):
+            return [_rbf_rows(self.X[rows], self.X[columns], model.gamma) for model in models]
+        lengths = None if self.lengths is None else self.lengths
+        values = kernel_rows(self.inputs(models[0])[rows], self.inputs(models[0])[columns],
+                             self.plan(models, max(1, rows.size)),
+                             lengths=None if lengths is None else lengths[rows],
+                             z_lengths=None if lengths is None else lengths[columns],
+                             memory_budget=self.memory_budget)
+        return [values[k] * model.sigma_v ** 2 for k, model in enumerate(models)]
+
+
+def _groups(models: Sequence[Any]) -> dict[Any, list[Any]]:
+    """Models by what one engine pass computes together: (sigma_w, order, dtype), or RBF."""
+    grouped: dict[Any, list[Any]] = {}
+    for model in models:
+        source = ("rbf",) if isinstance(model, RbfKernel) else model.grid_source()
+        grouped.setdefault(source, []).append(model)
+    return grouped
+
+
+def _features(rows: _Rows, models: Sequence[Any], wanted: np.ndarray, landmarks: np.ndarray,
+              floor: float) -> dict[Any, np.ndarray]:
+    """Features of the ``wanted`` rows for each model, from landmarks among them (in memory)."""
+    features = {}
+    for group in _groups(models).values():
+        for model, k_xz in zip(group, rows.block(group, wanted, landmarks)):
+            position = np.searchsorted(wanted, landmarks)
+            features[model] = nystrom_map(k_xz[position], floor=floor).features(k_xz)
+    return features
+
+
+def _selection_rows(splits: Any, y: np.ndarray, classes: np.ndarray, config: Any) -> tuple[Any, np.ndarray]:
+    """The selection pairs on a stratified subsample of at most ``selection_samples`` rows."""
+    budget = config.selection_samples
+    if splits.selection == "cv":
+        sub = np.sort(np.asarray(splits.train)[stratified_sample(y[splits.train], budget, seed=config.seed)])
+        selection = selection_pairs(dataclasses.replace(splits, train=sub), y, classes, config.cv_folds, config.seed)
+    else:
+        total = len(splits.train) + len(splits.validation)
+        share = min(1.0, budget / max(total, 1))
+        fit = np.asarray(splits.train)[stratified_sample(y[splits.train], int(round(share * len(splits.train))),
+                                                          seed=config.seed)]
+        score = np.asarray(splits.validation)[stratified_sample(
+            y[splits.validation], int(round(share * len(splits.validation))), seed=config.seed + 1)]
+        selection = dataclasses.replace(selection_pairs(splits, y, classes, config.cv_folds, config.seed),
+                                        pairs=[(np.sort(fit), np.sort(score))])
+    rows = np.unique(np.concatenate([np.concatenate(pair) for pair in selection.pairs]))
+    return selection, rows
+
+
+def _landmarks(rows: np.ndarray, y: np.ndarray, X: np.ndarray, config: Any, seed: int) -> np.ndarray:
+    chosen = choose_landmarks(y[rows], config.landmarks, seed=seed, method=config.landmark_method,
+                              X=X[rows] if config.landmark_method == "kmeans++" else None)
+    return rows[chosen]
+
+
+def _validate(found: Sequence[Candidate], features: Mapping[Any, np.ndarray], wanted: np.ndarray,
+              y: np.ndarray, selection: Any, check_cancel: Callable[[], None] | None,
+              on_fit: Callable[[], None]) -> dict[tuple, float]:
+    """Mean validation accuracy of every (model, C) over the selection pairs."""
+    Cs_of: dict[Any, list[float]] = {}
+    for candidate in found:
+        Cs_of.setdefault(candidate.model, []).append(candidate.C)
+    scores: dict[tuple, list[float]] = {}
+    for model, Cs in Cs_of.items():
+        phi = features[model]
+        for fit, score in selection.pairs:
+            fit_at, score_at = np.searchsorted(wanted, fit), np.searchsorted(wanted, score)
+            [result] = fit_predict_linear([LinearTask(phi[fit_at], y[fit], phi[score_at], Cs)],
+                                          check_cancel=check_cancel)
+            for C in Cs:
+                scores.setdefault((model, C), []).append(accuracy(result[C].predictions, y[score]))
+        on_fit()
+    return {key: float(np.mean(values)) for key, values in scores.items()}
+
+
+def _nystrom_error(rows: _Rows, model: Any, phi: np.ndarray, train: np.ndarray, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    sample_rows = np.sort(rng.choice(train, min(ERROR_ROWS, train.size), replace=False))
+    sample_columns = np.sort(rng.choice(train, min(ERROR_COLUMNS, train.size), replace=False))
+    [exact] = rows.block([model], sample_rows, sample_columns)
+    return relative_error(exact, phi[sample_rows], phi[sample_columns])
+
+
+def evaluate_landmarks(
+    dataset: Any,
+    config: Any,
+    *,
+    families: Sequence[str],
+    out_dir: Path | None = None,
+    dtype: str = "float32",
+    memory_budget: int | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    check_cancel: Callable[[], None] | None = None,
+    block_rows: int | None = None,
+    floor: float = 1e-10,
+) -> dict[str, Any]:
+    """The landmark protocol on ``dataset``; returns the report's parts (families,
+    configurations, selection, scale, timings) for :mod:`..evaluate` to assemble."""
+    report = lambda stage, done, total: on_progress(stage, done, total) if on_progress else None  # noqa: E731
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    y = dataset.y
+    splits, protocol = resolve_splits(dataset, config.protocol, config.seed)
+    X, x_scale = normalise(dataset.X, config.normalize)
+    rows = _Rows(X, dataset.lengths, dtype, memory_budget)
+    found = candidates(families, config, dataset.n_steps, dtype)
+    models = list(dict.fromkeys(candidate.model for candidate in found))
+
+    # 1. selection on the subsample
+    selection, wanted = _selection_rows(splits, y, dataset.classes, config)
+    fit_rows = np.unique(np.concatenate([fit for fit, _ in selection.pairs]))
+    landmarks = _landmarks(fit_rows, y, X, config, config.seed)
+    landmark_rows = {"selection": landmarks}
+    report("kernels", 0, 1)
+    features = _features(rows, models, wanted, landmarks, floor)
+    report("kernels", 1, 1)
+    timings["kernels"] = time.perf_counter() - started
+    done = iter(range(1, len(models) + 1))
+    scores = _validate(found, features, wanted, y, selection, check_cancel,
+                       lambda: report("validation", next(done), len(models)))
+    fits_made = [len(scores) * len(selection.pairs)]
+    timings["validation"] = time.perf_counter() - started - timings["kernels"]
+    del features
+    chosen: dict[str, Candidate] = {}
+    for candidate in found:  # the first of the best, in enumeration order
+        best = chosen.get(candidate.family)
+        if best is None or scores[(candidate.model, candidate.C)] > scores[(best.model, best.C)]:
+            chosen[candidate.family] = candidate
+
+    # 2. the chosen kernels on all rows, per test fold, in blocks
+    test_started = time.perf_counter()
+    finals = list(dict.fromkeys(candidate.model for candidate in chosen.values()))
+    block_rows = block_rows or int(config.block_rows)
+    n_blocks = sum(len(range(0, X.shape[0], block_rows)) * len(_groups(finals)) for _ in splits.folds)
+    blocks_done = [0]
+
+    def on_block(_: int, __: int) -> None:
+        blocks_done[0] += 1
+        report("blocks", blocks_done[0], n_blocks)
+
+    fold_accuracy: dict[str, list[float]] = {family: [] for family in chosen}
+    errors: dict[Any, float] = {}
+    for fold, (train, test) in enumerate(splits.folds):
+        train, test = np.asarray(train), np.asarray(test)
+        fold_landmarks = _landmarks(train, y, X, config, config.seed + 1 + fold)
+        landmark_rows[f"fold{fold}"] = fold_landmarks
+        # One kernel's K(X, Z) and features at a time: memory is one kernel's, not the grid's.
+        for model, k_xz in _fold_kernels(rows, finals, fold_landmarks, out_dir, fold, block_rows,
+                                         check_cancel, on_block):
+            phi = nystrom_map(k_xz[fold_landmarks], floor=floor).features(k_xz)
+            del k_xz
+            if fold == 0:
+                errors[model] = _nystrom_error(rows, model, phi, train, config.seed)
+            Cs = sorted({c.C for c in chosen.values() if c.model == model})
+            [result] = fit_predict_linear([LinearTask(phi[train], y[train], phi[test], Cs)],
+                                          check_cancel=check_cancel)
+            del phi
+            fits_made[0] += len(Cs)
+            for family, candidate in chosen.items():
+                if candidate.model == model:
+                    fold_accuracy[family].append(accuracy(result[candidate.C].predictions, y[test]))
+        report("test", fold + 1, len(splits.folds))
+    timings["test"] = time.perf_counter() - test_started
+
+    names = {c.model: c.model.name(family) for family, c in chosen.items()}
+    return {
+        "splits": splits,
+        "protocol": protocol,
+        "selection": {**selection.describe(), "samples": int(wanted.size)},
+        "x_scale": x_scale,
+        "configurations": [{"family": c.family, **_configuration(c), "validation_accuracy": scores[(c.model, c.C)]}
+                           for c in found],
+        "families": {family: {"chosen": [_configuration(c)],
+                              "validation_accuracy": scores[(c.model, c.C)],
+                              "test_accuracy": float(np.mean(fold_accuracy[family])),
+                              "fold_accuracies": fold_accuracy[family]}
+                     for family, c in chosen.items()},
+        "landmarks": landmark_rows,
+        "scale": {"method": "landmarks", "landmarks": int(config.landmarks),
+                  "landmark_method": config.landmark_method,
+                  "nystrom_error": {names[model]: round(error, 6) for model, error in errors.items()},
+                  "nystrom_error_max": round(max(errors.values()), 6) if errors else None,
+                  "selection_samples": int(wanted.size),
+                  "training_samples": [int(len(train)) for train, _ in splits.folds],
+                  "blocks": {"total": n_blocks, "rows_per_block": block_rows,
+                             "by_worker": {socket.gethostname(): n_blocks}}},
+        "fits": fits_made[0],
+        "timings": timings,
+    }
+
+
+def _configuration(candidate: Candidate) -> dict[str, Any]:
+    entry: dict[str, Any] = {"params": dict(candidate.params), "C": candidate.C}
+    if candidate.note:
+        entry.update(candidate.note)
+    return entry
+
+
+def _fold_kernels(rows: _Rows, models: Sequence[Any], landmarks: np.ndarray, out_dir: Path | None, fold: int,
+                  block_rows: int, check_cancel: Callable[[], None] | None,
+                  on_block: Callable[[int, int], None]) -> Iterator[tuple[Any, np.ndarray]]:
+    """(model, K(X, Z)) for each model in turn; the recurrent ones computed in blocks (into a
+    zarr store under ``out_dir/scale/`` when given), each engine pass once for its group."""
+    n = rows.X.shape[0]
+    for number, group in enumerate(_groups(models).values()):
+        if isinstance(group[0], RbfKernel):
+            values = rows.block(group, np.arange(n), landmarks)
+            for _ in range(0, n, block_rows):
+                on_block(0, 0)
+            yield from zip(group, values)
+            continue
+        plan = rows.plan(group, block_rows)
+        path = (Path(out_dir) / "scale" / f"fold{fold}-k_xz-{number}.zarr") if out_dir is not None else None
+        yield from _blocks_of(rows, group, plan, landmarks, path, check_cancel, on_block)
+
+
+def _blocks_of(rows: _Rows, group: Sequence[Any], plan: BlockPlan, landmarks: np.ndarray, path: Path | None,
+               check_cancel: Callable[[], None] | None,
+               on_block: Callable[[int, int], None]) -> Iterator[tuple[Any, np.ndarray]]:
+    X = rows.inputs(group[0])
+    Z = X[landmarks]
+    lengths = rows.lengths
+    z_lengths = None if lengths is None else lengths[landmarks]
+    if path is not None:
+        store = BlockStore(path, X.shape[0], landmarks.size, plan)
+        compute_all(store, X, Z, lengths=lengths, z_lengths=z_lengths, memory_budget=rows.memory_budget,
+                    on_block=on_block, check_cancel=check_cancel)
+        for k, model in enumerate(group):
+            yield model, store.rows(k) * model.sigma_v ** 2
+        return
+    values = []
+    for start, stop in plan.blocks(X.shape[0]):
+        if check_cancel is not None:
+            check_cancel()
+        values.append(kernel_rows(X[start:stop], Z, plan, lengths=None if lengths is None else lengths[start:stop],
+                                  z_lengths=z_lengths, memory_budget=rows.memory_budget))
+        on_block(0, 0)
+    stacked = np.concatenate(values, axis=1)
+    for k, model in enumerate(group):
+        yield model, stacked[k] * model.sigma_v ** 2
+
+
