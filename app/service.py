@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.models import JobRequest
-from rntk_core.evaluation.config import error_message
-from rntk_core.evaluation.cost import CostEstimate, estimate_cost
+from rntk_core.evaluation.config import AUTO_LANDMARKS, LANDMARK_FAMILIES, EvaluationConfig, error_message
+from rntk_core.evaluation.cost import CostEstimate, estimate_cost, gigabytes
 from worker.jobs import DatasetMeta, JobCost, JobRecord, JobState, Store, now
 from worker.queue import enqueue
 from worker.settings import Settings
@@ -190,6 +190,29 @@ def submit_job(store: Store, settings: Settings, celery: Any, owner: str, body: 
     return create_job(store, settings, celery, owner, parse_job_request(body))
 
 
+def fit_to_worker(config: EvaluationConfig, n_samples: int, steps: int,
+                  settings: Settings) -> tuple[EvaluationConfig, CostEstimate]:
+    """The config to run and its cost, refused (422) when its memory estimate is over a
+    worker's: a dense job too large goes to landmarks under ``scale: auto``."""
+    cost = estimate_cost(n_samples, steps, config)
+    limit = settings.worker_memory_bytes
+    if cost.method == "dense" and cost.host_bytes > limit:
+        if config.scale == "dense" or not set(config.families) <= set(LANDMARK_FAMILIES):
+            reason = ("it asked for dense kernels (\"scale\": \"dense\")" if config.scale == "dense" else
+                      f"families {', '.join(f for f in config.families if f not in LANDMARK_FAMILIES)} have "
+                      "no landmark features")
+            raise Invalid(f"the job's dense Gram matrices need about {gigabytes(cost.host_bytes)} of memory, "
+                          f"over a worker's {gigabytes(limit)} (RNTK_WORKER_MEMORY_MB), and {reason}; submit "
+                          f"it with \"landmarks\": {AUTO_LANDMARKS} (Nystrom features: memory linear in N) and "
+                          f"the families {', '.join(LANDMARK_FAMILIES)}")
+        config = config.model_copy(update={"landmarks": AUTO_LANDMARKS})
+        cost = estimate_cost(n_samples, steps, config)
+    if cost.host_bytes > limit:
+        raise Invalid(f"the job needs about {gigabytes(cost.host_bytes)} of memory, over a worker's "
+                      f"{gigabytes(limit)} (RNTK_WORKER_MEMORY_MB); use fewer landmarks or smaller block_rows")
+    return config, cost
+
+
 def create_job(store: Store, settings: Settings, celery: Any, owner: str, job: JobRequest) -> JobRecord:
     """Check the dataset, the cost and the quota, write the record, and send the message
     (blocking: the routes call it in the threadpool)."""
@@ -199,7 +222,7 @@ def create_job(store: Store, settings: Settings, celery: Any, owner: str, job: J
     if config.features_per_step != 1:  # the upload was checked with m = 1
         dataset = validate_dataset(store.dataset_file(owner, job.dataset_id), settings, config.features_per_step)
         n_samples, steps = dataset.n_samples, dataset.n_steps
-    cost = estimate_cost(n_samples, steps, config)
+    config, cost = fit_to_worker(config, n_samples, steps, settings)
     if not cost.seconds <= settings.max_job_seconds:
         raise Invalid(f"the job's estimated cost, {cost.describe()}, is over the limit of "
                       f"{settings.max_job_seconds:g} s (RNTK_MAX_JOB_SECONDS); use smaller grids")

@@ -51,6 +51,8 @@ class JobCost(Recorded):
     validation_seconds: float
     test_seconds: float
     seconds: float
+    method: str | None = None
+    host_bytes: int | None = None
     fits: int | None = None
     fit_seconds: float | None = None
     stage_seconds: dict[str, float] = Field(default_factory=dict,

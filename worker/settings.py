@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(default=None, description="e.g. redis://127.0.0.1:6379/0; unset = embedded.")
     api_keys: str = Field(default="", description="Comma-separated bearer keys; empty = no auth (loopback only).")
     max_upload_mb: float = Field(default=512, gt=0)
-    max_samples: int = Field(default=100_000, ge=1, description="Largest N of an uploaded dataset.")
+    max_samples: int = Field(default=10_000_000, ge=1,
+                             description="Largest N of an uploaded dataset (dense jobs are bounded by "
+                                         "worker_memory_mb; larger ones run with landmarks).")
     max_steps: int = Field(default=10_000, ge=1, description="Largest T of an uploaded dataset.")
     job_time_limit_s: float = Field(default=6 * 3600, gt=0, description="Soft time limit of one job attempt.")
     heartbeat_s: float = Field(default=10, gt=0, description="How often a running job refreshes its heartbeat.")
@@ -39,6 +41,10 @@ class Settings(BaseSettings):
     stall_after_s: float = Field(default=1800, ge=0,
                                  description="A running job whose progress has not moved for this long "
                                              "(heartbeat alive) is failed as Stalled; 0 turns it off.")
+    worker_memory_mb: int = Field(default_factory=lambda: _physical_memory_mb() * 4 // 5, ge=1,
+                                  description="Memory one job may use on a worker, in MB (default: 80% of "
+                                              "this machine's); a job estimated above it is refused, or "
+                                              "with scale=auto moved to landmarks.")
     max_attempts: int = Field(default=3, ge=1, description="Attempts before a job that kills its worker fails.")
     sweep_s: float = Field(default=15, gt=0, description="Interval of the recovery sweep (API and workers).")
     # 60 s plus one sweep period stays under the 2-minute recovery bound; a worker claims a
@@ -74,6 +80,10 @@ class Settings(BaseSettings):
         return [key.strip() for key in self.api_keys.split(",") if key.strip()]
 
     @property
+    def worker_memory_bytes(self) -> int:
+        return self.worker_memory_mb << 20
+
+    @property
     def embedded(self) -> bool:
         return self.broker_url is None
 
@@ -96,6 +106,15 @@ class Settings(BaseSettings):
     @property
     def compile_cache_dir(self) -> Path:
         return self.data_dir / "jax-cache"
+
+
+def _physical_memory_mb() -> int:
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 20
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume a modest machine
+        return 16 << 10
 
 
 @lru_cache(maxsize=1)

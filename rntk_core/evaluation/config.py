@@ -25,7 +25,7 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Sequence, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .solvers import Solver
 
@@ -76,6 +76,12 @@ FixedLayers = Annotated[int, Field(strict=True, ge=0, le=63)]
 Trees = Annotated[int, Field(strict=True, ge=1, le=10_000)]
 
 _T = TypeVar("_T")
+
+
+#: Families that have landmark (Nystrom) features.
+LANDMARK_FAMILIES: tuple[str, ...] = ("RNN", "RNN-P", "BI-RNN", "RNN-AVG", "BI-RNN-AVG", "RBF")
+#: Landmarks of a job routed to the landmark path by ``scale: auto``.
+AUTO_LANDMARKS = 1024
 
 
 class ConfigError(ValueError):
@@ -169,6 +175,9 @@ class EvaluationConfig(BaseModel):
     selection_samples: Annotated[int, Field(strict=True, ge=10, le=10_000_000)] = Field(
         default=4096, description="With landmarks: hyperparameters are selected on a stratified "
         "subsample of at most this many selection rows; the chosen kernels then use every row.")
+    scale: Literal["auto", "dense"] = Field(
+        default="auto", description="auto: a job whose dense Gram matrices would not fit its worker's "
+        f"memory runs with landmarks ({AUTO_LANDMARKS} unless set) instead of being refused; dense: refuse it.")
     landmark_method: Literal["stratified", "kmeans++"] = Field(
         default="stratified", description="With landmarks: how landmark rows are drawn from the "
         "training rows: uniformly within each class, or by k-means++ seeding in input space.")
@@ -248,6 +257,15 @@ class EvaluationConfig(BaseModel):
             builtin = {tuple(range(t)), tuple(range(t - 1, -1, -1))}
             orders = [order for order in orders if tuple(order) not in builtin]
         return _dedupe(orders)
+
+    @model_validator(mode="after")
+    def _landmark_families(self) -> "EvaluationConfig":
+        if self.landmarks:
+            unsupported = [f for f in self.families if f not in LANDMARK_FAMILIES]
+            if unsupported:
+                raise ValueError(f"families {', '.join(unsupported)} have no landmark features; with "
+                                 f"landmarks, use {', '.join(LANDMARK_FAMILIES)}")
+        return self
 
     def rnnp_orders_for(self, n_steps: int) -> list[tuple[int, ...]]:
         """All RNN-P step orders for sequences of ``n_steps``: forward, reversed, then extras.

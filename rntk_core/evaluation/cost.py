@@ -17,7 +17,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["CostEstimate", "STAGES", "estimate_cost", "eta_seconds", "overall_fraction", "N_FOLDS"]
+__all__ = ["CostEstimate", "STAGES", "dense_host_bytes", "estimate_cost", "eta_seconds", "gigabytes",
+           "landmark_host_bytes", "overall_fraction", "N_FOLDS"]
 
 #: A job's progress stages in order, as the worker and evaluate_dataset report them.
 STAGES = ("loading", "kernels", "validation fits", "test folds", "report", "writing")
@@ -54,6 +55,8 @@ class CostEstimate:
     validation_seconds: float
     test_seconds: float
     seconds: float  #: total, with a fixed start-up cost
+    method: str = "dense"  #: "dense" Gram matrices or "landmarks" (Nystrom features)
+    host_bytes: int = 0  #: peak memory of the job's process, estimated
 
     @property
     def fit_seconds(self) -> float:
@@ -75,9 +78,15 @@ class CostEstimate:
 
     def describe(self) -> str:
         """One line for a person, e.g. before submitting."""
-        return (f"N={self.n_samples}, T={self.steps}: {self.grids} Gram grid pass(es), "
+        how = "landmark features" if self.method == "landmarks" else "Gram grid pass(es)"
+        return (f"N={self.n_samples}, T={self.steps}: {self.grids} {how}, "
                 f"{self.kernels} recurrent kernel(s), {self.baseline_kernels} baseline model(s), "
-                f"{self.fits} SVM fit(s); about {_duration(self.seconds)} on a 2-core CPU")
+                f"{self.fits} SVM fit(s); about {_duration(self.seconds)} on a 2-core CPU and "
+                f"{gigabytes(self.host_bytes)} of memory")
+
+
+def gigabytes(count: float) -> str:
+    return f"{count / 1e9:.1f} GB" if count >= 1e8 else f"{count / 1e6:.0f} MB"
 
 
 def _duration(seconds: float) -> str:
@@ -147,6 +156,8 @@ def estimate_cost(n_samples: int, steps: int, config: Any, *,
     """
     if n_samples < 1 or steps < 1:
         raise ValueError(f"need N >= 1 and T >= 1, got N={n_samples}, T={steps}")
+    if getattr(config, "landmarks", 0):
+        return _landmark_cost(n_samples, steps, config, seconds_per_cell)
     grids, kernels, recurrent_fits = _recurrent_counts(config, steps)
     baseline_models, baseline_fits = _baseline_counts(config)
     pairs = n_samples * (n_samples + 1) / 2  # only tiles on or above the diagonal
@@ -162,7 +173,65 @@ def estimate_cost(n_samples: int, steps: int, config: Any, *,
     total = SECONDS_FIXED + kernel_seconds + validation_seconds + test_seconds + SECONDS_REPORT
     return CostEstimate(n_samples, steps, grids, kernels, baseline_models, validation_fits,
                         test_fits, round(kernel_seconds, 3), round(validation_seconds, 3),
-                        round(test_seconds, 3), round(total, 3) if math.isfinite(total) else float("inf"))
+                        round(test_seconds, 3), round(total, 3) if math.isfinite(total) else float("inf"),
+                        "dense", dense_host_bytes(n_samples, steps, config, grids))
+
+
+#: Dense baselines hold about this many N x N float64 arrays at their peak (distances, the
+#: kernel, libsvm's slices): an N = 10,000 RBF job peaked at 4.1 GB of worker RSS.
+_BASELINE_SQUARES = 5
+#: The process itself (Python, JAX, the engine's tile working set), bytes.
+_PROCESS_BYTES = 600 << 20
+
+
+def dense_host_bytes(n_samples: int, steps: int, config: Any, grids: int | None = None) -> int:
+    """Peak memory of a dense job: its Gram grids (2 sweeps x 4 readouts x L x sigma pairs of
+    N x N float32 per grid pass, all held) and the baselines' N x N float64 arrays."""
+    grids = _recurrent_counts(config, steps)[0] if grids is None else grids
+    squares = float(n_samples) ** 2
+    pairs = len(config.sigma_u) * len(config.sigma_b)
+    recurrent = grids * 2 * 4 * max(config.layers) * pairs * squares * 4
+    baselines = _BASELINE_SQUARES * squares * 8 if set(config.families) & {"RBF", "POLY", "MLP", "1NN-ED",
+                                                                          "1NN-DTW"} else 0
+    inputs = 4 * n_samples * steps * max(1, config.features_per_step) * 8
+    return int(recurrent + baselines + inputs + _PROCESS_BYTES)
+
+
+def landmark_host_bytes(n_samples: int, steps: int, config: Any) -> int:
+    """Peak memory of a landmark job: one block of K(X, Z) for a grid pass's kernels, one
+    kernel's K(X, Z) and features (N x M float64 each), the linear solver's gathered rows of
+    one batch of problems (bounded, see ``linear_svm.BATCH_BYTES``) and the inputs."""
+    m = config.landmarks
+    recurrent = any(family in _RECURRENT for family in config.families)
+    kernels_per_pass = 2 * 4 * max(config.layers) * len(config.sigma_u) * len(config.sigma_b) if recurrent else 1
+    block = kernels_per_pass * config.block_rows * m * 8 * 2
+    features = 2 * n_samples * m * 8
+    solver = min(1 << 30, 3 * n_samples * m * 8)
+    inputs = 4 * n_samples * steps * max(1, config.features_per_step) * 8
+    return int(block + features + solver + inputs + _PROCESS_BYTES)
+
+
+def _landmark_cost(n_samples: int, steps: int, config: Any, seconds_per_cell: float) -> CostEstimate:
+    """Landmarks: the grid on the selection subsample against M landmarks, then the chosen
+    kernels (one per family) on all N rows, per test fold; linear fits cost O(n M^2) per
+    interior-point iteration (about 25 of them)."""
+    grids, kernels, recurrent_fits = _recurrent_counts(config, steps)
+    baseline_models, baseline_fits = _baseline_counts(config)
+    m = config.landmarks
+    selection = min(n_samples, config.selection_samples)
+    settings = len(config.sigma_u) * len(config.sigma_b) * max(config.layers)
+    kernel_seconds = grids * selection * m * steps * settings * 2 * seconds_per_cell
+    families = len(config.families)
+    kernel_seconds += N_FOLDS * families * n_samples * m * steps * max(config.layers) * 2 * seconds_per_cell
+    iteration = 25 * 2 * 3e-10  # flop-seconds per (row, M^2) of one interior-point iteration
+    validation_fits = recurrent_fits + baseline_fits
+    validation_seconds = validation_fits * (selection / 2) * min(m, selection / 2) ** 2 * iteration
+    test_fits = N_FOLDS * families
+    test_seconds = test_fits * 0.75 * n_samples * m * m * iteration
+    total = SECONDS_FIXED + kernel_seconds + validation_seconds + test_seconds + SECONDS_REPORT
+    return CostEstimate(n_samples, steps, grids, kernels, baseline_models, validation_fits, test_fits,
+                        round(kernel_seconds, 3), round(validation_seconds, 3), round(test_seconds, 3),
+                        round(total, 3), "landmarks", landmark_host_bytes(n_samples, steps, config))
 
 
 def overall_fraction(stage_seconds: dict[str, float], stage: str, done: int, total: int) -> float:

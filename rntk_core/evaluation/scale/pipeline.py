@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..config import LANDMARK_FAMILIES
 from ..protocol import Candidate, accuracy, normalise, resolve_splits, selection_pairs
 from ..solvers.linear_svm import LinearTask, fit_predict_linear
 from .blocks import BlockPlan, BlockStore, compute_all, kernel_rows
@@ -35,7 +36,6 @@ from .landmarks import choose_landmarks, nystrom_map, relative_error, stratified
 
 __all__ = ["LANDMARK_FAMILIES", "evaluate_landmarks"]
 
-LANDMARK_FAMILIES = ("RNN", "RNN-P", "BI-RNN", "RNN-AVG", "BI-RNN-AVG", "RBF")
 #: Rows and columns of the sampled block on which the Nystrom error is measured.
 ERROR_ROWS, ERROR_COLUMNS = 256, 1024
 

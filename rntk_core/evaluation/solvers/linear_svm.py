@@ -413,8 +413,8 @@ def fit_predict_linear(
         Cs = np.repeat(np.asarray(task.Cs, float), len(pairs))
         for index, (i, j) in enumerate(pairs * len(task.Cs)):
             signs[index] = np.where(encoded == i, 1.0, np.where(encoded == j, -1.0, 0.0))
-        solution = solve_linear_duals(task.features, signs, Cs, tol=tol, max_iter=max_iter,
-                                      check_cancel=check_cancel)
+        solution = _solve_in_batches(np.asarray(task.features, np.float64), signs, Cs, tol, max_iter,
+                                     check_cancel)
         decision = np.asarray(task.evaluate, np.float64) @ solution.weights.T - solution.rho  # (m, Cs * P)
         decision = decision.reshape(decision.shape[0], len(task.Cs), len(pairs))
         first = np.array([i for i, _ in pairs])
@@ -455,3 +455,22 @@ def _fit_dense(task: LinearTask, tol: float, max_iter: int,
     [per_C] = fit_predict_many([SvmTask(kernel, np.asarray(task.y_train), evaluate, list(task.Cs))],
                                tol=tol, max_iter=max_iter, check_cancel=check_cancel)
     return {C: dataclasses.replace(fit, solver="linear") for C, fit in per_C.items()}
+
+
+#: Bytes of gathered problem rows (B x n x M float64) one solve may hold: problems beyond it
+#: are solved in further batches.
+BATCH_BYTES = 1 << 30
+
+
+def _solve_in_batches(phi: np.ndarray, signs: np.ndarray, Cs: np.ndarray, tol: float, max_iter: int,
+                      check_cancel: Callable[[], None] | None) -> LinearSolution:
+    """:func:`solve_linear_duals` over batches of problems whose gathered rows fit BATCH_BYTES."""
+    per_problem = _padded_size(int((signs != 0).sum(axis=1).max())) * phi.shape[1] * 8
+    size = max(1, BATCH_BYTES // max(per_problem, 1))
+    parts = [solve_linear_duals(phi, signs[start:start + size], Cs[start:start + size], tol=tol,
+                                max_iter=max_iter, check_cancel=check_cancel)
+             for start in range(0, len(Cs), size)]
+    if len(parts) == 1:
+        return parts[0]
+    return LinearSolution(*(np.concatenate([getattr(part, name) for part in parts])
+                            for name in ("alpha", "rho", "weights", "objective", "converged", "iterations", "error")))
