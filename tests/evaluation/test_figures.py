@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -81,3 +82,45 @@ def test_perfect_folds_are_inside_the_axis():
     bars = [FamilyBar("RNN", 0.98, (1.0, 0.96, 1.0, 0.96), True)]
     low, high = figures.accuracy_range(bars)
     assert high > 1.0 and low < 0.96
+
+
+def _tiny_dataset(classes):
+    from rntk_core.evaluation.datasets import Dataset
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    return Dataset(rng.normal(size=(60, 5, 1)) + y[:, None, None], y, np.array(classes), "labels", "npz")
+
+
+TINY = {"families": ["RNN"], "sigma_u": [0.5], "sigma_b": [0.1], "layers": [1], "C": [1.0]}
+
+
+def test_labels_with_dollar_signs_are_drawn_as_text(tmp_path):
+    """"$...$" in a class label once went to matplotlib's math parser and failed the job at its
+    report, after every fit had run."""
+    from rntk_core.evaluation.config import parse_config
+    from rntk_core.evaluation.evaluate import evaluate_dataset
+
+    labels = [r"$\foo$", r"$\frac{a}$", "US$_1_to_US$_5"]
+    report = evaluate_dataset(_tiny_dataset(labels), parse_config(TINY), out_dir=tmp_path)
+    assert "figures_error" not in report
+    page = (tmp_path / "report.html").read_text()
+    assert "US$_1_to_US$_5" in page and r"\frac{a}" in page
+    assert list((tmp_path / "gram").glob("*.npy"))
+
+
+def test_a_failure_while_drawing_keeps_the_results(tmp_path, monkeypatch):
+    from rntk_core.evaluation.config import parse_config
+    from rntk_core.evaluation.evaluate import evaluate_dataset
+    from rntk_core.evaluation.report import figures
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the figure broke")
+
+    monkeypatch.setattr(figures, "accuracy_svg", broken)
+    report = evaluate_dataset(_tiny_dataset(["a", "b", "c"]), parse_config(TINY), out_dir=tmp_path)
+    assert report["figures_error"] == "RuntimeError: the figure broke"
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["families"]["RNN"]["test_accuracy"] == report["families"]["RNN"]["test_accuracy"]
+    assert list((tmp_path / "gram").glob("*.npy")) and (tmp_path / "splits.npz").exists()
+    assert "not drawn: RuntimeError: the figure broke" in (tmp_path / "report.html").read_text()

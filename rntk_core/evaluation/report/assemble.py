@@ -398,9 +398,16 @@ def _file_stems(selected: Mapping[RecurrentKernel, dict]) -> dict[RecurrentKerne
 def draw_figures(report: dict, gram: np.ndarray | None, labels: np.ndarray,
                  check: Callable[[], None] | None = None) -> dict:
     """The report's figures (:func:`.html.draw_figures`), drawn before the total is timed."""
+    from ..cancel import Cancelled
     from .html import draw_figures as draw
 
-    return draw(report, gram, labels, check)
+    try:
+        return draw(report, gram, labels, check)
+    except Cancelled:
+        raise
+    except Exception as exc:  # a figure must never cost the computed results
+        report["figures_error"] = f"{type(exc).__name__}: {exc}"[:500]
+        return {"accuracy_svg": None, "heatmaps": [], "gram": None}
 
 
 def save_report(report: dict, out_dir: Path, gram: np.ndarray | None, labels: np.ndarray,

@@ -24,6 +24,9 @@ from typing import Sequence
 import matplotlib
 
 matplotlib.use("Agg")  # no display, and no GUI backend is ever probed
+# User strings (class labels, dataset and family names) are drawn as written: "$...$" in a label
+# is text, not math (a label "US$_1_to_US$_5" failed a finished job at its report).
+matplotlib.rcParams["text.parse_math"] = False
 
 import numpy as np
 from matplotlib import rc_context

@@ -369,6 +369,7 @@ def render_html(report: dict, gram: np.ndarray | None = None, labels: np.ndarray
                 *([("selection", f"{selection.get('method')} ({selection.get('folds')} fold(s))")]
                   if selection else []),
                 *[("note", str(note)) for note in _as_list(report.get("notes"))],
+                *([("figures", f"not drawn: {report['figures_error']}")] if report.get("figures_error") else []),
                 ("normalize", fmt_value(_as_dict(report.get("config")).get("normalize"))),
                 ("x_scale", fmt_value(report.get("x_scale"))),
                 ("majority class", _pct(majority)),

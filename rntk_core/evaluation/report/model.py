@@ -143,5 +143,6 @@ class Report(_Open):
     fits: list[FitRecord] = Field(default_factory=list)
     timings: dict[str, float]
     scale: ScaleSummary | None = None
+    figures_error: str | None = None  # why the report's figures could not be drawn (results kept)
     versions: dict[str, str]
     device: str
