@@ -4,7 +4,7 @@ PORT ?= 8000
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-reliability bench bench-svm serve clean browser-deps screenshots
+.PHONY: install test test-reliability bench bench-svm bench-scale bench-stress serve clean browser-deps screenshots
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -41,6 +41,16 @@ bench: $(STAMP)
 # The SVM stage of the default protocol on yeast and abalone, per solver (minutes on a CPU).
 bench-svm: $(STAMP)
 	$(PY) -m benchmarks.svm_benchmark
+
+# The landmark path: accuracy against dense, landmark choice, and cost in N (long on a CPU).
+bench-scale: $(STAMP)
+	$(PY) -m benchmarks.scale_benchmark accuracy
+	$(PY) -m benchmarks.scale_benchmark methods
+	$(PY) -m benchmarks.scale_benchmark scale
+
+# 300 fresh processes of the JAX solver on loaded cores: hangs and time per solve (~50 min).
+bench-stress: $(STAMP)
+	$(PY) -m benchmarks.solver_stress --runs 300
 
 # make serve PORT=8080 HOST=0.0.0.0 (a non-loopback HOST needs RNTK_API_KEYS)
 serve: $(STAMP)

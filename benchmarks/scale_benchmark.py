@@ -1,0 +1,160 @@
+"""`make bench-scale`: the landmark (Nystrom) path against the dense one, and its cost in N.
+
+Three parts, each printing one JSON line per run and a summary:
+
+- ``accuracy``: dense vs landmark test accuracy per family on UCI sets with N >= 2000 and the
+  archive problems in tests/data/ts, with the Nystrom error of the chosen kernels.
+- ``methods``: the Nystrom error of stratified vs k-means++ landmarks for the same kernels.
+- ``scale``: generated sequences (benchmarks.sequences) at growing N, one sigma pair, in a
+  fresh process each (``rntk evaluate``'s code path), timing each stage and the peak RSS;
+  the summary gives the cost per sample relative to the smallest N (1.0 = linear).
+
+    python -m benchmarks.scale_benchmark accuracy --landmarks 512
+    python -m benchmarks.scale_benchmark scale --n 25000 50000 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+UCI = REPO.parent / "shared" / "data" / "uci"
+ARCHIVES = REPO / "tests" / "data" / "ts"
+LARGE_UCI = ("abalone", "waveform", "wine-quality-white")
+GRID = {"families": ["RNN", "BI-RNN-AVG", "RBF"], "sigma_u": [0.5, 1.0], "sigma_b": [0.1], "layers": [1, 2],
+        "C": [1.0, 100.0, 1e4], "rbf_gamma": [0.5, 8.0, 128.0]}
+
+
+def _dataset(name: str):
+    from rntk_core.evaluation.datasets import load_dataset
+
+    path = UCI / name if (UCI / name).exists() else ARCHIVES / f"{name}.zip"
+    return load_dataset(path)
+
+
+def accuracy(names: list[str], landmarks: int, selection: int) -> list[dict]:
+    from rntk_core.evaluation.config import parse_config
+    from rntk_core.evaluation.evaluate import evaluate_dataset
+
+    rows = []
+    for name in names:
+        dataset = _dataset(name)
+        results = {}
+        for method, extra in (("dense", {}), ("landmarks", {"landmarks": landmarks, "selection_samples": selection})):
+            started = time.perf_counter()
+            report = evaluate_dataset(dataset, parse_config({**GRID, **extra}))
+            results[method] = (report, time.perf_counter() - started)
+        dense, landmark = results["dense"][0], results["landmarks"][0]
+        row = {"dataset": name, "n": dataset.n_samples, "M": landmarks,
+               "seconds": {k: round(v[1], 1) for k, v in results.items()},
+               "nystrom_error_max": landmark["scale"]["nystrom_error_max"],
+               "families": {f: {"dense": round(dense["families"][f]["test_accuracy"], 4),
+                                "landmarks": round(landmark["families"][f]["test_accuracy"], 4)}
+                            for f in dense["families"]}}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    gaps = [v["dense"] - v["landmarks"] for row in rows for v in row["families"].values()]
+    print(json.dumps({"summary": "accuracy", "mean_gap_points": round(100 * float(np.mean(gaps)), 2),
+                      "worst_gap_points": round(100 * float(np.max(gaps)), 2), "runs": len(gaps)}))
+    return rows
+
+
+def methods(names: list[str], landmarks: int) -> None:
+    from rntk_core import gram
+    from rntk_core.evaluation.protocol import normalise
+    from rntk_core.evaluation.scale.landmarks import choose_landmarks, nystrom_map, relative_error
+
+    for name in names:
+        dataset = _dataset(name)
+        X, _ = normalise(dataset.X)
+        rng = np.random.default_rng(0)
+        rows = np.sort(rng.choice(dataset.n_samples, min(1024, dataset.n_samples), replace=False))
+        errors = {}
+        for method in ("stratified", "kmeans++"):
+            Z = choose_landmarks(dataset.y, landmarks, method=method, X=X, seed=0)
+            k_xz = gram(X[rows], X[Z], kind="ntk", layers=2, sigma_u=0.5, sigma_b=0.1, dtype="float64")
+            k_zz = gram(X[Z], kind="ntk", layers=2, sigma_u=0.5, sigma_b=0.1, dtype="float64")
+            exact = gram(X[rows], kind="ntk", layers=2, sigma_u=0.5, sigma_b=0.1, dtype="float64")
+            phi = nystrom_map(k_zz).features(k_xz)
+            errors[method] = round(relative_error(exact, phi, phi), 6)
+        print(json.dumps({"dataset": name, "M": landmarks, "nystrom_error": errors}), flush=True)
+
+
+CHILD = r"""
+import json, resource, sys, time, tempfile
+start = time.perf_counter()
+from benchmarks.sequences import make_sequences
+from rntk_core.evaluation.config import parse_config
+from rntk_core.evaluation.datasets import Dataset, Splits
+from rntk_core.evaluation.evaluate import evaluate_dataset
+import numpy as np
+n, steps, m = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+X, y = make_sequences(n, steps, 4, seed=0)
+test = np.zeros(n, bool); test[np.random.default_rng(1).permutation(n)[: n // 5]] = True
+train, held = np.flatnonzero(~test), np.flatnonzero(test)
+splits = Splits(train=train, validation=held, folds=[(train, held)], selection="cv")
+dataset = Dataset(X[:, :, None], y, np.arange(4), "sequences", "npz", splits=splits)
+del X
+config = parse_config({"families": ["RNN"], "kinds": ["ntk"], "sigma_u": [0.5], "sigma_b": [0.1], "layers": [1],
+                       "C": [1.0], "landmarks": m, "selection_samples": 2048, "cv_folds": 2})
+built = time.perf_counter() - start
+with tempfile.TemporaryDirectory() as out:
+    report = evaluate_dataset(dataset, config, out_dir=out, grams="none")
+print(json.dumps({"n": n, "steps": steps, "M": m, "seconds": round(time.perf_counter() - start, 1),
+                  "data_seconds": round(built, 1), "timings": {k: round(v, 1) for k, v in report["timings"].items()},
+                  "test_accuracy": report["families"]["RNN"]["test_accuracy"],
+                  "nystrom_error_max": report["scale"]["nystrom_error_max"],
+                  "blocks": report["scale"]["blocks"]["total"],
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
+"""
+
+
+def scale(sizes: list[int], steps: int, landmarks: int) -> None:
+    runs = []
+    for n in sizes:
+        run = subprocess.run([sys.executable, "-c", CHILD, str(n), str(steps), str(landmarks)], cwd=REPO,
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            print(json.dumps({"n": n, "failed": run.stderr[-2000:]}), flush=True)
+            continue
+        result = json.loads(run.stdout.strip().splitlines()[-1])
+        print(json.dumps(result), flush=True)
+        runs.append(result)
+    if len(runs) > 1:
+        base = runs[0]
+        per_sample = {str(r["n"]): round((r["seconds"] / r["n"]) / (base["seconds"] / base["n"]), 2) for r in runs}
+        print(json.dumps({"summary": "scale", "cost_per_sample_vs_smallest": per_sample}))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="part", required=True)
+    one = sub.add_parser("accuracy")
+    one.add_argument("--datasets", nargs="+", default=[*LARGE_UCI, "ItalyPowerDemand", "GunPoint", "ArrowHead"])
+    one.add_argument("--landmarks", type=int, default=512)
+    one.add_argument("--selection-samples", type=int, default=4096)
+    two = sub.add_parser("methods")
+    two.add_argument("--datasets", nargs="+", default=list(LARGE_UCI))
+    two.add_argument("--landmarks", type=int, default=128)
+    three = sub.add_parser("scale")
+    three.add_argument("--n", type=int, nargs="+", default=[25_000, 50_000, 100_000])
+    three.add_argument("--steps", type=int, default=32)
+    three.add_argument("--landmarks", type=int, default=512)
+    args = parser.parse_args(argv)
+    if args.part == "accuracy":
+        accuracy(args.datasets, args.landmarks, args.selection_samples)
+    elif args.part == "methods":
+        methods(args.datasets, args.landmarks)
+    else:
+        scale(args.n, args.steps, args.landmarks)
+
+
+if __name__ == "__main__":
+    main()
