@@ -111,3 +111,25 @@ def test_limits_stop_the_parse_at_the_line_that_crosses_them() -> None:
         parse_ts(lines, "toy.ts", max_cases=3)
     with pytest.raises(TsFormatError, match="toy.ts, line 8: more than 6 values"):
         parse_ts(lines, "toy.ts", max_values=6)
+
+
+def test_one_long_case_is_refused_before_every_case_is_padded_to_it(tmp_path):
+    """99,998 one-value cases and one of 10^6 values: padding would allocate 745 GiB before the
+    steps limit was checked (a 500 at upload); the limit is checked first."""
+    import tracemalloc
+
+    from rntk_core.evaluation.datasets import DatasetError, DatasetLimits, load_dataset
+
+    lines = ["@problemName long", "@timeStamps false", "@missing false", "@univariate true",
+             "@equalLength false", "@classLabel true a b", "@data"]
+    lines += [f"{k % 7}.0:{'a' if k % 2 else 'b'}" for k in range(99_998)]
+    lines.append(",".join(["1.0"] * 1_000_000) + ":a")
+    path = tmp_path / "long.ts"
+    path.write_text("\n".join(lines) + "\n")
+    limits = DatasetLimits(max_samples=10_000_000, max_steps=10_000)
+    tracemalloc.start()
+    with pytest.raises(DatasetError, match="steps, over the limit"):
+        load_dataset(path, limits=limits)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2 << 30, peak  # the parse itself, not a padded array

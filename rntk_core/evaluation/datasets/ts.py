@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -199,12 +199,15 @@ def _parse_dimension(text: str, where: str, line_no: int, dimension: int) -> lis
 
 
 def parse_ts(
-    lines: Iterable[str], where: str, *, max_cases: int | None = None, max_values: int | None = None
+    lines: Iterable[str], where: str, *, max_cases: int | None = None, max_values: int | None = None,
+    check_shape: Callable[[int, int, int], None] | None = None,
 ) -> TsData:
     """Parse the lines of a ``.ts`` file; ``where`` names it in error messages.
 
     ``max_cases`` / ``max_values`` stop the parse as soon as the file holds more cases or
-    values than allowed, before they are all held in memory.
+    values than allowed, before they are all held in memory. ``check_shape(N, T, m)`` runs
+    before the padded (N, T, m) array is allocated: one long case among short ones would
+    otherwise pad every case to its length (10^5 cases, one of 10^6 values: 745 GiB).
     """
     lines = list(lines)
     n_values = 0
@@ -263,6 +266,8 @@ def parse_ts(
         raise TsFormatError(f"{where}: no cases after @data")
     lengths = np.array([len(case[0]) for case in cases], dtype=np.int64)
     steps = int(lengths.max())
+    if check_shape is not None:
+        check_shape(len(cases), steps, dimensions or 1)
     values = np.zeros((len(cases), steps, dimensions or 1), dtype=np.float64)
     for i, case in enumerate(cases):
         # Front padding: the engine aligns sequences at their ends.
@@ -272,7 +277,8 @@ def parse_ts(
 
 def _parsed(path: Path, limits: DatasetLimits) -> TsData:
     data = parse_ts(read_text(path, limits), path.name,
-                    max_cases=limits.max_samples, max_values=limits.max_values)
+                    max_cases=limits.max_samples, max_values=limits.max_values,
+                    check_shape=lambda n, t, m: check_size(n, t, m, path.name, limits))
     n, steps, features = data.values.shape
     check_size(n, steps, features, path.name, limits)
     return data
@@ -325,9 +331,9 @@ def load_ts_folder(folder: Path, limits: DatasetLimits, where: str | None = None
             f"{test_path.name} has {test.values.shape[2]}"
         )
     steps = max(train.values.shape[1], test.values.shape[1])
+    n = train.values.shape[0] + test.values.shape[0]
+    check_size(n, steps, train.values.shape[2], where, limits)  # before padding to the longer
     values = np.concatenate([_front_pad(train.values, steps), _front_pad(test.values, steps)])
-    n = values.shape[0]
-    check_size(n, steps, values.shape[2], where, limits)
     lengths = np.concatenate([train.lengths, test.lengths])
     labels = np.concatenate([train.labels, test.labels])
     n_train = train.values.shape[0]
