@@ -181,8 +181,9 @@ def test_cpu_solver_makes_one_lapack_call_per_problem():
         K = np.stack([make_task(seed, n, 2)[0] for seed in range(batch)])
         y = np.where(np.arange(n) % 2 == 0, 1.0, -1.0)[None].repeat(batch, 0)
         C, mask = np.ones(batch), np.ones((batch, n))
-        state = interior_point._start(K, y, C, mask)
-        hlo = interior_point._run_chunk.lower(K, y, C, mask, 1e-9, 2, state).compile().as_text()
+        op = interior_point.DenseQ(K, y, mask)
+        state = interior_point._start(op, C)
+        hlo = interior_point._run_chunk.lower(op, C, 1e-9, 2, state).compile().as_text()
     calls = [line for line in hlo.splitlines() if "custom_call_target=\"lapack_" in line]
     assert {re.search(r'custom_call_target="(\w+)"', line).group(1) for line in calls} >= \
         {"lapack_dpotrf_ffi", "lapack_dtrsm_ffi"}

@@ -34,14 +34,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["DEFAULT_MAX_ITER", "DEFAULT_TOL", "POLISH_STEPS", "DualSolution", "per_problem_on_cpu",
-           "solve_duals", "solve_on_device"]
+__all__ = ["DEFAULT_MAX_ITER", "DEFAULT_TOL", "POLISH_STEPS", "DenseQ", "DualSolution", "QOperator", "finish",
+           "iterate", "per_problem_on_cpu", "solve_duals", "solve_on_device"]
 
 #: Relative duality gap and residuals at which a problem counts as solved. Tight enough that
 #: the dual objective agrees with an exact solution to ~1e-9 and the decision values to
@@ -72,10 +72,44 @@ class _State(NamedTuple):
     ridge: jax.Array  # (B,) relative diagonal shift of the Newton matrix (grows on breakdown)
 
 
-def _measures(Q, y, C, mask, state: _State):
+class QOperator(Protocol):
+    """What the iteration needs of each problem's Q = Y K Y (a JAX pytree, e.g. a NamedTuple):
+    its labels and mask (B, n), products with Q, the magnitude of its diagonal, and solves of
+    the Newton system (C Q + diag(E)) x = r."""
+
+    y: jax.Array
+    mask: jax.Array
+
+    def times(self, v: jax.Array) -> jax.Array: ...
+
+    def diagonal(self) -> jax.Array: ...
+
+    def newton(self, C: jax.Array, E: jax.Array) -> Callable[[jax.Array], jax.Array]: ...
+
+
+class DenseQ(NamedTuple):
+    """Q as (B, n, n) blocks; the Newton system by one Cholesky factor per problem."""
+
+    Q: jax.Array
+    y: jax.Array
+    mask: jax.Array
+
+    def times(self, v: jax.Array) -> jax.Array:
+        return jnp.einsum("bij,bj->bi", self.Q, v)
+
+    def diagonal(self) -> jax.Array:
+        return jnp.abs(jnp.diagonal(self.Q, axis1=1, axis2=2))
+
+    def newton(self, C: jax.Array, E: jax.Array) -> Callable[[jax.Array], jax.Array]:
+        factor = _cholesky(C[:, None, None] * self.Q + jax.vmap(jnp.diag)(E))
+        return lambda rhs: _cho_solve(factor, rhs)
+
+
+def _measures(op: QOperator, C, state: _State):
     """Relative gap, dual and primal residuals of each problem, and the scaled objective."""
+    y, mask = op.y, op.mask
     u, z, w, b = state.u, state.z, state.w, state.b
-    Qu = jnp.einsum("bij,bj->bi", Q, u * mask)
+    Qu = op.times(u * mask)
     CQu = C[:, None] * Qu
     residual_dual = (CQu - 1.0 + b[:, None] * y - z + w) * mask
     residual_primal = jnp.sum(y * u * mask, axis=1)
@@ -98,26 +132,23 @@ def _max_step(x, dx, mask):
     return jnp.minimum(1.0, jnp.min(ratio, axis=1))
 
 
-def _iteration(Q, y, C, mask, n_valid, tol, state: _State) -> _State:
+def _iteration(op: QOperator, C, n_valid, tol, state: _State) -> _State:
     """One Mehrotra predictor-corrector step for every problem not yet done."""
+    y, mask = op.y, op.mask
     u, z, w, b = state.u, state.z, state.w, state.b
-    error, residual_dual, residual_primal = _measures(Q, y, C, mask, state)
+    error, residual_dual, residual_primal = _measures(op, C, state)
     done = state.done | (error <= tol)
     stopped = state.stopped | (error <= _POLISH_TOL) | (state.polish >= POLISH_STEPS)
     mu = jnp.sum((u * z + (1.0 - u) * w) * mask, axis=1) / (2.0 * n_valid)
 
     # Newton matrix (C Q + D); padded entries get an identity row so their step is zero.
     d = jnp.where(mask > 0, z / u + w / (1.0 - u), 1.0)
-    scale = 1.0 + jnp.max(C[:, None] * jnp.abs(jnp.diagonal(Q, axis1=1, axis2=2)), axis=1)
+    scale = 1.0 + jnp.max(C[:, None] * op.diagonal() * mask, axis=1)
     # A ridge keeps Cholesky defined when Q_FF is singular (duplicate points) or numerically
     # so (a near-constant kernel at C = 1e6). It only perturbs the Newton direction: residuals
     # are exact, so the iteration still converges, more slowly for a larger ridge.
     ridge = state.ridge * scale
-    M = C[:, None, None] * Q + jax.vmap(jnp.diag)(d + ridge[:, None])
-    factor = _cholesky(M)
-
-    def solve(rhs):
-        return _cho_solve(factor, rhs)
+    solve = op.newton(C, d + ridge[:, None])
 
     my = solve(y)
     y_my = jnp.sum(y * my, axis=1)
@@ -204,25 +235,26 @@ def per_problem_on_cpu(function: Callable[..., jax.Array], *operands: jax.Array)
 
 
 @jax.jit
-def _run_chunk(Q, y, C, mask, tol, steps, state: _State) -> _State:
-    n_valid = jnp.maximum(jnp.sum(mask, axis=1), 1.0)
-    body = lambda _, s: _iteration(Q, y, C, mask, n_valid, tol, s)  # noqa: E731
+def _run_chunk(op: QOperator, C, tol, steps, state: _State) -> _State:
+    n_valid = jnp.maximum(jnp.sum(op.mask, axis=1), 1.0)
+    body = lambda _, s: _iteration(op, C, n_valid, tol, s)  # noqa: E731
     state = jax.lax.fori_loop(0, steps, body, state)
     # Re-measure so ``done`` and ``error`` describe the state handed back.
-    error = _measures(Q, y, C, mask, state)[0]
+    error = _measures(op, C, state)[0]
     return state._replace(done=state.done | (error <= tol), error=error,
                           stopped=state.stopped | (error <= _POLISH_TOL))
 
 
 @jax.jit
-def _start(Q, y, C, mask) -> _State:
+def _start(op: QOperator, C) -> _State:
     """A balanced interior start (y'u = 0) with zero dual residual."""
+    y, mask = op.y, op.mask
     positives = jnp.sum((y > 0) * mask, axis=1)
     negatives = jnp.sum((y < 0) * mask, axis=1)
     minority = jnp.maximum(jnp.minimum(positives, negatives), 1.0)
     per_class = jnp.where(y > 0, positives[:, None], negatives[:, None])
     u = jnp.where(mask > 0, 0.5 * minority[:, None] / jnp.maximum(per_class, 1.0), 0.5)
-    gradient = C[:, None] * jnp.einsum("bij,bj->bi", Q, u * mask) - 1.0
+    gradient = C[:, None] * op.times(u * mask) - 1.0
     z = (1.0 + jnp.maximum(gradient, 0.0)) * mask
     w = (1.0 + jnp.maximum(-gradient, 0.0)) * mask
     batch = y.shape[0]
@@ -232,8 +264,11 @@ def _start(Q, y, C, mask) -> _State:
 
 
 @jax.jit
-def _finish(Q, y, C, mask, state: _State):
-    """libsvm's reading of a solution: snap bounded variables, then rho from the free ones."""
+def finish(op: QOperator, C, state: _State):
+    """libsvm's reading of a solution: snap bounded variables, then rho from the free ones.
+    ``op`` is Q of the kernel as given (the centring is exact only where y'a = 0, which
+    snapping bounded variables keeps only to rounding). Returns alpha, rho, the objective."""
+    y, mask = op.y, op.mask
     u, z, w = state.u, state.z, state.w
     # u_i z_i = mu, so u_i <= z_i is u_i <= sqrt(mu): with mu ~ 1e-16 or less after
     # polishing, a free a_i >= 1e-8 C is never taken for a bounded one.
@@ -241,7 +276,7 @@ def _finish(Q, y, C, mask, state: _State):
     at_upper = ((1.0 - u) <= w) & (u > 1.0 - u) & (mask > 0)
     free = (mask > 0) & ~at_lower & ~at_upper
     alpha = C[:, None] * jnp.where(at_upper, 1.0, jnp.where(at_lower, 0.0, u)) * mask
-    G = jnp.einsum("bij,bj->bi", Q, alpha) - 1.0
+    G = op.times(alpha) - 1.0
     yG = y * G
     # libsvm's calculate_rho: bounds from bounded variables, the mean over free ones.
     upper_side = (at_upper & (y < 0)) | (at_lower & (y > 0))
@@ -317,13 +352,23 @@ def solve_duals(
 def solve_on_device(K, y, C, mask, tol, max_iter, check_cancel, on_iterations):
     """:func:`solve_duals` on float64 device arrays (inside the caller's x64 scope); alpha, rho
     and the objective stay on the device, with the final state."""
-    Q = _centred(K, mask) * y[:, :, None] * y[:, None, :]
-    state = _start(Q, y, C, mask)
+    signs = y[:, :, None] * y[:, None, :]
+    state = iterate(DenseQ(_centred(K, mask) * signs, y, mask), C, tol, max_iter, check_cancel, on_iterations)
+    alpha, rho, objective = finish(DenseQ(K * signs, y, mask), C, state)
+    return alpha, rho, objective, state
+
+
+def iterate(op: QOperator, C: jax.Array, tol: float, max_iter: int,
+            check_cancel: Callable[[], None] | None,
+            on_iterations: Callable[[np.ndarray], None] | None) -> _State:
+    """Interior-point iterations from the start until every problem stopped or ``max_iter``,
+    in chunks of about CHUNK_SECONDS (cancel and progress run between chunks)."""
+    state = _start(op, C)
     steps, taken = 1, 0
     while taken < max_iter:
         started = time.perf_counter()
         steps = min(steps, max_iter - taken)
-        state = _run_chunk(Q, y, C, mask, tol, steps, state)
+        state = _run_chunk(op, C, tol, steps, state)
         finished = np.asarray(state.stopped)
         taken += steps
         if on_iterations is not None:
@@ -335,11 +380,7 @@ def solve_on_device(K, y, C, mask, tol, max_iter, check_cancel, on_iterations):
         # Grow or shrink the chunk so one call takes about CHUNK_SECONDS.
         elapsed = max(time.perf_counter() - started, 1e-4)
         steps = int(min(max(1, steps * CHUNK_SECONDS / elapsed), 2 * steps + 1, 32))
-    del Q
-    # libsvm's intercept and objective from the kernel as given (the centring is exact only
-    # where y'a = 0, which snapping bounded variables keeps only to rounding).
-    alpha, rho, objective = _finish(K * y[:, :, None] * y[:, None, :], y, C, mask, state)
-    return alpha, rho, objective, state
+    return state
 
 
 @jax.jit
