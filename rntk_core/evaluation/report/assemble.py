@@ -82,12 +82,7 @@ def assemble(evaluation: Evaluation, timings: dict[str, float], provenance: Mapp
         "fits": fit_records(plan, fits),
         "timings": timings,
         "scale": dense_scale(evaluation.selection, splits),
-        "versions": versions(),
-        "device": device_description(),
-        "majority_class_accuracy": majority_class_accuracy(dataset.y, splits.folds),
-        "reproducibility": {**dict(provenance), "split_sha256": split_digest(splits),
-                            "started_at": utc(started_at), "rntk_version": __version__,
-                            "git_commit": git_commit()},
+        **_run_facts(dataset, splits, provenance, started_at),
     }
 
 
@@ -119,6 +114,14 @@ def assemble_landmarks(dataset: Dataset, config: EvaluationConfig, families: lis
                    "non_converged": parts.get("non_converged", 0)},
         "timings": timings,
         "scale": parts["scale"],
+        **_run_facts(dataset, splits, provenance, started_at),
+    }
+
+
+def _run_facts(dataset: Dataset, splits: Splits, provenance: Mapping[str, Any], started_at: float) -> dict[str, Any]:
+    """What every report records of the run itself: versions, device, the majority-class
+    baseline and what reproduces it."""
+    return {
         "versions": versions(),
         "device": device_description(),
         "majority_class_accuracy": majority_class_accuracy(dataset.y, splits.folds),
