@@ -97,12 +97,12 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
             else:
                 yield route
 
-    methods: set[str] = set()
     scope = {"type": "http", "path": path, "method": "GET", "root_path": ""}
-    for route in leaves(app.router.routes):
-        if getattr(route, "methods", None) and route.matches(scope)[0] != Match.NONE:
-            methods |= set(route.methods)
-    return sorted(methods)
+    matching = [route for route in leaves(app.router.routes)
+                if getattr(route, "methods", None) and route.matches(scope)[0] != Match.NONE]
+    # A literal path (/jobs/estimate) is its own resource, not an id of /jobs/{job_id}.
+    literal = [route for route in matching if getattr(route, "path", None) == path]
+    return sorted({method for route in (literal or matching) for method in route.methods})
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
