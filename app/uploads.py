@@ -98,6 +98,7 @@ class _FormWriter:
         self.digest = hashlib.sha256()
         self.buffer = bytearray()
         self.parts = 0
+        self.file_bytes = 0
 
     def callbacks(self) -> dict[str, Callable[..., None]]:
         return {"on_part_begin": self.on_part_begin, "on_part_data": self.on_part_data,
@@ -142,7 +143,8 @@ class _FormWriter:
         chunk = data[start:end]
         if self.file is not None:
             self.file.size += len(chunk)
-            if self.file.size > self.max_file_bytes:
+            self.file_bytes += len(chunk)
+            if self.file_bytes > self.max_file_bytes:  # all file parts together: the limit is the request's
                 raise too_large(self.max_file_bytes)
             self.handle.write(chunk)
             self.digest.update(chunk)

@@ -259,6 +259,23 @@ class Store:
         """A fresh private folder for an upload in progress (same filesystem as the store)."""
         return Path(tempfile.mkdtemp(prefix="upload-", dir=self.tmp_root))
 
+    def sweep_tmp(self, older_than_s: float) -> list[str]:
+        """Remove what uploads and dataset commits left in ``tmp/`` (a killed API leaves its
+        partial upload there) once nothing in it has changed for ``older_than_s``; returns
+        the names removed."""
+        removed = []
+        horizon = time.time() - older_than_s
+        for entry in list(self.tmp_root.iterdir()):
+            try:
+                newest = max([entry.lstat().st_mtime] + [p.lstat().st_mtime for p in entry.rglob("*")]
+                             if entry.is_dir() else [entry.lstat().st_mtime])
+            except FileNotFoundError:  # finished meanwhile
+                continue
+            if newest < horizon:
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+                removed.append(entry.name)
+        return removed
+
     def dataset_dir(self, owner: str, dataset_id: str) -> Path | None:
         if not valid_id(dataset_id):
             return None

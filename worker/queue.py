@@ -42,6 +42,9 @@ __all__ = ["enqueue", "heartbeat_age", "sweep", "waiting_message_ids", "Heartbea
 
 log = logging.getLogger("rntk.recovery")
 
+#: A temporary upload or commit folder untouched this long belongs to no live request.
+STALE_TMP_S = 3600.0
+
 
 def enqueue(store: Store, celery: Any, settings: Settings, job_id: str) -> bool:
     """Send the job's current message; record ``enqueued_at`` or the send error. True if sent."""
@@ -82,6 +85,9 @@ def sweep(store: Store, celery: Any, settings: Settings) -> dict[str, list[str]]
     """One pass over the active job records; returns the ids it requeued, failed, re-sent and
     redelivered."""
     actions: dict[str, list[str]] = {"requeued": [], "failed": [], "resent": [], "redelivered": []}
+    actions["tmp_removed"] = store.sweep_tmp(STALE_TMP_S)
+    if actions["tmp_removed"]:
+        log.warning("removed %d stale temporary upload(s) from tmp/", len(actions["tmp_removed"]))
     unclaimed: list[JobRecord] = []
     for record in list(store.active_jobs()):
         job_id = record.id
