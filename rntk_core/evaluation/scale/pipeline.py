@@ -178,6 +178,21 @@ def _nystrom_error(rows: _Rows, model: Any, phi: np.ndarray, train: np.ndarray, 
     return relative_error(exact, phi[sample_rows], phi[sample_columns])
 
 
+@dataclasses.dataclass
+class _Run:
+    """One landmark evaluation's inputs and hooks, shared by its stages."""
+
+    rows: _Rows
+    y: np.ndarray
+    config: Any
+    floor: float
+    block_rows: int
+    out_dir: Path | None
+    report: Callable[[str, int, int], None]
+    check_cancel: Callable[[], None] | None
+    fits: int = 0
+
+
 def evaluate_landmarks(
     dataset: Any,
     config: Any,
@@ -193,72 +208,23 @@ def evaluate_landmarks(
 ) -> dict[str, Any]:
     """The landmark protocol on ``dataset``; returns the report's parts (families,
     configurations, selection, scale, timings) for :mod:`..evaluate` to assemble."""
-    report = lambda stage, done, total: on_progress(stage, done, total) if on_progress else None  # noqa: E731
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    y = dataset.y
     splits, protocol = resolve_splits(dataset, config.protocol, config.seed)
     X, x_scale = normalise(dataset.X, config.normalize)
-    rows = _Rows(X, dataset.lengths, dtype, memory_budget)
+    run = _Run(_Rows(X, dataset.lengths, dtype, memory_budget), dataset.y, config, floor,
+               block_rows or int(config.block_rows), out_dir,
+               lambda stage, done, total: on_progress(stage, done, total) if on_progress else None, check_cancel)
     found = candidates(families, config, dataset.n_steps, dtype)
-    models = list(dict.fromkeys(candidate.model for candidate in found))
-
-    # 1. selection on the subsample
-    selection, wanted = _selection_rows(splits, y, dataset.classes, config)
-    fit_rows = np.unique(np.concatenate([fit for fit, _ in selection.pairs]))
-    landmarks = _landmarks(fit_rows, y, X, config, config.seed)
-    landmark_rows = {"selection": landmarks}
-    report("kernels", 0, 1)
-    features = _features(rows, models, wanted, landmarks, floor)
-    report("kernels", 1, 1)
-    timings["kernels"] = time.perf_counter() - started
-    done = iter(range(1, len(models) + 1))
-    scores = _validate(found, features, wanted, y, selection, check_cancel,
-                       lambda: report("validation", next(done), len(models)))
-    fits_made = [len(scores) * len(selection.pairs)]
-    timings["validation"] = time.perf_counter() - started - timings["kernels"]
-    del features
+    selection, wanted = _selection_rows(splits, dataset.y, dataset.classes, config)
+    timings: dict[str, float] = {}
+    scores, landmark_rows = _select(run, found, selection, wanted, timings)
     chosen: dict[str, Candidate] = {}
     for candidate in found:  # the first of the best, in enumeration order
         best = chosen.get(candidate.family)
         if best is None or scores[(candidate.model, candidate.C)] > scores[(best.model, best.C)]:
             chosen[candidate.family] = candidate
-
-    # 2. the chosen kernels on all rows, per test fold, in blocks
     test_started = time.perf_counter()
-    finals = list(dict.fromkeys(candidate.model for candidate in chosen.values()))
-    block_rows = block_rows or int(config.block_rows)
-    n_blocks = sum(len(range(0, X.shape[0], block_rows)) * len(_groups(finals)) for _ in splits.folds)
-    blocks_done = [0]
-
-    def on_block(_: int, __: int) -> None:
-        blocks_done[0] += 1
-        report("blocks", blocks_done[0], n_blocks)
-
-    fold_accuracy: dict[str, list[float]] = {family: [] for family in chosen}
-    errors: dict[Any, float] = {}
-    for fold, (train, test) in enumerate(splits.folds):
-        train, test = np.asarray(train), np.asarray(test)
-        fold_landmarks = _landmarks(train, y, X, config, config.seed + 1 + fold)
-        landmark_rows[f"fold{fold}"] = fold_landmarks
-        # One kernel's K(X, Z) and features at a time: memory is one kernel's, not the grid's.
-        for model, k_xz in _fold_kernels(rows, finals, fold_landmarks, out_dir, fold, block_rows,
-                                         check_cancel, on_block):
-            phi = nystrom_map(k_xz[fold_landmarks], floor=floor).features(k_xz)
-            del k_xz
-            if fold == 0:
-                errors[model] = _nystrom_error(rows, model, phi, train, config.seed)
-            Cs = sorted({c.C for c in chosen.values() if c.model == model})
-            [result] = fit_predict_linear([LinearTask(phi[train], y[train], phi[test], Cs)],
-                                          check_cancel=check_cancel)
-            del phi
-            fits_made[0] += len(Cs)
-            for family, candidate in chosen.items():
-                if candidate.model == model:
-                    fold_accuracy[family].append(accuracy(result[candidate.C].predictions, y[test]))
-        report("test", fold + 1, len(splits.folds))
+    fold_accuracy, errors, n_blocks = _test(run, splits, chosen, landmark_rows)
     timings["test"] = time.perf_counter() - test_started
-
     names = {c.model: c.model.name(family) for family, c in chosen.items()}
     return {
         "splits": splits,
@@ -279,11 +245,68 @@ def evaluate_landmarks(
                   "nystrom_error_max": round(max(errors.values()), 6) if errors else None,
                   "selection_samples": int(wanted.size),
                   "training_samples": [int(len(train)) for train, _ in splits.folds],
-                  "blocks": {"total": n_blocks, "rows_per_block": block_rows,
+                  "blocks": {"total": n_blocks, "rows_per_block": run.block_rows,
                              "by_worker": {socket.gethostname(): n_blocks}}},
-        "fits": fits_made[0],
+        "fits": run.fits,
         "timings": timings,
     }
+
+
+def _select(run: _Run, found: Sequence[Candidate], selection: Any, wanted: np.ndarray,
+            timings: dict[str, float]) -> tuple[dict[tuple, float], dict[str, np.ndarray]]:
+    """Stage 1: every grid kernel's features on the subsample, and every (kernel, C) scored."""
+    started = time.perf_counter()
+    models = list(dict.fromkeys(candidate.model for candidate in found))
+    fit_rows = np.unique(np.concatenate([fit for fit, _ in selection.pairs]))
+    landmarks = _landmarks(fit_rows, run.y, run.rows.X, run.config, run.config.seed)
+    run.report("kernels", 0, 1)
+    features = _features(run.rows, models, wanted, landmarks, run.floor)
+    run.report("kernels", 1, 1)
+    timings["kernels"] = time.perf_counter() - started
+    done = iter(range(1, len(models) + 1))
+    scores = _validate(found, features, wanted, run.y, selection, run.check_cancel,
+                       lambda: run.report("validation", next(done), len(models)))
+    run.fits += len(scores) * len(selection.pairs)
+    timings["validation"] = time.perf_counter() - started - timings["kernels"]
+    return scores, {"selection": landmarks}
+
+
+def _test(run: _Run, splits: Any, chosen: Mapping[str, Candidate],
+          landmark_rows: dict[str, np.ndarray]) -> tuple[dict[str, list[float]], dict[Any, float], int]:
+    """Stage 2: per test fold, the chosen kernels on every row in blocks, fitted and scored.
+    Returns the fold accuracies per family, the Nystrom error per kernel and the blocks run."""
+    y, config = run.y, run.config
+    finals = list(dict.fromkeys(candidate.model for candidate in chosen.values()))
+    n_blocks = len(range(0, run.rows.X.shape[0], run.block_rows)) * len(_groups(finals)) * len(splits.folds)
+    blocks_done = [0]
+
+    def on_block(_: int, __: int) -> None:
+        blocks_done[0] += 1
+        run.report("blocks", blocks_done[0], n_blocks)
+
+    fold_accuracy: dict[str, list[float]] = {family: [] for family in chosen}
+    errors: dict[Any, float] = {}
+    for fold, (train, test) in enumerate(splits.folds):
+        train, test = np.asarray(train), np.asarray(test)
+        fold_landmarks = _landmarks(train, y, run.rows.X, config, config.seed + 1 + fold)
+        landmark_rows[f"fold{fold}"] = fold_landmarks
+        # One kernel's K(X, Z) and features at a time: memory is one kernel's, not the grid's.
+        for model, k_xz in _fold_kernels(run.rows, finals, fold_landmarks, run.out_dir, fold, run.block_rows,
+                                         run.check_cancel, on_block):
+            phi = nystrom_map(k_xz[fold_landmarks], floor=run.floor).features(k_xz)
+            del k_xz
+            if fold == 0:
+                errors[model] = _nystrom_error(run.rows, model, phi, train, config.seed)
+            Cs = sorted({c.C for c in chosen.values() if c.model == model})
+            [result] = fit_predict_linear([LinearTask(phi[train], y[train], phi[test], Cs)],
+                                          check_cancel=run.check_cancel)
+            del phi
+            run.fits += len(Cs)
+            for family, candidate in chosen.items():
+                if candidate.model == model:
+                    fold_accuracy[family].append(accuracy(result[candidate.C].predictions, y[test]))
+        run.report("test", fold + 1, len(splits.folds))
+    return fold_accuracy, errors, n_blocks
 
 
 def _configuration(candidate: Candidate) -> dict[str, Any]:
