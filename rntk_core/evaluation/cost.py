@@ -206,7 +206,7 @@ def landmark_host_bytes(n_samples: int, steps: int, config: Any) -> int:
     kernels_per_pass = 2 * 4 * max(config.layers) * len(config.sigma_u) * len(config.sigma_b) if recurrent else 1
     block = kernels_per_pass * config.block_rows * m * 8 * 2
     features = 2 * n_samples * m * 8
-    solver = min(1 << 30, 3 * n_samples * m * 8)
+    solver = min(2 * (256 << 20), 3 * n_samples * m * 8)  # a batch of rows, host and device
     inputs = 4 * n_samples * steps * max(1, config.features_per_step) * 8
     return int(block + features + solver + inputs + _PROCESS_BYTES)
 

@@ -68,7 +68,8 @@ def kernel_rows(X: np.ndarray, Z: np.ndarray, plan: BlockPlan, *, lengths: np.nd
 
 class BlockStore:
     """K(X, Z) for every kernel of a plan, as a zarr array ``(kernels, N, M)`` in ``path``,
-    one block of rows per chunk (float64)."""
+    one block of rows per chunk, in the engine's dtype (its precision; half the bytes of
+    float64 for the default float32)."""
 
     def __init__(self, path: Path, n_rows: int, n_landmarks: int, plan: BlockPlan, *, create: bool = True) -> None:
         import zarr
@@ -76,7 +77,7 @@ class BlockStore:
         self.path, self.plan = Path(path), plan
         shape = (len(plan.kernels), n_rows, n_landmarks)
         if create and not (self.path / "zarr.json").exists():
-            self.array = zarr.create_array(store=str(self.path), shape=shape, dtype="float64",
+            self.array = zarr.create_array(store=str(self.path), shape=shape, dtype=plan.dtype,
                                            chunks=(1, plan.block_rows, n_landmarks), fill_value=np.nan,
                                            overwrite=False)
         else:

@@ -109,9 +109,13 @@ class NystromMap:
     def rank(self) -> int:
         return self.projection.shape[1]
 
-    def features(self, k_xz: np.ndarray) -> np.ndarray:
-        """(n, rank) features of rows whose kernel against the landmarks is ``k_xz`` (n, M)."""
-        return np.asarray(k_xz, np.float64) @ self.projection
+    def features(self, k_xz: np.ndarray, rows_per_step: int = 16384) -> np.ndarray:
+        """(n, rank) float64 features of rows whose kernel against the landmarks is ``k_xz``
+        (n, M, any float dtype: a float32 K is widened a slice of rows at a time, never whole)."""
+        out = np.empty((k_xz.shape[0], self.rank))
+        for start in range(0, k_xz.shape[0], rows_per_step):
+            out[start:start + rows_per_step] = np.asarray(k_xz[start:start + rows_per_step], np.float64) @ self.projection
+        return out
 
 
 def nystrom_map(k_zz: np.ndarray, *, floor: float = DEFAULT_FLOOR) -> NystromMap:

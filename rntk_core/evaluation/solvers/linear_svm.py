@@ -308,7 +308,7 @@ def _fit_dense(task: LinearTask, tol: float, max_iter: int,
 
 #: Bytes of gathered problem rows (B x n x M float64) one solve may hold: problems beyond it
 #: are solved in further batches.
-BATCH_BYTES = 1 << 30
+BATCH_BYTES = 256 << 20
 
 
 def _solve_in_batches(phi: np.ndarray, signs: np.ndarray, Cs: np.ndarray, tol: float, max_iter: int,
