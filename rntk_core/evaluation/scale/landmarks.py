@@ -109,12 +109,15 @@ class NystromMap:
     def rank(self) -> int:
         return self.projection.shape[1]
 
-    def features(self, k_xz: np.ndarray, rows_per_step: int = 16384) -> np.ndarray:
+    def features(self, k_xz: np.ndarray, rows: np.ndarray | None = None, rows_per_step: int = 16384) -> np.ndarray:
         """(n, rank) float64 features of rows whose kernel against the landmarks is ``k_xz``
-        (n, M, any float dtype: a float32 K is widened a slice of rows at a time, never whole)."""
-        out = np.empty((k_xz.shape[0], self.rank))
-        for start in range(0, k_xz.shape[0], rows_per_step):
-            out[start:start + rows_per_step] = np.asarray(k_xz[start:start + rows_per_step], np.float64) @ self.projection
+        (n, M, any float dtype), or of its ``rows`` only. A float32 K is widened a slice of
+        rows at a time, never whole, and ``rows`` are read a slice at a time, never copied."""
+        rows = np.arange(k_xz.shape[0]) if rows is None else np.asarray(rows)
+        out = np.empty((rows.size, self.rank))
+        for start in range(0, rows.size, rows_per_step):
+            part = rows[start:start + rows_per_step]
+            out[start:start + part.size] = np.asarray(k_xz[part], np.float64) @ self.projection
         return out
 
 

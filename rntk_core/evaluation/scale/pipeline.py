@@ -170,12 +170,14 @@ def _validate(found: Sequence[Candidate], features: Mapping[Any, np.ndarray], wa
     return {key: float(np.mean(values)) for key, values in scores.items()}
 
 
-def _nystrom_error(rows: _Rows, model: Any, phi: np.ndarray, train: np.ndarray, seed: int) -> float:
+def _nystrom_error(rows: _Rows, model: Any, phi_train: np.ndarray, train: np.ndarray, seed: int) -> float:
+    """The approximation's relative error on sampled training rows x columns (``phi_train``:
+    the features of ``train``'s rows, in its order)."""
     rng = np.random.default_rng(seed)
-    sample_rows = np.sort(rng.choice(train, min(ERROR_ROWS, train.size), replace=False))
-    sample_columns = np.sort(rng.choice(train, min(ERROR_COLUMNS, train.size), replace=False))
-    [exact] = rows.block([model], sample_rows, sample_columns)
-    return relative_error(exact, phi[sample_rows], phi[sample_columns])
+    at_rows = np.sort(rng.choice(train.size, min(ERROR_ROWS, train.size), replace=False))
+    at_columns = np.sort(rng.choice(train.size, min(ERROR_COLUMNS, train.size), replace=False))
+    [exact] = rows.block([model], train[at_rows], train[at_columns])
+    return relative_error(exact, phi_train[at_rows], phi_train[at_columns])
 
 
 @dataclasses.dataclass
@@ -293,14 +295,15 @@ def _test(run: _Run, splits: Any, chosen: Mapping[str, Candidate],
         # One kernel's K(X, Z) and features at a time: memory is one kernel's, not the grid's.
         for model, k_xz in _fold_kernels(run.rows, finals, fold_landmarks, run.out_dir, fold, run.block_rows,
                                          run.check_cancel, on_block):
-            phi = nystrom_map(k_xz[fold_landmarks], floor=run.floor).features(k_xz)
+            mapping = nystrom_map(k_xz[fold_landmarks], floor=run.floor)
+            phi_train, phi_test = mapping.features(k_xz, train), mapping.features(k_xz, test)
             del k_xz
             if fold == 0:
-                errors[model] = _nystrom_error(run.rows, model, phi, train, config.seed)
+                errors[model] = _nystrom_error(run.rows, model, phi_train, train, config.seed)
             Cs = sorted({c.C for c in chosen.values() if c.model == model})
-            [result] = fit_predict_linear([LinearTask(phi[train], y[train], phi[test], Cs)],
+            [result] = fit_predict_linear([LinearTask(phi_train, y[train], phi_test, Cs)],
                                           check_cancel=run.check_cancel)
-            del phi
+            del phi_train, phi_test
             run.fits += len(Cs)
             for family, candidate in chosen.items():
                 if candidate.model == model:
