@@ -221,3 +221,14 @@ def test_a_405_names_every_method_of_the_path(service_factory) -> None:
         response = client.request(method, path)
         assert response.status_code == 405, (method, path, response.text)
         assert response.headers["allow"] == allowed, (method, path, response.headers)
+
+
+def test_every_response_says_nosniff_and_a_referrer_policy(service_factory, iris_zip) -> None:
+    service = service_factory()
+    service.start_server()
+    client = service.client()
+    responses = [client.get("/healthz"), client.get("/jobs"), client.get("/jobs/nope"), client.put("/jobs"),
+                 client.post("/datasets", files={"file": ("iris.zip", iris_zip.read_bytes())}), client.get("/")]
+    for response in responses:
+        assert response.headers.get("x-content-type-options") == "nosniff", (response.url, response.headers)
+        assert response.headers.get("referrer-policy") == "same-origin", (response.url, response.headers)
