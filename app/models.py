@@ -136,3 +136,12 @@ class ArtifactView(BaseModel):
     sha256: str
     media_type: str
     url: str
+
+
+#: How a stored report.html is served, by the API and by the pages alike: inline, under a
+#: policy that lets it run nothing and load nothing from elsewhere.
+REPORT_HTML_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                               "frame-ancestors 'none'",
+}

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from app import service
 from app.deps import OwnerDep, StoreDep
-from app.models import ArtifactView, errors
+from app.models import REPORT_HTML_HEADERS, ArtifactView, errors
 
 router = APIRouter(prefix="/jobs/{job_id}/artifacts", tags=["artifacts"], responses=errors(401, 404))
 
@@ -56,5 +56,9 @@ def download_artifact(job_id: str, name: str, request: Request, owner: OwnerDep,
     if header is not None and not range_ok(header, size):
         return JSONResponse({"detail": f"range {header!r} not satisfiable for {size} bytes"},
                             status_code=416, headers={"Content-Range": f"bytes */{size}"})
+    if entry["media_type"].startswith("text/html"):  # the report opens in the browser, confined
+        return FileResponse(path, media_type="text/html; charset=utf-8", filename=path.name,
+                            content_disposition_type="inline",
+                            headers={"X-Content-SHA256": entry["sha256"], **REPORT_HTML_HEADERS})
     return FileResponse(path, media_type=entry["media_type"], filename=path.name,
                         headers={"X-Content-SHA256": entry["sha256"]})

@@ -36,6 +36,7 @@ from markupsafe import Markup
 from app import service
 from app.deps import PAGE_COOKIE, CeleryDep, SettingsDep, StoreDep, page_credentials
 from app.uploads import receive_upload
+from app.models import REPORT_HTML_HEADERS
 from worker.jobs import JobRecord, JobState, Store
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -271,10 +272,7 @@ def job_report(job_id: str, request: Request, store: StoreDep) -> Response:
     path = _artifact(store, record, "report.html")
     if path is None:
         return _page("message.html.j2", status=404, title="rntk: no report", message="No report yet.")
-    return FileResponse(path, media_type="text/html; charset=utf-8", headers={
-        "Cache-Control": "no-store",
-        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-                                   "frame-ancestors 'none'"})
+    return FileResponse(path, media_type="text/html; charset=utf-8", headers=REPORT_HTML_HEADERS)
 
 
 def _fold_std(store: Store, record: JobRecord) -> dict[str, float]:

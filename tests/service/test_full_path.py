@@ -49,6 +49,11 @@ def _full_path(service, iris_zip) -> None:
     assert {"report.json", "report.csv", "report.html"} <= names
     report = client.get(f"/jobs/{job_id}/artifacts/report.json").json()
     assert report["grams"] and all(g["file"] in names for g in report["grams"])
+    page = client.get(f"/jobs/{job_id}/artifacts/report.html")  # opens in a browser, confined
+    assert page.headers["content-disposition"].startswith("inline")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["content-type"].startswith("text/html")
+    assert client.get(f"/jobs/{job_id}/artifacts/report.json").headers["content-disposition"].startswith("attachment")
 
     from rntk_core import gram
     from rntk_core.evaluation.datasets import load_dataset
