@@ -190,3 +190,27 @@ def test_landmark_kernels_in_zarr_are_the_engines(iris, tmp_path):
     assert stored.shape == (1, 150, 20) and stored.chunks == (1, 32, 20)
     assert np.allclose(stored[0], expected, rtol=1e-12, atol=1e-12)
     assert report["scale"]["blocks"]["total"] == 4 * 5  # 4 folds x ceil(150 / 32) blocks
+
+
+def test_landmark_rbf_reads_unequal_lengths_as_the_dense_rbf_does():
+    """The dense RBF resamples unequal-length series; the landmark RBF reads the same rows (it
+    once read the front padding as data), so with every row a landmark they score alike."""
+    from rntk_core.evaluation.config import parse_config
+    from rntk_core.evaluation.datasets import Dataset
+    from rntk_core.evaluation.evaluate import evaluate_dataset
+
+    rng = np.random.default_rng(3)
+    n, steps = 90, 12
+    y = np.arange(n) % 3
+    lengths = rng.integers(5, steps + 1, n)
+    X = np.zeros((n, steps, 1))
+    for i in range(n):
+        t = np.linspace(0, 2 * np.pi, lengths[i])
+        X[i, steps - lengths[i]:, 0] = np.sin((y[i] + 1) * t) + 0.2 * rng.normal(size=lengths[i])
+    dataset = Dataset(X, y, np.arange(3), "unequal", "npz", lengths=lengths)
+    grid = {"families": ["RBF"], "rbf_gamma": [0.5, 4.0], "C": [1.0, 100.0]}
+    dense = evaluate_dataset(dataset, parse_config(grid))
+    landmark = evaluate_dataset(dataset, parse_config({**grid, "landmarks": 1000, "selection_samples": 1000}))
+    pairs = [(d["validation_accuracy"], l["validation_accuracy"])
+             for d, l in zip(dense["configurations"], landmark["configurations"], strict=True)]
+    assert all(abs(d - l) <= 1 / 45 + 1e-12 for d, l in pairs), pairs

@@ -42,7 +42,7 @@ ERROR_ROWS, ERROR_COLUMNS = 256, 1024
 
 @dataclasses.dataclass(frozen=True)
 class RbfKernel:
-    """An RBF kernel on the flattened (normalised) inputs, for the landmark path."""
+    """An RBF kernel on the dense RBF's rows (flattened, unequal lengths resampled), for the landmark path."""
 
     gamma: float
 
@@ -81,6 +81,16 @@ class _Rows:
 
     def __init__(self, X: np.ndarray, lengths: np.ndarray | None, dtype: str, memory_budget: int | None) -> None:
         self.X, self.lengths, self.dtype, self.memory_budget = X, lengths, dtype, memory_budget
+        self._flat: np.ndarray | None = None
+
+    @property
+    def flat(self) -> np.ndarray:
+        """The rows RBF reads, as the dense path's RBF does (unequal lengths resampled)."""
+        if self._flat is None:
+            from ..kernels import baseline_rows
+
+            self._flat = baseline_rows(self.X, self.lengths)
+        return self._flat
 
     def inputs(self, model: Any) -> np.ndarray:
         order = getattr(model, "order", None)
@@ -95,8 +105,8 @@ class _Rows:
     def block(self, models: Sequence[Any], rows: np.ndarray, columns: np.ndarray) -> list[np.ndarray]:
         """K(X[rows], X[columns]) for each model (same grid source), as float64."""
         if isinstance(models[0], RbfKernel):
-            return [_rbf_rows(self.X[rows], self.X[columns], model.gamma) for model in models]
-        lengths = None if self.lengths is None else self.lengths
+            return [_rbf_rows(self.flat[rows], self.flat[columns], model.gamma) for model in models]
+        lengths = self.lengths
         values = kernel_rows(self.inputs(models[0])[rows], self.inputs(models[0])[columns],
                              self.plan(models, max(1, rows.size)),
                              lengths=None if lengths is None else lengths[rows],
@@ -118,9 +128,9 @@ def _features(rows: _Rows, models: Sequence[Any], wanted: np.ndarray, landmarks:
               floor: float) -> dict[Any, np.ndarray]:
     """Features of the ``wanted`` rows for each model, from landmarks among them (in memory)."""
     features = {}
+    position = np.searchsorted(wanted, landmarks)  # the landmarks are among the wanted rows
     for group in _groups(models).values():
         for model, k_xz in zip(group, rows.block(group, wanted, landmarks)):
-            position = np.searchsorted(wanted, landmarks)
             features[model] = nystrom_map(k_xz[position], floor=floor).features(k_xz)
     return features
 
@@ -233,6 +243,7 @@ def evaluate_landmarks(
         "protocol": protocol,
         "selection": {**selection.describe(), "samples": int(wanted.size)},
         "x_scale": x_scale,
+        "X": X,  # normalised, for splits.npz
         "configurations": [{"family": c.family, **_configuration(c), "validation_accuracy": scores[(c.model, c.C)]}
                            for c in found],
         "families": {family: {"chosen": [_configuration(c)],
@@ -341,25 +352,9 @@ def _blocks_of(rows: _Rows, group: Sequence[Any], plan: BlockPlan, landmarks: np
                check_cancel: Callable[[], None] | None,
                on_block: Callable[[int, int], None]) -> Iterator[tuple[Any, np.ndarray]]:
     X = rows.inputs(group[0])
-    Z = X[landmarks]
     lengths = rows.lengths
-    z_lengths = None if lengths is None else lengths[landmarks]
-    if path is not None:
-        store = BlockStore(path, X.shape[0], landmarks.size, plan)
-        compute_all(store, X, Z, lengths=lengths, z_lengths=z_lengths, memory_budget=rows.memory_budget,
-                    on_block=on_block, check_cancel=check_cancel)
-        for k, model in enumerate(group):
-            yield model, store.rows(k) * model.sigma_v ** 2
-        return
-    values = []
-    for start, stop in plan.blocks(X.shape[0]):
-        if check_cancel is not None:
-            check_cancel()
-        values.append(kernel_rows(X[start:stop], Z, plan, lengths=None if lengths is None else lengths[start:stop],
-                                  z_lengths=z_lengths, memory_budget=rows.memory_budget))
-        on_block(0, 0)
-    stacked = np.concatenate(values, axis=1)
+    store = BlockStore(path, X.shape[0], landmarks.size, plan)
+    compute_all(store, X, X[landmarks], lengths=lengths, z_lengths=None if lengths is None else lengths[landmarks],
+                memory_budget=rows.memory_budget, on_block=on_block, check_cancel=check_cancel)
     for k, model in enumerate(group):
-        yield model, stacked[k] * model.sigma_v ** 2
-
-
+        yield model, store.rows(k) * model.sigma_v ** 2
