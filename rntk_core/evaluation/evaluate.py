@@ -194,8 +194,8 @@ def _evaluate_landmarks(dataset: Dataset, config: EvaluationConfig, names: list[
     labels = dataset.classes[dataset.y]
     drawn = None
     if out is not None:
-        X, x_scale = normalise(dataset.X, config.normalize)
-        report["reproducibility"]["splits_file"] = write_splits(out, dataset, parts["splits"], X, x_scale)
+        report["reproducibility"]["splits_file"] = write_splits(out, dataset, parts["splits"], parts["X"],
+                                                                parts["x_scale"])
         report["scale"]["files"] = write_landmarks(out, parts["landmarks"])
         run.progress.report("report", 0, 1)
         with _timed(timings, "report"):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -69,13 +69,17 @@ def kernel_rows(X: np.ndarray, Z: np.ndarray, plan: BlockPlan, *, lengths: np.nd
 class BlockStore:
     """K(X, Z) for every kernel of a plan, as a zarr array ``(kernels, N, M)`` in ``path``,
     one block of rows per chunk, in the engine's dtype (its precision; half the bytes of
-    float64 for the default float32)."""
+    float64 for the default float32). ``path=None`` holds the same array in memory."""
 
-    def __init__(self, path: Path, n_rows: int, n_landmarks: int, plan: BlockPlan, *, create: bool = True) -> None:
+    def __init__(self, path: Path | None, n_rows: int, n_landmarks: int, plan: BlockPlan, *,
+                 create: bool = True) -> None:
+        self.path, self.plan = (None if path is None else Path(path)), plan
+        shape = (len(plan.kernels), n_rows, n_landmarks)
+        if self.path is None:
+            self.array = np.full(shape, np.nan, dtype=plan.dtype)
+            return
         import zarr
 
-        self.path, self.plan = Path(path), plan
-        shape = (len(plan.kernels), n_rows, n_landmarks)
         if create and not (self.path / "zarr.json").exists():
             self.array = zarr.create_array(store=str(self.path), shape=shape, dtype=plan.dtype,
                                            chunks=(1, plan.block_rows, n_landmarks), fill_value=np.nan,
@@ -124,7 +128,3 @@ def compute_all(store: BlockStore, X: np.ndarray, Z: np.ndarray, *, lengths: np.
             on_block(number + 1, len(blocks))
     return computed
 
-
-def block_keys(kernels: Sequence[tuple]) -> tuple[tuple, ...]:
-    """Kernels as plain tuples (stable, hashable, JSON-friendly order)."""
-    return tuple(tuple(key) for key in kernels)

@@ -165,7 +165,7 @@ def _problem_means(phi, mask):
 
 
 def _gathered(phi: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Each problem's rows of phi and y, zero-padded to one size (see :func:`_padded`)."""
+    """Each problem's rows of phi and y, zero-padded to one size (see :func:`_padded_size`)."""
     rows = [np.flatnonzero(labels != 0) for labels in y]
     size = _padded_size(max(r.size for r in rows))
     width = max(16, 1 << (phi.shape[1] - 1).bit_length())
@@ -275,10 +275,10 @@ def fit_predict_linear(
         for c_index, C in enumerate(task.Cs):
             mine = slice(c_index * len(pairs), (c_index + 1) * len(pairs))
             per_C[C] = Fit(predictions=classes[predicted[:, c_index]].astype(np.int64), solver="linear",
-                              converged=bool(solution.converged[mine].all()),
-                              iterations=int(solution.iterations[mine].max()),
-                              error=float(solution.error[mine].max()),
-                              objectives=tuple(float(o) for o in solution.objective[mine]))
+                           converged=bool(solution.converged[mine].all()),
+                           iterations=int(solution.iterations[mine].max()),
+                           error=float(solution.error[mine].max()),
+                           objectives=tuple(float(o) for o in solution.objective[mine]))
         fits.append(per_C)
         if on_progress is not None:
             on_progress(number + 1, len(tasks))
