@@ -281,9 +281,7 @@ def execute(store: Store, record: JobRecord, settings: Settings, watch: StallWat
     ``watch`` hears of every progress step (the heartbeat's stall watchdog reads it)."""
     job_id = record.id
     attempt = Attempt(store, record, settings, watch)
-    # a killed earlier attempt may have left its staged folder: this attempt replaces it
-    for leftover in store.job_dir(job_id).glob(".artifacts.*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+    drop_staged(store, job_id)  # a killed earlier attempt may have left its staged folder
     staged = store.job_dir(job_id) / f".artifacts.{record.attempts}.{uuid.uuid4().hex[:8]}"
     try:
         report = _evaluate(store, record, settings, attempt, staged)
@@ -384,6 +382,12 @@ def _finish(store: Store, record: JobRecord, state: JobState, error: JobError | 
         _fail_disk_full(store, record, staged, phase_seconds)
 
 
+def drop_staged(store: Store, job_id: str) -> None:
+    """Remove every staged (not installed) artifacts folder of the job."""
+    for leftover in store.job_dir(job_id).glob(".artifacts.*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
 def fail_stalled(store: Store, record: JobRecord, stage: str, seconds: float, *, exit: bool) -> None:
     """The watchdog's verdict: fail the job as ``Stalled``, naming its stage, drop its staged
     files, and (``exit``) end this pool child, whose main thread is stuck where Python cannot
@@ -399,8 +403,7 @@ def fail_stalled(store: Store, record: JobRecord, stage: str, seconds: float, *,
 
     try:
         store.update_job(record.id, change)
-        for leftover in store.job_dir(record.id).glob(".artifacts.*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        drop_staged(store, record.id)
     finally:
         if exit:
             logging.shutdown()
