@@ -10,8 +10,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.deps import cross_origin
 from app.service import ServiceError
 from worker.jobs import Store
 from worker.settings import Settings, get_settings
@@ -81,7 +83,8 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> FastA
 
     for module in (health, datasets, jobs, artifacts, pages):
         app.include_router(module.router)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestGuard, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(SecurityHeaders)  # outermost: the guard's refusals carry its headers too
     app.openapi = lambda: _openapi(app)
     return app
 
@@ -108,6 +111,70 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class RequestGuard:
+    """Two checks before any route, for the API and the pages alike (plain ASGI):
+
+    - **Host**: the ``Host`` header must name this service, or the answer is 400. Otherwise a
+      web page could point a DNS name it controls at this address (DNS rebinding) and read
+      every answer as its own origin. Accepted: the names in ``RNTK_ALLOWED_HOSTS`` (port
+      ignored; ``*.example.org`` its subdomains; ``*`` any), the loopback names, and the
+      address the connection arrived at as the ASGI server reports it (an IP literal under
+      uvicorn: no DNS name is involved, so no rebinding).
+    - **Origin**: a state-changing request (any method but GET, HEAD, OPTIONS) that a browser
+      says came from another origin is 403 (:func:`app.deps.cross_origin`). Without keys any
+      web site could otherwise post a form or a no-cors ``fetch`` to the service, and with
+      them a page on another port of the same host rides the pages' cookie.
+    """
+
+    SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+    LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+    def __init__(self, app: Any, allowed_hosts: str) -> None:
+        self.app = app
+        names = {name.strip().lower().rstrip(".") for name in allowed_hosts.split(",") if name.strip()}
+        self.any_host = "*" in names
+        self.suffixes = tuple(name[1:] for name in names if name.startswith("*."))
+        self.names = self.LOOPBACK | {name for name in names if not name.startswith("*")}
+
+    def host_allowed(self, host: str, server: Any) -> bool:
+        if self.any_host:
+            return True
+        if host in self.names or (self.suffixes and host.endswith(self.suffixes)):
+            return True
+        return bool(server) and isinstance(server[0], str) and host == server[0].lower()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        host = host_name(headers.get("host", ""))
+        if not self.host_allowed(host, scope.get("server")):
+            shown = headers.get("host", "")[:200]
+            detail = (f"this server does not answer to the host name {shown!r} (Host header); an operator "
+                      f"who serves it under that name adds it to RNTK_ALLOWED_HOSTS" if shown else
+                      "the request has no Host header")
+            await JSONResponse({"detail": detail}, status_code=400)(scope, receive, send)
+            return
+        if scope["method"] not in self.SAFE_METHODS:
+            refused = cross_origin(headers)
+            if refused is not None:
+                await JSONResponse({"detail": refused}, status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def host_name(value: str) -> str:
+    """The name part of a Host header value, lowercased: ``[::1]:8000`` -> ``::1``,
+    ``Example.org.:80`` -> ``example.org``."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        value = value[1:value.find("]")] if "]" in value else ""
+    elif value.count(":") == 1:
+        value = value.split(":", 1)[0]
+    return value.rstrip(".")
 
 
 def allowed_methods(app: FastAPI, path: str) -> list[str]:

@@ -6,11 +6,23 @@ data directory and talks to the API over kombu's server-less "filesystem" transp
 
 ``worker_main``: a Celery worker (prefork pool, concurrency 1; see :mod:`worker.tasks` for
 why) for the configured broker. Run one per GPU.
+
+Connections are bounded before any request reaches the app (:func:`guarded_protocol`):
+uvicorn closes an idle keep-alive connection after ``timeout_keep_alive`` but waits for
+ever on one that stops mid-headers, and 10,500 such connections once exhausted the API's
+file descriptors. So a connection must send a request's complete headers within
+``RNTK_HEADER_TIMEOUT_S`` of opening (or of its last response), headers are at most
+16 KB (h11's bound, set explicitly), and past ``RNTK_MAX_CONNECTIONS`` open connections
+a new one is closed at once. A stalled request *body* is the app's to time out
+(:func:`app.uploads.body_chunks`). uvicorn's ``limit_concurrency`` is not used: it answers
+503 only once a request's headers have arrived, so it frees no descriptor held by an idle
+connection, and it would refuse /healthz while uploads run.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import logging
 import os
@@ -19,9 +31,9 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-__all__ = ["serve_main", "worker_main", "is_loopback", "worker_command"]
+__all__ = ["guarded_protocol", "is_loopback", "run_api", "serve_main", "worker_command", "worker_main"]
 
 log = logging.getLogger("rntk.serve")
 
@@ -84,6 +96,82 @@ class _Supervisor:
                 self.process.wait(timeout=5)
 
 
+#: Largest request head (request line and headers) a connection may send.
+MAX_HEADER_BYTES = 16 << 10
+
+
+def guarded_protocol(header_timeout_s: float, max_connections: int) -> type:
+    """uvicorn's h11 protocol with a deadline for request headers and a cap on connections."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11Protocol(H11Protocol):
+        header_deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                log.warning("closed a new connection: %d are open already (RNTK_MAX_CONNECTIONS)", max_connections)
+                transport.abort()
+                return
+            self._arm()
+
+        def handle_events(self) -> None:
+            cycle = self.cycle
+            super().handle_events()
+            if self.cycle is not cycle:  # a request's headers are complete
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            self._arm()  # the next request's headers are due too (a pipelined one disarms it at once)
+            super().on_response_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self.header_deadline = self.loop.call_later(header_timeout_s, self._headers_overdue)
+
+        def _disarm(self) -> None:
+            if self.header_deadline is not None:
+                self.header_deadline.cancel()
+                self.header_deadline = None
+
+        def _headers_overdue(self) -> None:
+            self.header_deadline = None
+            if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
+                return
+            log.warning("closed a connection that sent no complete request headers within %g s "
+                        "(RNTK_HEADER_TIMEOUT_S)", header_timeout_s)
+            self.transport.close()
+
+    return GuardedH11Protocol
+
+
+def _raise_descriptor_limit(needed: int) -> None:
+    """Raise this process's soft limit on open files towards ``needed`` (within the hard one)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < needed:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed if hard == resource.RLIM_INFINITY else min(needed, hard),
+                                                        hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def run_api(app: Any, settings: Any, host: str, port: int, log_level: str = "info") -> None:
+    """Serve ``app`` under uvicorn with the connection bounds of this module's doc."""
+    import uvicorn
+
+    _raise_descriptor_limit(settings.max_connections + 256)  # files, the broker, the workers' pipes
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, log_config=None,
+                http=guarded_protocol(settings.header_timeout_s, settings.max_connections),
+                timeout_keep_alive=5, h11_max_incomplete_event_size=MAX_HEADER_BYTES)
+
+
 def _data_dir_env(data_dir: str | None) -> None:
     if data_dir:
         os.environ["RNTK_DATA_DIR"] = str(Path(data_dir).resolve())
@@ -126,15 +214,12 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     else:
         print("rntk serve: broker mode, start workers with `rntk worker`", file=sys.stderr)
 
-    import uvicorn
-
     from app.main import create_app
 
     # uvicorn re-raises SIGTERM after its shutdown; make that an exception so `finally` runs
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
-                    access_log=False, log_config=None)
+        run_api(create_app(settings), settings, args.host, args.port, args.log_level)
     finally:
         if supervisor:
             supervisor.stop()

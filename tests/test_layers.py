@@ -23,6 +23,9 @@ EVALUATION = "rntk_core.evaluation"
 #: Never loaded by the client: the server, the workers, the launcher, the library, their frameworks.
 NOT_IN_CLIENT = ("app", "worker", "rntk_launcher", "rntk_core", "fastapi", "starlette", "uvicorn", "celery", "kombu",
                  "redis", "jax", "jaxlib", "numpy", "sklearn", "pydantic")
+#: What the Python client may import inside a function, on first use: NumPy for arrays and Gram
+#: matrices, and the typed report (pydantic only, JAX-free; test_client_report_model_is_jax_free).
+LAZY_IN_CLIENT = ("numpy", "rntk_core.evaluation.report.model")
 
 
 def _modules_after(code: str) -> set[str]:
@@ -33,11 +36,19 @@ def _modules_after(code: str) -> set[str]:
     return set(json.loads(run.stdout.strip().splitlines()[-1]))
 
 
-def _imports(path) -> set[str]:
-    """Every absolute module name a file imports (relative imports resolved)."""
+def _imports(path, top_level_only: bool = False) -> set[str]:
+    """Every absolute module name a file imports (relative imports resolved); with
+    ``top_level_only``, those run on import only (outside functions and ``if TYPE_CHECKING:``)."""
     package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+    tree = ast.parse(path.read_text())
+    if top_level_only:
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                node.body = []
+            elif isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+                node.body = []
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -66,13 +77,23 @@ def _files(folder: str, exclude: str | None = None):
     ("rntk_client", None, NOT_IN_CLIENT),
 ])
 def test_no_module_imports_upwards(folder, exclude, forbidden) -> None:
+    lazy = LAZY_IN_CLIENT if folder == "rntk_client" else ()
     offenders = {
         f"{path.relative_to(REPO)}: {name}"
         for path in _files(folder, exclude)
-        for name in _imports(path)
+        for name in _imports(path) - (set(lazy) - _imports(path, top_level_only=True))
         if any(name == bad or name.startswith(bad + ".") for bad in forbidden)
     }
     assert not offenders, sorted(offenders)
+
+
+def test_client_report_model_is_jax_free() -> None:
+    """``Job.report`` imports the report model: pydantic, and no engine, evaluation or service."""
+    loaded = _modules_after("import rntk_client; from rntk_core.evaluation.report.model import Report")
+    assert "pydantic" in loaded
+    assert not {name for name in loaded if name.split(".")[0] in ("jax", "jaxlib", "sklearn", "app", "worker")}
+    assert not {name for name in loaded if name.startswith("rntk_core.") and name not in (
+        "rntk_core.evaluation", "rntk_core.evaluation.report", "rntk_core.evaluation.report.model")}
 
 
 def test_engine_package_is_cheap_to_import() -> None:
@@ -132,7 +153,7 @@ def test_api_process_never_imports_jax(tmp_path) -> None:
             assert client.get("/openapi.json").status_code == 200
     """)
     assert "jax" not in loaded and "rntk_core.api" not in loaded
-    assert "rntk_core.evaluation.datasets" in loaded  # the upload was validated in-process
+    assert "rntk_core.evaluation.datasets" not in loaded  # validated in a parse process (app.uploads)
 
 
 def test_client_commands_of_the_rntk_script_load_no_server_or_jax() -> None:

@@ -8,10 +8,13 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "TASK_NAME", "get_settings"]
+__all__ = ["BLOCK_TASK_NAME", "CONTINUE_TASK_NAME", "Settings", "TASK_NAME", "get_settings"]
 
 #: The Celery task that runs a job: :mod:`worker.queue` sends it, :mod:`worker.tasks` registers it.
 TASK_NAME = "rntk.run_job"
+#: A landmark job's block tasks and its chord's continuation (:mod:`worker.fanout`).
+BLOCK_TASK_NAME = "rntk.block"
+CONTINUE_TASK_NAME = "rntk.continue_job"
 
 
 class Settings(BaseSettings):
@@ -68,6 +71,39 @@ class Settings(BaseSettings):
     compile_cache_mb: int = Field(default=2048, ge=0,
                                   description="JAX's persistent compilation cache in data_dir/jax-cache, "
                                               "largest size in MB; 0 turns it off.")
+    # A fresh child per task cost every job JAX's import and its compiles (iris: 3.2 s of an
+    # 8.3 s job); a child kept warm is recycled before a leak or a crash can pile up.
+    child_tasks: int = Field(default=50, ge=1,
+                             description="Tasks (jobs and blocks) a worker's pool child runs, JAX kept "
+                                         "imported and compiled, before a fresh child replaces it; 1 "
+                                         "gives every task a fresh child.")
+    child_memory_mb: int = Field(default=4096, ge=1,
+                                 description="A pool child whose resident memory passes this after a task "
+                                             "is replaced by a fresh one.")
+    fan_out_blocks: bool = Field(default=True,
+                                 description="A landmark job's kernel blocks run as one Celery chord over "
+                                             "every worker on the queue; false computes them in the job's "
+                                             "own worker.")
+    allowed_hosts: str = Field(default="127.0.0.1,localhost,::1",
+                               description="Comma-separated host names the service answers to (the Host "
+                                           "header, port ignored; '*.example.org' its subdomains, '*' any); "
+                                           "others get 400, which stops DNS rebinding. The loopback names "
+                                           "and the address a connection arrived at are always accepted: "
+                                           "add the names clients use when serving a non-loopback host.")
+    session_hours: float = Field(default=12, gt=0,
+                                 description="How long a browser login to the HTML pages lasts, in hours.")
+    max_concurrent_uploads: int = Field(default=4, ge=1,
+                                        description="Uploads received and parsed at once by one API process; "
+                                                    "more get 503 with Retry-After.")
+    upload_idle_timeout_s: float = Field(default=30, gt=0,
+                                         description="An upload whose body sends nothing for this long gets 408 "
+                                                     "and its partial file is removed.")
+    header_timeout_s: float = Field(default=10, gt=0,
+                                    description="A connection that has not sent a request's complete headers "
+                                                "this long after it opened (or after its last response) is closed.")
+    max_connections: int = Field(default=1000, ge=1,
+                                 description="Open connections one API process keeps; past it a new one is "
+                                             "closed at once (its file descriptor freed).")
 
     @field_validator("broker_url", mode="before")
     @classmethod

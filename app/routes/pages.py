@@ -12,16 +12,31 @@ scripts, no external assets, no build step. Pages refresh themselves with
 - ``GET /jobs/{id}/page/report.html`` and ``/jobs/{id}/page/artifacts/{name}``: the files.
 
 Auth: with ``RNTK_API_KEYS`` set, a page needs a key like every endpoint. A browser cannot
-send the bearer header, so the pages (only they) also accept ``?key=KEY``, which sets an
-HttpOnly, SameSite=Strict cookie and redirects to the same address without the key, and then
-that cookie. SameSite=Strict also keeps other sites from posting the forms. Every page shows
-only the key owner's jobs.
+send the bearer header, so the pages (only they) also accept a login session: ``GET
+/page/login`` shows a form that posts the key (in the body) to ``POST /page/login``, which
+sets the HttpOnly, SameSite=Strict cookie ``rntk_session``. It holds a random session id,
+never the key; the owner and the expiry (``RNTK_SESSION_HOURS``, default 12) live on the
+server (:mod:`app.sessions`), and ``POST /page/logout`` (the "Log out" button) deletes them.
+A page asked for without a valid session redirects to the login form. A ``?key=`` in the
+address is ignored: no GET ever logs a browser in. Every page shows only the owner's jobs.
+
+CSRF: SameSite=Strict is not enough (another port of the same host is the same *site*), and
+without keys there is no cookie at all. So every form that changes something (submit,
+cancel, login, logout) is refused with 403 when the browser says it came from another origin
+(``app.main.RequestGuard``, also for the API), and it carries a token in its action's query
+string (``?csrf=``), checked before the body is read, so that a refused upload stores
+nothing. The token is an HMAC (:meth:`app.sessions.Sessions.token`) of the session, of the
+owner (the bearer header, or no keys), or, on the login form, of a nonce in a short-lived
+``rntk_login`` cookie. The query is where Spring Security also puts a multipart form's
+token; every answer carries ``Referrer-Policy: same-origin``, and a form's POST redirects.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,10 +49,11 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from app import service
-from app.deps import PAGE_COOKIE, CeleryDep, SettingsDep, StoreDep, page_credentials
-from app.uploads import receive_upload
+from app.deps import CeleryDep, SessionsDep, SettingsDep, StoreDep, match_key, page_user, sessions_of
+from app.sessions import SESSION_COOKIE
+from app.uploads import drain, receive_upload
 from app.models import REPORT_HTML_HEADERS
-from worker.jobs import JobRecord, JobState, Store
+from worker.jobs import JobRecord, JobState, Store, owner_of_key
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 #: A job's own pages: /jobs/{job_id}/page, its cancel button, report and artifacts.
@@ -54,33 +70,150 @@ _EXAMPLE_CONFIG = {"families": ["RNN", "BI-RNN", "RBF"], "sigma_u": [0.5], "sigm
                    "layers": [1, 2], "C": [1, 100, 10000]}
 _REPORT_STYLE = re.compile(r'<style id="rntk-report-style">(.*?)</style>', re.S)
 _REPORT_MAIN = re.compile(r'<main class="rntk-report">.*</main>', re.S)
+#: The login form's nonce (its CSRF token is the HMAC of it), and the cookie that held the raw
+#: key before sessions (cleared at login and logout).
+_LOGIN_COOKIE, _OLD_KEY_COOKIE = "rntk_login", "rntk_key"
+_LOGIN_FORM_S = 3600
+_MAX_LOGIN_BODY = 16 << 10
 
 
-def _page(template: str, status: int = 200, refresh: int | None = None, **context: Any) -> HTMLResponse:
+@dataclass(frozen=True)
+class _Visitor:
+    """Whom a page is for: the owner, the token its forms carry, and its login session if it
+    came through one (then the pages show a logout button)."""
+
+    owner: str
+    binding: str  # what its token is bound to (:class:`app.deps.PageUser`)
+    csrf: str
+    session_id: str | None = None
+
+    @property
+    def logged_in(self) -> bool:
+        return self.session_id is not None
+
+
+def _page(template: str, status: int = 200, refresh: int | None = None, visitor: _Visitor | None = None,
+          **context: Any) -> HTMLResponse:
+    context = {"csrf": visitor.csrf if visitor else "", "logged_in": bool(visitor and visitor.logged_in), **context}
     html = _TEMPLATES.get_template(template).render(refresh=refresh, **context)
     return HTMLResponse(html, status_code=status, headers={
         "Cache-Control": "no-store", "X-Frame-Options": "DENY", "Content-Security-Policy": _CSP})
 
 
-def _login(request: Request, reason: str) -> HTMLResponse:
-    message = "That key is not valid." if reason == "invalid" else "This server needs an API key."
-    return _page("login.html.j2", status=401, title="rntk: API key needed", message=message,
-                 action=request.url.path)
+def _message(status: int, title: str, message: str, visitor: _Visitor | None = None) -> HTMLResponse:
+    return _page("message.html.j2", status=status, title=title, message=message, visitor=visitor)
 
 
-def _authenticate(request: Request) -> tuple[str | None, Response | None]:
-    """The owner, or the response to send instead (the key form, or the cookie redirect)."""
-    owner, source = page_credentials(request)
-    if owner is None:
-        return None, _login(request, source)
-    if source == "query":  # keep the key out of the address bar and history
-        params = [(k, v) for k, v in request.query_params.multi_items() if k != "key"]
-        target = request.url.path + (f"?{urlencode(params)}" if params else "")
-        redirect = RedirectResponse(target, status_code=303)
-        redirect.set_cookie(PAGE_COOKIE, request.query_params["key"], httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https", path="/")
-        return owner, redirect
-    return owner, None
+def _here(request: Request) -> str:
+    """The request's path and query, less any ``key`` (where to come back to after the login)."""
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "key"]
+    return request.url.path + (f"?{urlencode(params)}" if params else "")
+
+
+def _local(target: str | None) -> str:
+    """``target`` if it is a path on this server, else ``/`` (no redirect to another site)."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")) or any(
+            ord(c) < 32 for c in target):
+        return "/"
+    return target
+
+
+def _authenticate(request: Request) -> tuple[_Visitor | None, Response | None]:
+    """Whom the page is for, or the response to send instead: a GET goes to the login form
+    (and comes back after it), anything else is 401 with a link to it."""
+    user, reason = page_user(request)
+    if user is not None:
+        token = sessions_of(request).token(user.binding)
+        return _Visitor(user.owner, user.binding, token, user.session.id if user.session else None), None
+    if request.method in ("GET", "HEAD"):
+        query = {"next": _here(request)}
+        if reason in ("expired", "invalid"):
+            query["reason"] = reason
+        early: Response = RedirectResponse(f"/page/login?{urlencode(query)}", status_code=303)
+    else:
+        early = _message(401, "rntk: log in", "Log in first: open the job list to get the login form.")
+    if reason == "expired":
+        early.delete_cookie(SESSION_COOKIE, path="/")
+    return None, early
+
+
+def _forged(request: Request, visitor: _Visitor) -> HTMLResponse | None:
+    """403 when the form's ``?csrf=`` token is not the visitor's, else None."""
+    if sessions_of(request).check(visitor.binding, request.query_params.get("csrf")):
+        return None
+    return _message(403, "rntk: form refused",
+                    "This form's security token is missing or out of date (a request from another site, or "
+                    "a page from before your last login). Reload the page and submit again.", visitor)
+
+
+def _login_form(request: Request, status: int, message: str | None, target: str) -> HTMLResponse:
+    """The login form, with its nonce cookie (kept if the browser has a well-formed one)."""
+    nonce = request.cookies.get(_LOGIN_COOKIE, "")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{32,64}", nonce):
+        nonce = secrets.token_urlsafe(32)
+    response = _page("login.html.j2", status=status, title="rntk: log in", message=message,
+                     csrf=sessions_of(request).token(f"login:{nonce}"), next=_local(target))
+    response.set_cookie(_LOGIN_COOKIE, nonce, max_age=_LOGIN_FORM_S, path="/page/login", httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https")
+    return response
+
+
+_LOGIN_REASONS = {"expired": "Your login has expired or ended: log in again.",
+                  "invalid": "That key is not valid."}
+
+
+@router.get("/page/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/", reason: str = "") -> Response:
+    """The login form (``next``: where to go after it)."""
+    if not request.app.state.settings.keys:
+        return RedirectResponse(_local(next), status_code=303)  # no keys: nothing to log in to
+    return _login_form(request, 200, _LOGIN_REASONS.get(reason), next)
+
+
+@router.post("/page/login")
+async def login(request: Request, settings: SettingsDep, sessions: SessionsDep, next: str = "/") -> Response:
+    """Check the key from the form's body, start a session, and go to ``next``."""
+    if not settings.keys:
+        return RedirectResponse("/", status_code=303)
+    nonce = request.cookies.get(_LOGIN_COOKIE, "")
+    if not nonce or not sessions.check(f"login:{nonce}", request.query_params.get("csrf")):
+        await drain(request)
+        return _login_form(request, 403, "The login form had expired or was not this server's own: "
+                                         "enter the key again.", next)
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit() or int(declared) > _MAX_LOGIN_BODY:
+        await drain(request)
+        return _login_form(request, 413, "The login form's body was too large, or had no length.", next)
+    form = await request.form()
+    matched = match_key(settings.keys, str(form.get("key") or "").strip())
+    if matched is None:
+        return _login_form(request, 401, _LOGIN_REASONS["invalid"], next)
+    sessions.delete(request.cookies.get(SESSION_COOKIE, ""))  # a new login ends the browser's old session
+    lifetime = max(1, round(settings.session_hours * 3600))
+    session = sessions.create(owner_of_key(matched), lifetime)
+    response = RedirectResponse(_local(next), status_code=303)
+    response.set_cookie(SESSION_COOKIE, session.id, max_age=lifetime, expires=lifetime, path="/", httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https")
+    response.delete_cookie(_LOGIN_COOKIE, path="/page/login")
+    if _OLD_KEY_COOKIE in request.cookies:
+        response.delete_cookie(_OLD_KEY_COOKIE, path="/")
+    return response
+
+
+@router.post("/page/logout")
+def logout(request: Request, sessions: SessionsDep) -> Response:
+    """The logout button: delete the session on the server, drop the cookie, show the login form."""
+    visitor, _ = _authenticate(request)
+    if visitor is not None and visitor.session_id is not None:
+        forged = _forged(request, visitor)
+        if forged is not None:
+            return forged
+        sessions.delete(visitor.session_id)
+    response = RedirectResponse("/page/login", status_code=303)
+    for name in (SESSION_COOKIE, _OLD_KEY_COOKIE):
+        if name in request.cookies:
+            response.delete_cookie(name, path="/")
+    return response
 
 
 def _when(value: float | None) -> str:
@@ -137,16 +270,16 @@ def _job(record: JobRecord) -> dict:
     }
 
 
-def _not_found(job_id: str) -> HTMLResponse:
-    return _page("message.html.j2", status=404, title="rntk: no such job", message=f"No job {job_id}.")
+def _not_found(job_id: str, visitor: _Visitor) -> HTMLResponse:
+    return _message(404, "rntk: no such job", f"No job {job_id}.", visitor)
 
 
-def _jobs_page(store: Store, owner: str, state: str | None, *, status: int = 200,
+def _jobs_page(store: Store, visitor: _Visitor, state: str | None, *, status: int = 200,
                form_error: str | None = None, config_text: str | None = None) -> HTMLResponse:
-    records = service.list_jobs(store, owner, JobState(state) if state else None, 200, 0)
+    records = service.list_jobs(store, visitor.owner, JobState(state) if state else None, 200, 0)
     active = any(not r.state.terminal for r in records)
     refresh = _ACTIVE_REFRESH_S if active else _IDLE_REFRESH_S
-    return _page("jobs.html.j2", status=status, refresh=None if form_error else refresh,
+    return _page("jobs.html.j2", status=status, refresh=None if form_error else refresh, visitor=visitor,
                  title="rntk jobs", jobs=[_job(r) for r in records], states=_STATES, state=state,
                  form_error=form_error,
                  config_text=config_text if config_text is not None else json.dumps(_EXAMPLE_CONFIG))
@@ -154,10 +287,10 @@ def _jobs_page(store: Store, owner: str, state: str | None, *, status: int = 200
 
 @router.get("/", response_class=HTMLResponse)
 def jobs_page(request: Request, store: StoreDep, state: str | None = None) -> Response:
-    owner, early = _authenticate(request)
+    visitor, early = _authenticate(request)
     if early is not None:
         return early
-    return _jobs_page(store, owner, state if state in _STATES else None)
+    return _jobs_page(store, visitor, state if state in _STATES else None)
 
 
 @router.post("/page/submit", response_class=HTMLResponse)
@@ -165,11 +298,14 @@ async def submit_page(request: Request, store: StoreDep, settings: SettingsDep, 
     """The browser form: upload, submit, then go to the job's page (errors: the form again).
 
     The same path as ``POST /jobs`` (multipart): :func:`app.service.load_json` for the config,
-    then :func:`app.service.submit_job`."""
-    owner, early = _authenticate(request)
+    then :func:`app.service.submit_job`. The token is checked before the upload is read."""
+    visitor, early = _authenticate(request)
+    if early is None:
+        early = _forged(request, visitor)
     if early is not None:
+        await drain(request)  # so that the browser reads the answer (see app.uploads)
         return early
-    config_text = ""
+    owner, config_text = visitor.owner, ""
     try:
         meta, fields = await receive_upload(request, store, settings, owner)
         config_text = fields.get("config", "")
@@ -178,20 +314,21 @@ async def submit_page(request: Request, store: StoreDep, settings: SettingsDep, 
                 "artifacts": {"gram": fields.get("gram") or "selected"}}
         record = await run_in_threadpool(service.submit_job, store, settings, celery, owner, body)
     except (HTTPException, service.ServiceError) as exc:
-        return _jobs_page(store, owner, None, status=exc.status_code, form_error=str(exc.detail),
+        return _jobs_page(store, visitor, None, status=exc.status_code, form_error=str(exc.detail),
                           config_text=config_text)
     return RedirectResponse(f"/jobs/{record.id}/page", status_code=303)
 
 
-def _page_job(request: Request, store: Store, job_id: str) -> tuple[JobRecord | None, Response | None]:
-    """The caller's job, or the response to send instead (key form, or 404)."""
-    owner, early = _authenticate(request)
+def _page_job(request: Request, store: Store, job_id: str,
+              ) -> tuple[JobRecord | None, _Visitor | None, Response | None]:
+    """The caller's job and the caller, or the response to send instead (the login, or 404)."""
+    visitor, early = _authenticate(request)
     if early is not None:
-        return None, early
-    record = service.find_job(store, owner, job_id)
+        return None, None, early
+    record = service.find_job(store, visitor.owner, job_id)
     if record is None:
-        return None, _not_found(job_id)
-    return record, None
+        return None, visitor, _not_found(job_id, visitor)
+    return record, visitor, None
 
 
 def _size(count: Any) -> str:
@@ -218,7 +355,7 @@ def _inline_report(path: Path) -> tuple[Markup | None, Markup | None]:
 
 @job_router.get("", response_class=HTMLResponse)
 def job_page(job_id: str, request: Request, store: StoreDep) -> Response:
-    record, early = _page_job(request, store, job_id)
+    record, visitor, early = _page_job(request, store, job_id)
     if early is not None:
         return early
     manifest = store.manifest(record.id)
@@ -227,21 +364,24 @@ def job_page(job_id: str, request: Request, store: StoreDep) -> Response:
     style = body = None
     if any(e["name"] == "report.html" for e in manifest):
         style, body = _inline_report(store.artifacts_dir(record.id) / "report.html")
-    return _page("job.html.j2", refresh=None if record.state.terminal else _ACTIVE_REFRESH_S,
+    return _page("job.html.j2", refresh=None if record.state.terminal else _ACTIVE_REFRESH_S, visitor=visitor,
                  title=f"rntk job {record.id[:12]}", job=_job(record), artifacts=artifacts,
                  report_style=style, report_body=body)
 
 
 @job_router.post("/cancel")
-def cancel_page(job_id: str, request: Request, store: StoreDep) -> Response:
+def cancel_page(job_id: str, request: Request, store: StoreDep, celery: CeleryDep,
+                settings: SettingsDep) -> Response:
     """The cancel button: ask, then show the job page (which says "cancel requested")."""
-    owner, early = _authenticate(request)
+    visitor, early = _authenticate(request)
+    if early is None:
+        early = _forged(request, visitor)
     if early is not None:
         return early
     try:
-        record, _ = service.cancel_job(store, owner, job_id)
+        record, _ = service.cancel_job(store, visitor.owner, job_id, celery, settings)
     except service.NotFound:
-        return _not_found(job_id)
+        return _not_found(job_id, visitor)
     return RedirectResponse(f"/jobs/{record.id}/page", status_code=303)
 
 
@@ -253,25 +393,24 @@ def _artifact(store: Store, record: JobRecord, name: str) -> Path | None:
 @job_router.get("/artifacts/{name:path}")
 def artifact_page(job_id: str, name: str, request: Request, store: StoreDep) -> Response:
     """An artifact for the browser (cookie auth), as a download."""
-    record, early = _page_job(request, store, job_id)
+    record, visitor, early = _page_job(request, store, job_id)
     if early is not None:
         return early
     path = _artifact(store, record, name)
     if path is None:
-        return _page("message.html.j2", status=404, title="rntk: no such file",
-                     message=f"Job {job_id} has no artifact {name}.")
+        return _message(404, "rntk: no such file", f"Job {job_id} has no artifact {name}.", visitor)
     return FileResponse(path, filename=path.name, headers={"Cache-Control": "no-store"})
 
 
 @job_router.get("/report.html")
 def job_report(job_id: str, request: Request, store: StoreDep) -> Response:
     """The standalone report (also linked from the artifacts)."""
-    record, early = _page_job(request, store, job_id)
+    record, visitor, early = _page_job(request, store, job_id)
     if early is not None:
         return early
     path = _artifact(store, record, "report.html")
     if path is None:
-        return _page("message.html.j2", status=404, title="rntk: no report", message="No report yet.")
+        return _message(404, "rntk: no report", "No report yet.", visitor)
     return FileResponse(path, media_type="text/html; charset=utf-8", headers=REPORT_HTML_HEADERS)
 
 
@@ -294,10 +433,11 @@ def _fold_std(store: Store, record: JobRecord) -> dict[str, float]:
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(request: Request, store: StoreDep, job: Annotated[list[str], Query()] = []) -> Response:
     """Several jobs' test accuracy per family side by side (``?job=A&job=B``)."""
-    owner, early = _authenticate(request)
+    visitor, early = _authenticate(request)
     if early is not None:
         return early
-    records = [record for job_id in dict.fromkeys(job[:20]) if (record := service.find_job(store, owner, job_id))]
+    records = [record for job_id in dict.fromkeys(job[:20])
+               if (record := service.find_job(store, visitor.owner, job_id))]
     families: list[str] = []
     for record in records:
         families += [name for name in (record.summary or {}) if name not in families]
@@ -313,7 +453,8 @@ def compare_page(request: Request, store: StoreDep, job: Annotated[list[str], Qu
                 text += f" ± {100 * spread[family]:.1f}"
             cells.append(text)
         rows.append((family, cells))
-    return _page("compare.html.j2", title="rntk: compare jobs", jobs=[_job(r) for r in records], rows=rows)
+    return _page("compare.html.j2", title="rntk: compare jobs", visitor=visitor, jobs=[_job(r) for r in records],
+                 rows=rows)
 
 
 router.include_router(job_router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 import zipfile
@@ -686,3 +687,132 @@ def test_content_sha256_ignores_how_a_folder_was_packed(tmp_path: Path) -> None:
     renamed = tmp_path / "other.csv"
     renamed.write_text("a,label\n1,x\n2,y\n")
     assert content_sha256(renamed) == __import__("hashlib").sha256(renamed.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------- streaming and parsed arrays
+
+
+def test_a_csv_of_many_tiny_lines_parses_in_bounded_memory(tmp_path: Path) -> None:
+    """The loaders once read a file whole into Python lines and a float object per value: a
+    100 MB CSV of tiny lines took the API to 2.57 GB. Streamed, the parse holds about twice
+    X and y plus a few MB (before: 18x X and y here)."""
+    import tracemalloc
+
+    n = 250_000
+    path = tmp_path / "tiny.csv"
+    with open(path, "w") as handle:
+        handle.write("x,label\n")
+        handle.writelines(f"{i % 7}.5,{i % 2}\n" for i in range(n))
+    tracemalloc.start()
+    try:
+        ds = load_dataset(path, limits=DatasetLimits(max_samples=10 * n))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert ds.X.shape == (n, 1, 1) and ds.y.tolist()[:4] == [0, 1, 0, 1]
+    parsed = ds.X.nbytes + ds.y.nbytes
+    assert peak < 2 * parsed + (8 << 20), (peak, parsed)
+
+
+def test_line_reading_matches_splitlines_across_block_edges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    from rntk_core.evaluation.datasets import common
+
+    monkeypatch.setattr(common, "BLOCK_BYTES", 7)  # every edge case lands on a block edge somewhere
+    pieces = ["a", "b", "\n", "\r", "\r\n", "\u00e9", "\u2028", " ", "\x85", "\u20ac"]
+    rng = random.Random(0)
+    path = tmp_path / "lines.txt"
+    for _ in range(500):
+        text = ("\ufeff" if rng.random() < 0.2 else "") + "".join(rng.choice(pieces) for _ in range(rng.randint(1, 40)))
+        path.write_bytes(text.encode())
+        if not text.encode().strip():
+            continue
+        assert list(common.text_lines(path, DatasetLimits())) == text.encode().decode("utf-8-sig").splitlines()
+    path.write_bytes(b"abcdefghijk\nlmnopqrstu\nvw\xc3")  # a character cut off at the end
+    with pytest.raises(DatasetError, match="line 3: not valid UTF-8"):
+        list(common.text_lines(path, DatasetLimits()))
+
+
+def test_labels_and_lines_are_bounded(tmp_path: Path) -> None:
+    long = write_csv(tmp_path, "a,label\n1,x\n2," + "y" * 2000 + "\n", "long.csv")
+    expect_error(long, "line 3", "2000 characters, over the limit")
+    many = write_csv(tmp_path, "a,label\n" + "".join(f"{i},c{i}\n" for i in range(10)), "many.csv")
+    expect_error(many, "line 7", "more than 5 classes", limits=DatasetLimits(max_classes=5))
+    case = tmp_path / "long.ts"  # one case line of 4 MB: refused while it is read, not after
+    case.write_text("@classLabel true a b\n@data\n1,2:a\n" + "0.5," * 1_000_000 + "1:b\n")
+    expect_error(case, "line 4", "longer than the limit of 1000000 bytes", limits=DatasetLimits(max_line_bytes=1_000_000))
+
+
+def _assert_same(actual: Dataset, expected: Dataset) -> None:
+    for name in ("X", "y", "classes", "lengths"):
+        a, b = getattr(actual, name), getattr(expected, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    assert (actual.name, actual.format) == (expected.name, expected.format)
+    assert (actual.splits is None) == (expected.splits is None)
+    if expected.splits is not None:
+        assert actual.splits.selection == expected.splits.selection
+        for (part, a), (_, b) in zip(actual.splits.parts(), expected.splits.parts(), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=part)
+
+
+def _stored_sources(tmp_path: Path) -> list[Path]:
+    """A UCI zip (splits), an npz with lengths, a .ts pair of unequal lengths, each in its own folder."""
+    for kind in ("uci", "npz"):
+        (tmp_path / kind).mkdir()
+    sources = [zip_folder(toy_folder(tmp_path / "uci-source"), tmp_path / "uci" / "toy.zip")]
+    arrays = toy_npz_arrays() | npz_splits() | {"lengths": np.array([5, 4, 3, 2, 1, 5, 5, 5, 5, 5, 5, 5])}
+    sources.append(write_npz(tmp_path / "npz", arrays))
+    ts = Path(__file__).resolve().parents[1] / "data" / "ts" / "PickupGestureWiimoteZ.zip"
+    if ts.is_file():
+        (tmp_path / "ts").mkdir()
+        sources.append(Path(shutil.copy(ts, tmp_path / "ts" / ts.name)))
+    return sources
+
+
+def test_parsed_arrays_round_trip_as_memory_maps(tmp_path: Path) -> None:
+    from rntk_core.evaluation.datasets import is_memory_mapped, load_parsed, save_parsed
+
+    for source in _stored_sources(tmp_path):
+        loaded = load_dataset(source)
+        folder = save_parsed(loaded, source.parent, source=source)
+        assert folder == source.parent / "parsed" and (folder / "manifest.json").is_file()
+        assert [p.name for p in source.parent.iterdir() if p.name.startswith(".")] == []  # no staging left
+        mapped = load_parsed(source.parent)
+        _assert_same(mapped, loaded)
+        assert is_memory_mapped(mapped.X) and not mapped.X.flags.writeable
+        assert not is_memory_mapped(load_parsed(folder, mmap=False).X)
+        assert save_parsed(loaded, source.parent, source=source) == folder  # kept, not rewritten
+
+
+def test_load_for_job_uses_the_parsed_arrays_only_where_they_give_the_same_dataset(tmp_path: Path) -> None:
+    from rntk_core.evaluation.datasets import is_memory_mapped, load_for_job, save_parsed
+
+    path = write_csv(tmp_path, "a,b,c,d,label\n" + "".join(f"{i},{i * 2},{i % 3},{i % 5},{i % 2}\n" for i in range(12)))
+    before = load_for_job(path, 2)  # stored before parsed/ existed: parsed from the file
+    assert not is_memory_mapped(before.X)
+    _assert_same(before, load_dataset(path, features_per_step=2))
+    save_parsed(load_dataset(path), tmp_path, source=path)
+    for features_per_step in (1, 2, 4):
+        dataset = load_for_job(path, features_per_step)
+        assert is_memory_mapped(dataset.X), features_per_step
+        _assert_same(dataset, load_dataset(path, features_per_step=features_per_step))
+    with pytest.raises(DatasetError, match="not divisible by features_per_step=3"):
+        load_for_job(path, 3)
+    with pytest.raises(DatasetError, match="more than 10 samples"):
+        load_for_job(path, 1, DatasetLimits(max_samples=10))
+    path.write_text(path.read_text() + "99,1,2,3,0\n")  # the file changed: its parsed/ no longer applies
+    changed = load_for_job(path, 1)
+    assert not is_memory_mapped(changed.X) and changed.n_samples == 13
+
+
+def test_recording_loads_keeps_what_a_callee_loaded(tmp_path: Path) -> None:
+    from rntk_core.evaluation.datasets import recording_loads
+
+    path = write_csv(tmp_path, "a,label\n1,0\n2,1\n3,0\n4,1\n")
+    with recording_loads() as loaded:
+        first = load_dataset(path)
+    load_dataset(path)  # outside the block: not recorded
+    assert loaded == [first]

@@ -104,6 +104,47 @@ def test_gunpoint_end_to_end_reproduces_the_archive_1nn_accuracies(tmp_path: Pat
     assert saved["dataset"]["classes"] == ["1", "2"]
 
 
+def test_a_train_test_report_spreads_over_the_cv_folds_not_test_folds(tmp_path: Path) -> None:
+    """One TEST part has no spread over test folds: the spread is over the 5 CV folds inside
+    TRAIN that chose the hyperparameters, and splits.npz holds those folds by name."""
+    config = parse_config({"families": ["1NN-ED", "RNN"], "kinds": ["ntk"], "sigma_u": [0.5], "sigma_b": [0.1],
+                           "layers": [1], "C": [0.01, 1.0]})
+    report = evaluate_path(TS_DATA / "GunPoint.zip", config, out_dir=tmp_path)
+    assert report["testing"]["method"] == "train_test" and report["testing"]["folds"] == 1
+    for outcome in report["families"].values():
+        assert outcome["test_std"] is None and len(outcome["fold_accuracies"]) == 1
+        folds = outcome["selection_fold_accuracies"]
+        assert len(folds) == 5 and np.mean(folds) == pytest.approx(outcome["validation_accuracy"])
+        assert outcome["selection_std"] == pytest.approx(np.std(folds))
+        matrix = np.array(outcome["confusion_matrix"])
+        assert matrix.sum() == 150 and np.trace(matrix) / 150 == pytest.approx(outcome["test_accuracy"])
+        assert set(outcome["per_class_accuracy"]) == {"1", "2"}
+    assert report["families"]["1NN-ED"]["test_accuracy"] == pytest.approx(137 / 150, abs=1e-12)
+    assert set(report["family_seconds"]) == {"1NN-ED", "RNN"}
+
+    with np.load(tmp_path / "splits.npz") as saved:
+        keys = set(saved.files)
+        train, test = saved["fold0_train"], saved["fold0_test"]
+        np.testing.assert_array_equal(train, np.arange(50))
+        np.testing.assert_array_equal(test, np.arange(50, 200))
+        scored = np.sort(np.concatenate([saved[f"cv{k}_score"] for k in range(5)]))
+        np.testing.assert_array_equal(scored, train)  # the CV folds cover TRAIN, never TEST
+        for k in range(5):
+            assert not np.intersect1d(saved[f"cv{k}_fit"], saved[f"cv{k}_score"]).size
+            assert np.isin(saved[f"cv{k}_fit"], train).all()
+    assert {f"cv{k}_{part}" for k in range(5) for part in ("fit", "score")} <= keys
+    assert "validation" not in keys  # it held the TEST rows under a selection name
+    assert {entry["key"] for entry in report["files"]} == keys
+
+    page = (tmp_path / "report.html").read_text()
+    table = page[page.index('<section id="families">'):]
+    table = table[:table.index("</section>")]
+    assert "± std over 5 CV folds" in table and "One train/test split: there is no spread over test folds" in table
+    assert "test folds</th>" not in table and "mean over the test folds" not in table
+    assert 'id="validation-single-1NN-ED"' in page and 'id="validation-heatmap-1NN-ED"' not in page
+    assert 'id="confusion-RNN"' in page and "<code>cv4_score</code>" in page
+
+
 def test_unequal_lengths_report_the_resampling_and_use_masks(tmp_path: Path) -> None:
     dataset = load_dataset(TS_DATA / "PickupGestureWiimoteZ.zip")
     config = parse_config({"families": ["RNN", "1NN-ED"], "kinds": ["ntk"], "sigma_u": [0.5],

@@ -107,10 +107,13 @@ def test_pages_in_chromium(browser, service_factory, iris_zip, tmp_path: Path) -
     service.start_server()
     alice = service.client("alice-key-123")
 
-    # over plain HTTP: the key is required, also for the report and the artifacts
+    # over plain HTTP: the key is required, also for the report and the artifacts; a page
+    # sends a browser to the login form, and a key in the address is ignored (no cookie)
     anonymous = service.client()
-    assert anonymous.get("/").status_code == 401 and 'name="key"' in anonymous.get("/").text
-    assert anonymous.get("/?key=alice-key-12").status_code == 401
+    first = anonymous.get("/?key=alice-key-123")
+    assert first.status_code == 303 and first.headers["location"] == "/page/login?next=%2F"
+    assert "set-cookie" not in first.headers
+    assert 'name="key"' in anonymous.get(first.headers["location"]).text
     assert anonymous.post("/page/submit", files={"file": ("iris.zip", b"x")}).status_code == 401
     assert alice.get("/").status_code == 200  # the header works too
     assert anonymous.get("/jobs", headers={"Cookie": "rntk_key=alice-key-123"}).status_code == 401  # API: header only
@@ -119,12 +122,13 @@ def test_pages_in_chromium(browser, service_factory, iris_zip, tmp_path: Path) -
     try:
         page = context.new_page()
         page.goto(f"{service.base}/")
+        page.wait_for_url(f"{service.base}/page/login?*")
         expect(page.locator("form input[name=key]")).to_be_visible()
         page.fill("input[name=key]", "alice-key-123")
-        page.click("button[type=submit]")  # ?key=... sets the cookie, then a redirect drops it
+        page.click("#login-button")  # POST /page/login sets the session cookie, then back to /
         page.wait_for_url(f"{service.base}/")
-        assert "key=" not in page.url
         expect(page.locator("body")).to_contain_text("No jobs yet")
+        expect(page.locator("#logout")).to_be_visible()
 
         # a bad config comes back to the form with the reason, nothing is submitted
         page.set_input_files("input[name=file]", str(iris_zip))
@@ -219,14 +223,20 @@ def test_pages_in_chromium(browser, service_factory, iris_zip, tmp_path: Path) -
         other = browser.new_context()
         try:
             bob = other.new_page()
-            bob.goto(f"{service.base}/?key=bob-key-456")
+            bob.goto(f"{service.base}/page/login")
+            bob.fill("input[name=key]", "bob-key-456")
+            bob.click("#login-button")
+            bob.wait_for_url(f"{service.base}/")
             expect(bob.locator("body")).to_contain_text("No jobs yet")
+            bobs_form = bob.locator("form.submit").get_attribute("action")
             for path in (f"/jobs/{job_id}/page", f"/jobs/{job_id}/page/report.html",
                          f"/jobs/{job_id}/page/artifacts/report.json"):
                 response = bob.goto(f"{service.base}{path}")
                 assert response is not None and response.status == 404, path
-            response = bob.request.post(f"{service.base}/jobs/{job_id}/page/cancel")
+            token = bobs_form.split("csrf=", 1)[1]
+            response = bob.request.post(f"{service.base}/jobs/{job_id}/page/cancel?csrf={token}")
             assert response.status == 404
+            assert bob.request.post(f"{service.base}/jobs/{job_id}/page/cancel").status == 403  # no token
         finally:
             other.close()
     finally:

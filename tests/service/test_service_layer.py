@@ -8,7 +8,9 @@ refuses the other refuses the same way: a 5,000-deep config was a 500 at /page/s
 from __future__ import annotations
 
 import ast
+import html
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +23,11 @@ from .conftest import SMALL_CONFIG
 
 DEEP_LIST = "[" * 5000 + "]" * 5000
 DEEP_OBJECT = '{"a": ' * 5000 + "1" + "}" * 5000
+
+
+def _submit_action(client) -> str:
+    """The page form's action, with its CSRF token (``/page/submit?csrf=...``)."""
+    return html.unescape(re.search(r'action="(/page/submit[^"]*)"', client.get("/").text).group(1))
 
 
 def _jobs_on_disk(data_dir: Path) -> list[str]:
@@ -46,7 +53,7 @@ def test_deep_config_is_the_same_422_at_the_api_and_the_page(service_factory, ir
         assert form.status_code == 422, form.text[:300]
         assert form.json()["detail"] == "form field 'config' is nested too deeply (at most 32 levels)"
 
-        page = client.post("/page/submit", files={"file": ("iris.zip", iris_zip.read_bytes())},
+        page = client.post(_submit_action(client), files={"file": ("iris.zip", iris_zip.read_bytes())},
                            data={"config": deep, "gram": "selected"})
         assert page.status_code == 422, page.text[:300]  # was a 500
         assert "the config is nested too deeply (at most 32 levels)" in page.text
@@ -65,7 +72,7 @@ def test_the_api_and_the_page_make_the_same_job(service_factory, iris_zip) -> No
     api = client.post("/jobs", files={"file": ("iris.zip", iris_zip.read_bytes())},
                       data={"config": json.dumps(SMALL_CONFIG), "artifacts": '{"gram": "none"}'})
     assert api.status_code == 202, api.text
-    page = client.post("/page/submit", files={"file": ("iris.zip", iris_zip.read_bytes())},
+    page = client.post(_submit_action(client), files={"file": ("iris.zip", iris_zip.read_bytes())},
                        data={"config": json.dumps(SMALL_CONFIG), "gram": "none"})
     assert page.status_code == 303, page.text[:300]
     page_id = page.headers["location"].split("/")[2]
@@ -80,7 +87,8 @@ def test_the_api_and_the_page_make_the_same_job(service_factory, iris_zip) -> No
     # an invalid config: the same 422 message from both, and no third job
     bad = json.dumps({"families": ["NOPE"]})
     api = client.post("/jobs", files={"file": ("iris.zip", iris_zip.read_bytes())}, data={"config": bad})
-    page = client.post("/page/submit", files={"file": ("iris.zip", iris_zip.read_bytes())}, data={"config": bad})
+    page = client.post(_submit_action(client), files={"file": ("iris.zip", iris_zip.read_bytes())},
+                       data={"config": bad})
     assert api.status_code == page.status_code == 422
     assert api.json()["detail"].startswith("invalid job request: config.families")
     assert "NOPE" in page.text

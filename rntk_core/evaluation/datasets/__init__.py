@@ -15,6 +15,11 @@ Supported sources (:func:`load_dataset` dispatches on the path):
 - the UCR/UEA ``.ts`` format (:mod:`.ts`): a single ``.ts`` file, or a folder or ``.zip``
   holding ``NAME_TRAIN.ts`` and ``NAME_TEST.ts`` (the archive's predefined split).
 
+Text is read as a stream (:func:`.common.text_lines`), and values are kept in float64 blocks:
+a load holds about twice its arrays plus a few MB, never a Python object per line or value.
+:func:`save_parsed` stores a loaded dataset's arrays beside its file, and
+:func:`load_for_job` memory-maps them instead of parsing again (:mod:`.parsed`).
+
 Every defect raises :class:`DatasetError`, whose message names the file and, where it
 makes sense, the 1-based line number and the column (or, for ``.npz``, the key and the
 0-based sample index).
@@ -32,8 +37,11 @@ Class-count rules (what "enough samples per class" means):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import zipfile
 from pathlib import Path
+from typing import Iterator
 
 from .common import (
     N_FOLDS,
@@ -48,6 +56,7 @@ from .common import (
 from .archive import content_sha256
 from .csv import load_csv
 from .npz import load_npz
+from .parsed import PARSED, is_memory_mapped, load_for_job, load_parsed, save_parsed
 from .ts import has_ts_split, load_ts_file, load_ts_folder, load_ts_zip
 from .uci import load_uci_folder, load_uci_zip
 
@@ -57,11 +66,33 @@ __all__ = [
     "DatasetFormat",
     "DatasetLimits",
     "N_FOLDS",
+    "PARSED",
     "Splits",
     "check_stratifiable",
     "content_sha256",
+    "is_memory_mapped",
     "load_dataset",
+    "load_for_job",
+    "load_parsed",
+    "recording_loads",
+    "save_parsed",
 ]
+
+_recorded: contextvars.ContextVar[list[Dataset] | None] = contextvars.ContextVar("rntk_recorded_loads", default=None)
+
+
+@contextlib.contextmanager
+def recording_loads() -> Iterator[list[Dataset]]:
+    """The datasets :func:`load_dataset` returns inside the block (in this thread or task),
+    in order: for a caller that keeps what a callee validated without parsing the file twice
+    (the API saves the arrays of the upload that ``app.service.ingest`` loads)."""
+    loaded: list[Dataset] = []
+    token = _recorded.set(loaded)
+    try:
+        yield loaded
+    finally:
+        _recorded.reset(token)
+
 
 def load_dataset(
     path: str | Path,
@@ -90,12 +121,21 @@ def load_dataset(
     Raises:
         DatasetError: for any defect; the message names the file and row or column.
     """
+    dataset = _load(Path(path), label_column, steps, features_per_step, limits)
+    recorded = _recorded.get()
+    if recorded is not None:
+        recorded.append(dataset)
+    return dataset
+
+
+def _load(
+    p: Path, label_column: str | None, steps: int | None, features_per_step: int, limits: DatasetLimits
+) -> Dataset:
     if label_column is not None and not isinstance(label_column, str):
         raise DatasetError(f"label_column must be a column name, got {label_column!r}")
     check_shape_option("features_per_step", features_per_step)
     if steps is not None:
         check_shape_option("steps", steps)
-    p = Path(path)
     if not p.exists():
         raise DatasetError(f"{p}: no such file or folder")
     suffix = p.suffix.lower()

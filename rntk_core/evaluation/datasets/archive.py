@@ -99,6 +99,22 @@ def safe_extract(archive: zipfile.ZipFile, root: Path, archive_name: str, limits
 
 
 
+def unpacked_bytes(path: Path) -> int | None:
+    """What a zip (or ``.npz``) unpacks to at most: the sum of its entries' declared sizes,
+    from its central directory, without decompressing anything; None if it is not a zip.
+
+    A bound, not an estimate: Python's zipfile never returns more of an entry than its
+    declared size (it then fails the entry's CRC), and :func:`safe_extract` counts what it
+    writes against the same sizes. So checking this number first refuses a zip bomb before a
+    byte of it is extracted.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return None
+
+
 def _canonical_digest(entries: list[tuple[str, str]]) -> str:
     """One sha256 over sorted ``(relative path, sha256 of its bytes)`` lines."""
     digest = hashlib.sha256(b"rntk-folder-v1\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal, Sequence
@@ -17,6 +18,16 @@ SPLIT_KEYS: tuple[str, ...] = ("train", "validation") + tuple(
     f"fold{k}_{part}" for k in range(N_FOLDS) for part in ("train", "test")
 )
 MACOS_JUNK = "__MACOSX"
+#: Longest class label accepted (a label is kept once per class, but a longer one is no label).
+MAX_LABEL_CHARS = 1000
+
+# The loaders read a file as a stream: at most BLOCK_BYTES of text and BLOCK_VALUES parsed
+# values (in at most BLOCK_ROWS rows) are held besides the arrays already built, so that
+# parsing takes about twice the parsed arrays (their blocks, then the one array they are
+# joined into) plus a few MB, whatever the file's length; one line of text is held whole.
+BLOCK_BYTES = 1 << 18
+BLOCK_VALUES = 1 << 18
+BLOCK_ROWS = 1 << 14
 
 
 class DatasetError(ValueError):
@@ -35,6 +46,9 @@ class DatasetLimits:
         max_file_bytes: largest single input file (CSV, NPZ, UCI data file).
         max_zip_bytes: largest total uncompressed size of a ``.zip`` or ``.npz``.
         max_zip_members: largest number of entries in a ``.zip``.
+        max_classes: largest number of distinct class labels (each is held while reading).
+        max_line_bytes: longest line of a text file (a line is held whole while it is read;
+            64 MiB is about 3 million values).
     """
 
     max_samples: int = 100_000
@@ -44,6 +58,8 @@ class DatasetLimits:
     max_file_bytes: int = 1 << 30
     max_zip_bytes: int = 1 << 30
     max_zip_members: int = 10_000
+    max_classes: int = 10_000
+    max_line_bytes: int = 64 << 20
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -177,25 +193,79 @@ def check_shape_option(name: str, value: object) -> None:
         raise DatasetError(f"{name} must be a positive integer, got {value!r}")
 
 
-def read_text(path: Path, limits: DatasetLimits) -> list[str]:
-    """Read a UTF-8 text file (BOM allowed) as lines, enforcing the size limit."""
+def text_lines(path: Path, limits: DatasetLimits) -> Iterator[str]:
+    """The lines of a UTF-8 text file (BOM allowed), without their line breaks, as
+    ``str.splitlines`` splits them; read block by block, enforcing the size limit.
+
+    Memory: one block of :data:`BLOCK_BYTES` and the line being read (at most
+    ``limits.max_line_bytes``), however long the file.
+    """
     try:
         size = path.stat().st_size
         if size > limits.max_file_bytes:
             raise DatasetError(
                 f"{path.name}: file is {size} bytes, over the limit of {limits.max_file_bytes}"
             )
-        data = path.read_bytes()
+        handle = open(path, "rb")
     except OSError as exc:
         raise DatasetError(f"{path.name}: cannot read file ({exc.strerror or exc})") from exc
-    if not data.strip():
-        raise DatasetError(f"{path.name}: empty file")
+    return _lines(handle, path, limits.max_line_bytes)
+
+
+def _lines(handle, path: Path, max_line: int) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    with handle:
+        if not _has_text(handle, path):
+            raise DatasetError(f"{path.name}: empty file")
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        pending: list[str] = []  # the line being read, in pieces (joined once it ends: no quadratic copying)
+        newlines, first, count = 0, True, 0
+        while True:
+            block = _read_block(handle, path)
+            final = not block
+            held = decoder.getstate()[0]  # bytes of a character split across blocks
+            try:
+                text = decoder.decode(block, final=final)
+            except UnicodeDecodeError as exc:
+                line = newlines + (held + block)[: exc.start].count(b"\n") + 1
+                raise DatasetError(f"{path.name}: line {line}: not valid UTF-8 text") from exc
+            newlines += block.count(b"\n")
+            if first and text:
+                text, first = text.removeprefix("\ufeff"), False
+            if not final and len(text.splitlines()) < 2 and text[-1:] not in _BREAKS:  # no line ends here
+                pending.append(text)
+                if sum(map(len, pending)) > max_line:  # characters: at least as many bytes
+                    raise DatasetError(f"{path.name}: line {count + 1}: longer than the limit of {max_line} bytes")
+                continue
+            text = "".join(pending) + text
+            if final:
+                yield from text.splitlines()
+                return
+            carry = "\r" if text.endswith("\r") else ""  # "\r\n" may be split across blocks
+            text = text[: len(text) - len(carry)]
+            lines = text.splitlines()
+            pending = [(lines.pop() if lines and text[-1] not in _BREAKS else "") + carry]  # a partial last line
+            count += len(lines)
+            yield from lines
+
+
+#: What ``str.splitlines`` ends a line at.
+_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def _read_block(handle, path: Path) -> bytes:  # type: ignore[no-untyped-def]
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DatasetError(f"{path.name}: line {line}: not valid UTF-8 text") from exc
-    return text.splitlines()
+        return handle.read(BLOCK_BYTES)
+    except OSError as exc:
+        raise DatasetError(f"{path.name}: cannot read file ({exc.strerror or exc})") from exc
+
+
+def _has_text(handle, path: Path) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the file holds anything but ASCII whitespace (then rewound to its start)."""
+    while block := _read_block(handle, path):
+        if block.strip():
+            handle.seek(0)
+            return True
+    return False
 
 
 def rows_to_sequences(
@@ -264,6 +334,22 @@ def finish(
 ) -> Dataset:
     """Encode labels, apply the class-count rules and build the Dataset."""
     classes, y = _encode_labels(labels)
+    return finish_encoded(X, classes, y, name, fmt, lengths=lengths, splits=splits, split_sources=split_sources)
+
+
+def finish_encoded(
+    X: np.ndarray,
+    classes: np.ndarray,
+    y: np.ndarray,
+    name: str,
+    fmt: DatasetFormat,
+    *,
+    lengths: np.ndarray | None = None,
+    splits: Splits | None = None,
+    split_sources: dict[str, str] | None = None,
+) -> Dataset:
+    """:func:`finish` for labels already encoded: ``classes`` (c,) sorted, ``y`` (N,) in 0..c-1
+    (the streaming loaders keep one code per sample, never an (N,) array of label strings)."""
     if classes.shape[0] < 2:
         raise DatasetError(
             f"{name}: every sample has the label {_label(classes[0])}; classification needs at least 2 classes"

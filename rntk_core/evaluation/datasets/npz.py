@@ -48,7 +48,7 @@ def load_npz(path: Path, steps: int | None, features_per_step: int, limits: Data
             f"{where}: features_per_step={features_per_step} but 'X' has m={m} features per step"
         )
     check_size(n, t, m, where, limits)
-    X = X.astype(np.float64)
+    X = X.astype(np.float64, copy=False)  # no second copy of an X already float64
     bad = first_nonfinite(X)
     if bad is not None:
         raise DatasetError(

@@ -41,12 +41,23 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from .archive import extracted
-from .common import MACOS_JUNK, Dataset, DatasetError, DatasetLimits, Splits, check_size, finish, read_text
+from .common import (
+    BLOCK_VALUES,
+    MACOS_JUNK,
+    MAX_LABEL_CHARS,
+    Dataset,
+    DatasetError,
+    DatasetLimits,
+    Splits,
+    check_size,
+    finish_encoded,
+    text_lines,
+)
 
 _MISSING = frozenset({"?", "nan", "NaN", "NAN"})
 _BOOLEAN_HEADERS = ("timestamps", "missing", "univariate", "equallength")
@@ -74,13 +85,18 @@ class TsData:
 
     values: (N, T, m) float64, each case front-padded with zeros to T = max length.
     lengths: (N,) int64 true lengths (all equal to T for equal-length problems).
-    labels: (N,) str class labels as written.
+    codes: (N,) int64, case i's class label is ``header.class_labels[codes[i]]``.
     """
 
     values: np.ndarray
     lengths: np.ndarray
-    labels: np.ndarray
+    codes: np.ndarray
     header: TsHeader
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(N,) str class labels as written."""
+        return np.asarray(self.header.class_labels or (), dtype=str)[self.codes]
 
     @property
     def equal_length(self) -> bool:
@@ -108,13 +124,10 @@ def _positive_int(value: str, where: str, line_no: int, key: str) -> int:
     return number
 
 
-def _parse_header(
-    lines: list[str], where: str
-) -> tuple[TsHeader, int]:
-    """The header and the index of the first line after ``@data``."""
+def _parse_header(numbered: Iterator[tuple[int, str]], where: str) -> TsHeader:
+    """The header, read from ``(line number, line)`` pairs up to and including ``@data``."""
     fields: dict[str, object] = {}
-    for index, raw in enumerate(lines):
-        line_no = index + 1
+    for line_no, raw in numbered:
         line = raw.strip()
         if not line or line[0] in "#%":
             continue
@@ -126,7 +139,7 @@ def _parse_header(
         if key == "data":
             if rest:
                 raise _fail(where, line_no, "unexpected text after @data")
-            return _header_from(fields, where, line_no), index + 1
+            return _header_from(fields, where, line_no)
         if key == "problemname":
             fields["problem_name"] = rest
         elif key in _BOOLEAN_HEADERS:
@@ -145,6 +158,8 @@ def _parse_header(
                 raise _fail(where, line_no, "@classLabel true must list the class names")
             if len(set(tokens[1:])) != len(tokens) - 1:
                 raise _fail(where, line_no, "@classLabel lists a class name twice")
+            if max(map(len, tokens[1:])) > MAX_LABEL_CHARS:
+                raise _fail(where, line_no, f"@classLabel names a class of over {MAX_LABEL_CHARS} characters")
             fields["class_labels"] = tuple(tokens[1:])
         elif key == "targetlabel":
             if rest.lower().startswith("true"):
@@ -172,6 +187,17 @@ def _header_from(fields: dict[str, object], where: str, line_no: int) -> TsHeade
 
 
 def _parse_dimension(text: str, where: str, line_no: int, dimension: int) -> list[float]:
+    try:
+        values = [float(token) for token in text.split(",")]
+        if all(map(math.isfinite, values)):
+            return values
+    except ValueError:
+        pass
+    return _explain_dimension(text, where, line_no, dimension)
+
+
+def _explain_dimension(text: str, where: str, line_no: int, dimension: int) -> list[float]:
+    """The slow parse of a dimension that names its first bad value."""
     tokens = text.split(",")
     values = []
     for position, token in enumerate(tokens, start=1):
@@ -198,28 +224,52 @@ def _parse_dimension(text: str, where: str, line_no: int, dimension: int) -> lis
     return values
 
 
+class _Values:
+    """Every case's values, flat (case by case, dimension by dimension), in float64 blocks of
+    about :data:`.common.BLOCK_VALUES`: never a Python float per value for the whole file."""
+
+    def __init__(self) -> None:
+        self.pending: list[float] = []
+        self.blocks: list[np.ndarray] = []
+
+    def extend(self, values: list[float]) -> None:
+        self.pending.extend(values)
+        if len(self.pending) >= BLOCK_VALUES:
+            self.blocks.append(np.asarray(self.pending, dtype=np.float64))
+            self.pending = []
+
+    def joined(self) -> np.ndarray:
+        self.blocks.append(np.asarray(self.pending, dtype=np.float64))
+        flat = np.concatenate(self.blocks)
+        self.blocks, self.pending = [], []
+        return flat
+
+
 def parse_ts(
     lines: Iterable[str], where: str, *, max_cases: int | None = None, max_values: int | None = None,
     check_shape: Callable[[int, int, int], None] | None = None,
 ) -> TsData:
     """Parse the lines of a ``.ts`` file; ``where`` names it in error messages.
 
+    The lines are read one at a time and the values kept in float64 blocks, so the parse holds
+    about twice the values (their blocks, then the padded array) and one line of text.
     ``max_cases`` / ``max_values`` stop the parse as soon as the file holds more cases or
     values than allowed, before they are all held in memory. ``check_shape(N, T, m)`` runs
-    before the padded (N, T, m) array is allocated: one long case among short ones would
-    otherwise pad every case to its length (10^5 cases, one of 10^6 values: 745 GiB).
+    for each case (as ``(1, length, m)``) before its values are parsed, and before the padded
+    (N, T, m) array is allocated: one long case among short ones would otherwise pad every
+    case to its length (10^5 cases, one of 10^6 values: 745 GiB).
     """
-    lines = list(lines)
+    numbered = enumerate(lines, start=1)
+    header = _parse_header(numbered, where)
+    code_of = {name: code for code, name in enumerate(header.class_labels or ())}
+    values = _Values()
+    lengths: list[int] = []
+    codes: list[int] = []
     n_values = 0
-    header, start = _parse_header(lines, where)
-    declared = set(header.class_labels or ())
-    cases: list[list[list[float]]] = []
-    labels: list[str] = []
-    line_numbers: list[int] = []
+    first_length: int | None = None
     dimensions = header.dimensions or (1 if header.univariate else None)
-    for index in range(start, len(lines)):
-        line_no = index + 1
-        line = lines[index].strip()
+    for line_no, raw in numbered:
+        line = raw.strip()
         if not line or line[0] in "#%":
             continue
         *series, label = line.split(":")
@@ -228,16 +278,24 @@ def parse_ts(
             raise _fail(where, line_no, "expected values then ':' then the class label")
         if not label:
             raise _fail(where, line_no, "empty class label after the last ':'")
-        if label not in declared:
+        code = code_of.get(label)
+        if code is None:
             raise _fail(
                 where, line_no,
-                f"class label {label!r} is not among those declared by @classLabel "
+                f"class label {label[:100]!r} is not among those declared by @classLabel "
                 f"({' '.join(header.class_labels or ())})",
             )
         if dimensions is None:
             dimensions = len(series)
         if len(series) != dimensions:
             raise _fail(where, line_no, f"{len(series)} dimensions, expected {dimensions}")
+        if max_cases is not None and len(lengths) >= max_cases:
+            raise _fail(where, line_no, f"more than {max_cases} cases, over the limit")
+        declared_length = series[0].count(",") + 1  # checked before any value is parsed
+        if max_values is not None and n_values + dimensions * declared_length > max_values:
+            raise _fail(where, line_no, f"more than {max_values} values, over the limit")
+        if check_shape is not None:
+            check_shape(1, declared_length, dimensions)
         case = [_parse_dimension(text, where, line_no, d + 1) for d, text in enumerate(series)]
         length = len(case[0])
         if any(len(values) != length for values in case):
@@ -248,40 +306,52 @@ def parse_ts(
             )
         if header.equal_length and header.series_length and length != header.series_length:
             raise _fail(where, line_no, f"length {length}, but @seriesLength is {header.series_length}")
-        if header.equal_length and cases and length != len(cases[0][0]):
+        if header.equal_length and first_length is not None and length != first_length:
             raise _fail(
                 where, line_no,
-                f"length {length} differs from the first case's {len(cases[0][0])} "
+                f"length {length} differs from the first case's {first_length} "
                 "although @equalLength is true",
             )
+        first_length = length if first_length is None else first_length
         n_values += dimensions * length
-        if max_cases is not None and len(cases) >= max_cases:
-            raise _fail(where, line_no, f"more than {max_cases} cases, over the limit")
-        if max_values is not None and n_values > max_values:
-            raise _fail(where, line_no, f"more than {max_values} values, over the limit")
-        cases.append(case)
-        labels.append(label)
-        line_numbers.append(line_no)
-    if not cases:
+        for dimension in case:
+            values.extend(dimension)
+        lengths.append(length)
+        codes.append(code)
+    if not lengths:
         raise TsFormatError(f"{where}: no cases after @data")
-    lengths = np.array([len(case[0]) for case in cases], dtype=np.int64)
-    steps = int(lengths.max())
+    case_lengths = np.asarray(lengths, dtype=np.int64)
+    del lengths
+    steps, features = int(case_lengths.max()), dimensions or 1
     if check_shape is not None:
-        check_shape(len(cases), steps, dimensions or 1)
-    values = np.zeros((len(cases), steps, dimensions or 1), dtype=np.float64)
-    for i, case in enumerate(cases):
+        check_shape(len(case_lengths), steps, features)
+    flat = values.joined()
+    padded = np.zeros((len(case_lengths), steps, features), dtype=np.float64)
+    offset = 0
+    for i, length in enumerate(case_lengths.tolist()):
         # Front padding: the engine aligns sequences at their ends.
-        values[i, steps - lengths[i]:, :] = np.asarray(case, dtype=np.float64).T
-    return TsData(values=values, lengths=lengths, labels=np.array(labels, dtype=str), header=header)
+        padded[i, steps - length:, :] = flat[offset:offset + features * length].reshape(features, length).T
+        offset += features * length
+    return TsData(values=padded, lengths=case_lengths, codes=np.asarray(codes, dtype=np.int64), header=header)
 
 
 def _parsed(path: Path, limits: DatasetLimits) -> TsData:
-    data = parse_ts(read_text(path, limits), path.name,
+    data = parse_ts(text_lines(path, limits), path.name,
                     max_cases=limits.max_samples, max_values=limits.max_values,
                     check_shape=lambda n, t, m: check_size(n, t, m, path.name, limits))
     n, steps, features = data.values.shape
     check_size(n, steps, features, path.name, limits)
     return data
+
+
+def _classes(parts: list[TsData]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The class labels that occur in ``parts``, sorted, and each part's codes into them."""
+    used = sorted({part.header.class_labels[code]  # type: ignore[index]
+                   for part in parts for code in np.unique(part.codes).tolist()})
+    index = {name: k for k, name in enumerate(used)}
+    codes = [np.asarray([index.get(name, -1) for name in part.header.class_labels or ()],
+                        dtype=np.int64)[part.codes] for part in parts]
+    return np.asarray(used, dtype=str), codes
 
 
 def _lengths_or_none(lengths: np.ndarray, steps: int) -> np.ndarray | None:
@@ -292,14 +362,11 @@ def load_ts_file(path: Path, limits: DatasetLimits) -> Dataset:
     """One ``.ts`` file, without a predefined split (the stratified protocol)."""
     data = _parsed(path, limits)
     name = data.header.problem_name or path.stem
-    return finish(
-        data.values, data.labels, name, "ts",
+    classes, (y,) = _classes([data])
+    return finish_encoded(
+        data.values, classes, y, name, "ts",
         lengths=_lengths_or_none(data.lengths, data.values.shape[1]),
     )
-
-
-def _front_pad(values: np.ndarray, steps: int) -> np.ndarray:
-    return np.pad(values, ((0, 0), (steps - values.shape[1], 0), (0, 0)))
 
 
 def _split_pair(folder: Path, where: str) -> tuple[Path, Path]:
@@ -333,17 +400,19 @@ def load_ts_folder(folder: Path, limits: DatasetLimits, where: str | None = None
     steps = max(train.values.shape[1], test.values.shape[1])
     n = train.values.shape[0] + test.values.shape[0]
     check_size(n, steps, train.values.shape[2], where, limits)  # before padding to the longer
-    values = np.concatenate([_front_pad(train.values, steps), _front_pad(test.values, steps)])
-    lengths = np.concatenate([train.lengths, test.lengths])
-    labels = np.concatenate([train.labels, test.labels])
+    values = np.zeros((n, steps, train.values.shape[2]), dtype=np.float64)
     n_train = train.values.shape[0]
+    values[:n_train, steps - train.values.shape[1]:] = train.values  # front padding, as in parse_ts
+    values[n_train:, steps - test.values.shape[1]:] = test.values
+    lengths = np.concatenate([train.lengths, test.lengths])
+    classes, codes = _classes([train, test])
     train_rows, test_rows = np.arange(n_train), np.arange(n_train, n)
     splits = Splits(train=train_rows, validation=test_rows, folds=[(train_rows, test_rows)], selection="cv")
     name = train.header.problem_name or train_path.name[: -len("_TRAIN.ts")]
     sources = {"train": train_path.name, "validation": test_path.name,
                "fold0_train": train_path.name, "fold0_test": test_path.name}
-    return finish(values, labels, name, "ts", lengths=_lengths_or_none(lengths, steps),
-                  splits=splits, split_sources=sources)
+    return finish_encoded(values, classes, np.concatenate(codes), name, "ts",
+                          lengths=_lengths_or_none(lengths, steps), splits=splits, split_sources=sources)
 
 
 def has_ts_split(names: Iterable[str]) -> bool:

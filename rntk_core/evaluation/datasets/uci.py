@@ -9,6 +9,8 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from .common import (
+    BLOCK_ROWS,
+    BLOCK_VALUES,
     MACOS_JUNK,
     N_FOLDS,
     SPLIT_KEYS,
@@ -22,9 +24,9 @@ from .common import (
     indices,
     row_limit,
     parse_floats,
-    read_text,
     rows_to_sequences,
     step_layout,
+    text_lines,
 )
 from .archive import extracted
 
@@ -109,7 +111,7 @@ class _Description(NamedTuple):
 def _read_description(path: Path, limits: DatasetLimits) -> _Description:
     """Parse the ``key= value`` lines of ``<name>.txt``."""
     values: dict[str, tuple[str, int]] = {}
-    for line_no, line in enumerate(read_text(path, limits), start=1):
+    for line_no, line in enumerate(text_lines(path, limits), start=1):
         if not line.strip():
             continue
         match = _KEY_VALUE.match(line)
@@ -140,56 +142,79 @@ def _read_description(path: Path, limits: DatasetLimits) -> _Description:
 def _read_uci_data(
     path: Path, n_features: int, n_classes: int, limits: DatasetLimits
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Read ``<name>_R.dat``: header line, then ``index f1..fd label`` rows.
+    """Read ``<name>_R.dat``: header line, then ``index f1..fd label`` rows, as a stream of
+    blocks of about :data:`.common.BLOCK_VALUES` values (the parse holds about twice the table).
 
     Returns:
         features (N, d) float64 and labels (N,) int64.
     """
-    lines = read_text(path, limits)
     n_columns = n_features + 2
     names = ["1 (index)"] + [f"{j + 2} (f{j + 1})" for j in range(n_features)] + [f"{n_columns} (label)"]
-    # Line 1 is the header; data rows are whitespace-separated, blank lines are skipped.
-    data_lines = lines[1:]
-    line_numbers = [line_no for line_no, line in enumerate(data_lines, start=2) if line.strip()]
-    if not line_numbers:
-        raise DatasetError(f"{path.name}: no data rows after the header line")
     most_rows = row_limit(n_features, limits)
-    if len(line_numbers) > most_rows:
-        raise DatasetError(f"{path.name}: line {line_numbers[most_rows]}: more than {most_rows} samples (limit)")
+    block_rows = max(1, min(BLOCK_ROWS, BLOCK_VALUES // n_columns))
+    features: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    lines: list[str] = []
+    line_numbers: list[int] = []
+    n_rows = 0
+    # Line 1 is the header; data rows are whitespace-separated, blank lines are skipped.
+    for line_no, line in enumerate(text_lines(path, limits), start=1):
+        if line_no == 1 or not line.strip():
+            continue
+        if n_rows >= most_rows:
+            raise DatasetError(f"{path.name}: line {line_no}: more than {most_rows} samples (limit)")
+        lines.append(line)
+        line_numbers.append(line_no)
+        n_rows += 1
+        if len(lines) == block_rows:
+            _add_block(lines, line_numbers, path.name, names, n_classes, features, labels)
+            lines, line_numbers = [], []
+    if lines:
+        _add_block(lines, line_numbers, path.name, names, n_classes, features, labels)
+    if not n_rows:
+        raise DatasetError(f"{path.name}: no data rows after the header line")
+    table = features[0] if len(features) == 1 else np.concatenate(features)
+    features.clear()
+    return table, np.concatenate(labels)
+
+
+def _add_block(lines: list[str], line_numbers: list[int], where: str, names: list[str], n_classes: int,
+               features: list[np.ndarray], labels: list[np.ndarray]) -> None:
+    """Parse one block of data rows (non-blank lines) into ``features`` and ``labels``."""
+    n_columns = len(names)
     try:
         # Fast C parser for the common, well-formed case.
-        table = np.loadtxt(data_lines, dtype=np.float64, comments=None, ndmin=2)
-        if table.shape != (len(line_numbers), n_columns):
+        table = np.loadtxt(lines, dtype=np.float64, comments=None, ndmin=2)
+        if table.shape != (len(lines), n_columns):
             raise ValueError("ragged")
     except ValueError:
         # Slow pass that names the offending line and column.
         rows: list[list[float]] = []
-        for line_no, line in enumerate(data_lines, start=2):
+        for line_no, line in zip(line_numbers, lines):
             tokens = line.split()
-            if not tokens:
-                continue
             if len(tokens) != n_columns:
                 raise DatasetError(
-                    f"{path.name}: line {line_no}: expected {n_columns} columns "
-                    f"(index, {n_features} features, label), found {len(tokens)}"
+                    f"{where}: line {line_no}: expected {n_columns} columns "
+                    f"(index, {n_columns - 2} features, label), found {len(tokens)}"
                 ) from None
-            rows.append(parse_floats(tokens, line_no, path.name, names))
+            rows.append(parse_floats(tokens, line_no, where, names))
         table = np.asarray(rows, dtype=np.float64)
     bad = first_nonfinite(table)
     if bad is not None:
         row, col = bad
         raise DatasetError(
-            f"{path.name}: line {line_numbers[row]}, column {names[col]}: value {table[row, col]} is not finite"
+            f"{where}: line {line_numbers[row]}, column {names[col]}: value {table[row, col]} is not finite"
         )
-    labels = table[:, -1]
-    not_int = np.flatnonzero((labels != np.round(labels)) | (labels < 0) | (labels >= n_classes))
+    label = table[:, -1]
+    not_int = np.flatnonzero((label != np.round(label)) | (label < 0) | (label >= n_classes))
     if not_int.size:
         row = not_int[0]
         raise DatasetError(
-            f"{path.name}: line {line_numbers[row]}, column {names[-1]}: label {labels[row]:g} is "
+            f"{where}: line {line_numbers[row]}, column {names[-1]}: label {label[row]:g} is "
             f"not an integer in 0..{n_classes - 1} (n_clases={n_classes})"
         )
-    return table[:, 1:-1], labels.astype(np.int64)
+    features.append(np.ascontiguousarray(table[:, 1:-1]))
+    labels.append(label.astype(np.int64))
 
 
 def _read_index_lines(
@@ -202,7 +227,7 @@ def _read_index_lines(
     """
     expected = len(part_names)
     found: dict[str, tuple[str, np.ndarray]] = {}
-    for line_no, line in enumerate(read_text(path, limits), start=1):
+    for line_no, line in enumerate(text_lines(path, limits), start=1):
         tokens = line.split()
         if not tokens:
             continue
