@@ -12,6 +12,7 @@ step and the readouts (CK/NTK x last/avg), so a single sweep gives them all.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import NamedTuple
 
@@ -19,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .dual import ArccosMethod, relu_dual, relu_dual_complement
+from .dual import ArccosMethod, cauchy_schwarz_gap, relu_dual, relu_dual_defect
 
 # Readout order of the second axis of a tile's output.
 READOUTS = (("ck", "last"), ("ck", "avg"), ("ntk", "last"), ("ntk", "avg"))
@@ -93,6 +94,13 @@ class Sigmas(NamedTuple):
     sigma_b: jnp.ndarray
 
 
+def _norms(values: jnp.ndarray) -> jnp.ndarray:
+    """|x| over the last axis; |x| itself for one feature (exact, so x/|x| is exactly +-1)."""
+    if values.shape[-1] == 1:
+        return jnp.abs(values[..., 0])
+    return jnp.sqrt(jnp.sum(values * values, axis=-1))
+
+
 @partial(jax.jit, static_argnames=("layers", "masked", "arccos_method"))
 def fused_tile(
     a: Operand,
@@ -107,7 +115,9 @@ def fused_tile(
 
     ``started`` masks are ignored unless ``masked``.
     In float64 the scales are the variances and the dual follows the spec literally,
-    with c = 1 exactly for pairs whose sequences are identical so far (x = x').
+    with c = 1 exactly for pairs whose sequences are identical so far (x = x'). In float32
+    the recursion carries the defect sqrt(a b) - s (dual.py), from the roots of each
+    variance's input, recurrent and bias parts.
     Returns (D, 4, L, G, ta, tb): readouts in READOUTS order, with sigma_v = 1.
     """
     x_a, root_a, inv_root_a, started_a = a
@@ -132,11 +142,18 @@ def fused_tile(
         layer_major, (root_a, root_b, inv_root_a, inv_root_b)
     )
     zeros = jnp.zeros((layers,) + shape, dtype)
+    # float32: the roots of each variance's three parts (input, recurrent, bias), per sample.
+    # Layer l's input part is su^2/m |x_t|^2 (l = 1) or su^2 a(l-1, t)/2; its recurrent part
+    # sw^2 a(l, t-1)/2; its bias part sb^2 once the sequence has started.
+    half_root = math.sqrt(0.5)
+    su = sigma_u[None, :, None]  # (1, G, 1)
+    root_w = sigma_w * half_root
 
     def layer_step(below, per_layer):
-        # ``state`` is Vphi in float64 and its complement Dphi in float32 (see dual.py).
-        below_input, below_q, pair_started, identical = below
-        state_prev, q_prev, scale, ra, rb, ia, ib = per_layer
+        # ``state`` is Vphi in float64 and its defect Ephi = sqrt(a b)/2 - Vphi in float32
+        # (see dual.py).
+        below_input, input_a, input_b, below_q, pair_started, identical = below
+        state_prev, q_prev, scale, ra, rb, ia, ib, prev_a, prev_b, bias_a, bias_b = per_layer
         ra, rb = ra[:, :, :, None], rb[:, :, None, :]
         ia, ib = ia[:, :, :, None], ib[:, :, None, :]
         if exact:
@@ -146,45 +163,63 @@ def fused_tile(
             vphi, dvphi = relu_dual(ra, rb, cov, identical)
             state = vphi
         else:
-            # D = (a + b)/2 - s: sb^2 cancels; a pair not both started has s = 0.
-            half_sum = 0.5 * (ra * ra + rb * rb)
-            dist = scale * below_input + sw2 * state_prev
-            if masked:
-                dist = jnp.where(pair_started > 0, dist, half_sum)
-            cov = half_sum - dist
-            vphi, state, dvphi = relu_dual_complement(dist, ra, rb, ia, ib, arccos_method)
+            # E = sqrt(a b) - s, from a = |u|^2, b = |v|^2 over the three parts: the gap
+            # |u||v| - u.v plus each part's own defect (input, recurrent; the bias's is 0).
+            # Every term is >= 0, so nothing cancels; a pair not both started gets E = 0.
+            parts_a = (input_a[:, :, :, None], root_w * prev_a[:, :, :, None], bias_a[:, :, :, None])
+            parts_b = (input_b[:, :, None, :], root_w * prev_b[:, :, None, :], bias_b[:, :, None, :])
+            defect = cauchy_schwarz_gap(parts_a, parts_b, ra * rb) + scale * below_input + sw2 * state_prev
+            vphi, state, dvphi = relu_dual_defect(defect, ra, rb, ia, ib, arccos_method)
+            cov = ra * rb - defect  # 0 for a pair not both started (both terms are 0)
         # P only ever appears as P(l,t) Vphi'(l,t), so the recursion carries Q = P Vphi'.
         q = (cov + sw2 * q_prev + su2 * below_q) * dvphi
-        return (state, q, pair_started, identical), (state, vphi, q)
+        if not exact:  # the next layer's input part: su^2 a(l, t)/2
+            input_a, input_b = su * half_root * ra[..., 0], su * half_root * rb[:, :, 0, :]
+        return (state, input_a, input_b, q, pair_started, identical), (state, vphi, q)
 
     def time_step(carry, inputs):
-        state_prev, q_prev, _, vphi_sum, q_sum, identical = carry
+        state_prev, q_prev, vphi_prev, vphi_sum, q_sum, identical, prev_a, prev_b = carry
         xa, xb, ra, rb, ia, ib, sa, sb = inputs
+        pair_started = (sa[:, :, None] * sb[:, None, :])[:, None] if masked else jnp.ones((), dtype)
         if exact:
             # HIGHEST: on GPUs float32 einsums default to TF32 (1e-4 relative errors in K).
             inputs_term = jnp.einsum("dam,dbm->dab", xa, xb, precision=jax.lax.Precision.HIGHEST)
-        else:
-            # Half the squared distance, from differences: exact (0) for equal steps.
-            inputs_term = 0.5 * jnp.sum(jnp.square(xa[:, :, None, :] - xb[:, None, :, :]), axis=-1)
-        inputs_term = jnp.broadcast_to(inputs_term[:, None], shape)
-        pair_started = (sa[:, :, None] * sb[:, None, :])[:, None] if masked else jnp.ones((), dtype)
-        if exact:
             # Pairs identical up to step t have c = 1 exactly; computed, c can be an ulp off,
             # and arccos turns that ulp into a 1e-8 error in theta.
             same_step = jnp.all(xa[:, :, None, :] == xb[:, None, :, :], axis=-1)
             same_step &= sa[:, :, None] == sb[:, None, :]
             identical = identical & same_step[:, None]
+            input_a = input_b = bias_a = bias_b = jnp.zeros((layers, 1, 1, 1), dtype)
+        else:
+            # The inputs' defect |x||x'| - x.x' = |x||x'| |x/|x| - x'/|x'||^2 / 2: exactly 0
+            # for equal or parallel steps, 2 |x x'| or 0 for one feature.
+            norm_a, norm_b = _norms(xa), _norms(xb)  # (D, n)
+            unit_a = xa / jnp.where(norm_a > 0, norm_a, 1.0)[..., None]
+            unit_b = xb / jnp.where(norm_b > 0, norm_b, 1.0)[..., None]
+            spread = jnp.sum(jnp.square(unit_a[:, :, None, :] - unit_b[:, None, :, :]), axis=-1)
+            inputs_term = 0.5 * norm_a[:, :, None] * norm_b[:, None, :] * spread
+            started_a = sa[:, None, :] if masked else jnp.ones((), dtype)
+            started_b = sb[:, None, :] if masked else jnp.ones((), dtype)
+            input_a = su * (norm_a[:, None, :] / math.sqrt(features)) * started_a  # (D, G, ta)
+            input_b = su * (norm_b[:, None, :] / math.sqrt(features)) * started_b
+            bias = jnp.broadcast_to(sigma_b[None, :, None], (directions, groups, 1))
+            bias_a = jnp.broadcast_to((bias * started_a)[None], (layers, directions, groups, tile_a))
+            bias_b = jnp.broadcast_to((bias * started_b)[None], (layers, directions, groups, tile_b))
+        inputs_term = jnp.broadcast_to(inputs_term[:, None], shape)
         _, (state, vphi, q) = jax.lax.scan(
             layer_step,
-            (inputs_term, jnp.zeros(shape, dtype), pair_started, identical),
-            (state_prev, q_prev, input_scale, ra, rb, ia, ib),
+            (inputs_term, input_a, input_b, jnp.zeros(shape, dtype), pair_started, identical),
+            (state_prev, q_prev, input_scale, ra, rb, ia, ib, prev_a, prev_b, bias_a, bias_b),
         )
-        return (state, q, vphi, vphi_sum + vphi, q_sum + q, identical), None
+        return (state, q, vphi, vphi_sum + vphi, q_sum + q, identical, ra, rb), None
 
     identical = jnp.ones((directions, 1, tile_a, tile_b), bool) if exact else jnp.zeros((), bool)
-    (_, q, vphi, vphi_sum, q_sum, _), _ = jax.lax.scan(
+    # The previous step's roots, per layer: (L, D, G, t); float64 does not read them.
+    prev_a = jnp.zeros((layers, directions, groups, tile_a), dtype)
+    prev_b = jnp.zeros((layers, directions, groups, tile_b), dtype)
+    (_, q, vphi, vphi_sum, q_sum, _, _, _), _ = jax.lax.scan(
         time_step,
-        (zeros, zeros, zeros, zeros, zeros, identical),
+        (zeros, zeros, zeros, zeros, zeros, identical, prev_a, prev_b),
         (x_a, x_b, root_a, root_b, inv_root_a, inv_root_b, started_a, started_b),
     )
     # (L, D, G, ta, tb) x 4 -> (D, 4, L, G, ta, tb)

@@ -248,7 +248,7 @@ def nearest_family(
     """1NN-ED on the (N, d) ``rows``, or 1NN-DTW on the (N, T, m) sequences ``X`` (front-padded,
     ``lengths`` or None); distances to ``columns`` only. ``check``: a cancel check between
     DTW blocks."""
-    from .nearest import dtw_distances, euclidean_distances
+    from .nearest import dtw_band_note, dtw_distances_to, euclidean_distances
 
     if family == "1NN-ED":
         def distance(cols: np.ndarray) -> np.ndarray:
@@ -256,9 +256,11 @@ def nearest_family(
         params: dict[str, Any] = {"distance": "euclidean"}
     else:
         def distance(cols: np.ndarray) -> np.ndarray:
-            col_lengths = None if lengths is None else lengths[cols]
-            return dtw_distances(X, X[cols], lengths, col_lengths, window=config.dtw_window, check=check)
+            return dtw_distances_to(X, lengths, cols, window=config.dtw_window, check=check)
         params = {"distance": "dtw", "window": config.dtw_window if config.dtw_window is not None else "full"}
+        note = dtw_band_note(lengths, columns, config.dtw_window)  # the report's chosen params show it
+        if note:
+            params["dtw_note"] = note
     key = ("nearest", family)
     model = NearestModel(distance, X.shape[0], np.asarray(columns), family.lower())
     return [Candidate(family=family, params=params, C=None, model=key)], {key: model}

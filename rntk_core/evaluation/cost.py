@@ -9,16 +9,24 @@ T=16, L=2, 4 (sigma_u, sigma_b) pairs: 0.21 s median of 3; libsvm on a precomput
 200x200 kernel: about 1.2 ms). A GPU computes kernels far faster; pass
 ``seconds_per_cell`` to rescale. The time is an order of magnitude, not a promise: large C
 values can make single fits much slower.
+
+The 1-NN families cost their distances, computed once per job from every series to the
+training columns (all N under cross-validation, ``train_samples`` for a TRAIN/TEST split):
+1NN-DTW fills ``sum over pairs of band width x length`` DP cells (:func:`dtw_pair_cells`;
+the training series among themselves once per pair), 1NN-ED one value per pair, step and
+feature. Their fits are an argmin each, not an SVM.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Sequence
 
-__all__ = ["CostEstimate", "STAGES", "dense_host_bytes", "estimate_cost", "eta_seconds", "gigabytes",
-           "landmark_host_bytes", "overall_fraction", "N_FOLDS"]
+import numpy as np
+
+__all__ = ["CostEstimate", "STAGES", "dense_host_bytes", "dtw_pair_cells", "estimate_cost", "eta_seconds",
+           "gigabytes", "landmark_host_bytes", "nearest_seconds", "overall_fraction", "N_FOLDS"]
 
 #: A job's progress stages in order, as the worker and evaluate_dataset report them.
 STAGES = ("loading", "kernels", "validation fits", "test folds", "report", "writing")
@@ -30,6 +38,16 @@ SECONDS_PER_CELL = 1.0e-8
 SECONDS_PER_FIT_SAMPLE2, SECONDS_PER_FIT_MIN = 3.0e-8, 1.0e-3
 #: JAX import and compilation, once per job; drawing the report's figures
 SECONDS_FIXED, SECONDS_REPORT = 3.0, 2.0
+#: 1NN-DTW (dtaidistance's C, 2 OpenMP threads): seconds per DP cell and per pair (the call
+#: and the matrix's assembly). Measured on this 2-core CPU while it was shared: 1.7e8 to
+#: 3.7e8 cells/s at T >= 100, 300 to 570 ns per pair at T = 8; the feature count m does
+#: not change the rate (the DP, not the cost, dominates).
+SECONDS_PER_DTW_CELL, SECONDS_PER_DTW_PAIR = 5.0e-9, 1.0e-7
+#: 1NN-ED: seconds per (pair, step, feature) of the direct differences (3e8 to 9e8 per s).
+SECONDS_PER_ED_VALUE = 2.0e-9
+#: A 1-NN fit: the argmin over one block of distances, per (row, column).
+SECONDS_PER_ARGMIN = 2.0e-9
+_NEAREST = ("1NN-ED", "1NN-DTW")
 
 _RECURRENT = {  # family: (pool, directions, permutations)
     "RNN": ("last", ("fwd",), False),
@@ -144,15 +162,52 @@ def _baseline_counts(config: Any) -> tuple[int, int]:
     return models, fits
 
 
+def dtw_pair_cells(steps: int, window: float | None, lengths: Sequence[int] | np.ndarray | None = None) -> float:
+    """The mean DP cells of one DTW pair: band width x length (:func:`.nearest.dtw_cells`),
+    over every pair of ``lengths`` (all ``steps`` when None)."""
+    from .nearest import dtw_cells
+
+    if lengths is None:
+        return float(dtw_cells(steps, steps, window))
+    values, counts = np.unique(np.asarray(lengths), return_counts=True)
+    total = 0.0
+    for start in range(0, len(values), 256):  # bounded memory for many distinct lengths
+        cells = dtw_cells(values[start:start + 256, None], values[None, :], window)
+        total += float(np.sum(cells * counts[start:start + 256, None] * counts[None, :]))
+    return total / float(counts.sum()) ** 2
+
+
+def nearest_seconds(n_samples: int, steps: int, config: Any, *, train_samples: int | None = None,
+                    lengths: Sequence[int] | np.ndarray | None = None) -> float:
+    """Seconds of the 1-NN families' distances: every series to the training columns (all N
+    by default), DTW's training pairs once each."""
+    families = set(config.families) & set(_NEAREST)
+    if not families:
+        return 0.0
+    n, columns = float(n_samples), float(n_samples if train_samples is None else min(train_samples, n_samples))
+    seconds = 0.0
+    if "1NN-DTW" in families:
+        pairs = columns * (columns - 1) / 2 + (n - columns) * columns
+        cells = dtw_pair_cells(steps, config.dtw_window, lengths)
+        seconds += pairs * (cells * SECONDS_PER_DTW_CELL + SECONDS_PER_DTW_PAIR)
+    if "1NN-ED" in families:
+        seconds += n * columns * steps * max(1, config.features_per_step) * SECONDS_PER_ED_VALUE
+    return seconds
+
+
 def estimate_cost(n_samples: int, steps: int, config: Any, *,
-                  seconds_per_cell: float = SECONDS_PER_CELL) -> CostEstimate:
+                  seconds_per_cell: float = SECONDS_PER_CELL, train_samples: int | None = None,
+                  lengths: Sequence[int] | np.ndarray | None = None) -> CostEstimate:
     """Count the grids, kernels and fits of evaluating (N, T) data with ``config``.
 
     Args:
         n_samples: N, the number of sequences.
-        steps: T, the number of steps per sequence.
+        steps: T, the number of steps per sequence (the longest, for unequal lengths).
         config: an :class:`~rntk_core.evaluation.config.EvaluationConfig` (only read).
         seconds_per_cell: kernel throughput; the default is a 2-core CPU.
+        train_samples: the training series of a predefined TRAIN/TEST split (1-NN distances
+            go to those only); None: cross-validation over all N.
+        lengths: the series' lengths, when unequal (1NN-DTW's pairs cost their own).
     """
     if n_samples < 1 or steps < 1:
         raise ValueError(f"need N >= 1 and T >= 1, got N={n_samples}, T={steps}")
@@ -164,12 +219,17 @@ def estimate_cost(n_samples: int, steps: int, config: Any, *,
     settings = len(config.sigma_u) * len(config.sigma_b) * max(config.layers)
     kernel_seconds = grids * pairs * steps * settings * 2 * seconds_per_cell  # fwd + rev sweeps
     kernel_seconds += baseline_models * pairs * 1e-8  # elementwise baseline kernels are cheap
+    # 1-NN distances are computed on first use, in the validation fits.
+    nearest = nearest_seconds(n_samples, steps, config, train_samples=train_samples, lengths=lengths)
     validation_fits = recurrent_fits + baseline_fits
+    nearest_families = sum(1 for family in config.families if family in _NEAREST)
     test_fits = N_FOLDS * len(config.families)
     train = n_samples / 2
     per_fit = max(SECONDS_PER_FIT_MIN, SECONDS_PER_FIT_SAMPLE2 * train * train)
     fold_fit = max(SECONDS_PER_FIT_MIN, SECONDS_PER_FIT_SAMPLE2 * (0.75 * n_samples) ** 2)
-    validation_seconds, test_seconds = validation_fits * per_fit, test_fits * fold_fit
+    argmin = SECONDS_PER_ARGMIN * n_samples * n_samples  # one 1-NN fit, at most N x N
+    validation_seconds = validation_fits * per_fit + nearest + nearest_families * argmin
+    test_seconds = (test_fits - N_FOLDS * nearest_families) * fold_fit + N_FOLDS * nearest_families * argmin
     total = SECONDS_FIXED + kernel_seconds + validation_seconds + test_seconds + SECONDS_REPORT
     return CostEstimate(n_samples, steps, grids, kernels, baseline_models, validation_fits,
                         test_fits, round(kernel_seconds, 3), round(validation_seconds, 3),

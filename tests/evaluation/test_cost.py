@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from rntk_core.evaluation.config import parse_config
 from rntk_core.evaluation.cost import N_FOLDS, estimate_cost
 from rntk_core.evaluation.kernels import recurrent_candidates
+from tests.helpers import REPO, UCI
 
 
 def _recurrent_truth(config, steps: int) -> tuple[int, int, int]:
@@ -64,3 +69,76 @@ def test_eta_moves_from_the_estimate_to_the_pace():
 
     assert eta_seconds(0.0, 0.0, 100.0) == 100.0
     assert eta_seconds(10.0, 0.5, 100.0) == pytest.approx(10.0)  # past 20%: pace only
+
+
+def test_dtw_cells_follow_the_band_and_the_lengths():
+    from rntk_core.evaluation.cost import dtw_pair_cells
+    from rntk_core.evaluation.nearest import dtw_cells
+
+    assert dtw_pair_cells(100, None) == 100 * 100
+    assert dtw_pair_cells(100, 0.1) == 100 * 21  # half-width 10: 21 cells a row
+    assert dtw_pair_cells(100, 0.0) == 100  # the diagonal only
+    lengths = np.array([10, 40, 40, 100, 7])
+    expected = np.mean(dtw_cells(lengths[:, None], lengths[None, :], 0.1))
+    assert dtw_pair_cells(100, 0.1, lengths) == pytest.approx(expected)
+    assert dtw_cells(40, 100, 0.1) == 100 * 40  # band 2 * 10 + 1 + 60 wider than 40
+
+
+def test_one_nn_families_cost_their_distances_not_svm_fits():
+    from rntk_core.evaluation.cost import SECONDS_PER_DTW_CELL, nearest_seconds
+
+    dtw, ed = parse_config({"families": ["1NN-DTW"]}), parse_config({"families": ["1NN-ED"]})
+    full, band = nearest_seconds(442, 427, dtw, train_samples=200), nearest_seconds(
+        442, 427, parse_config({"families": ["1NN-DTW"], "dtw_window": 0.1}), train_samples=200)
+    pairs = 200 * 199 / 2 + 242 * 200
+    assert full == pytest.approx(pairs * 427 * 427 * SECONDS_PER_DTW_CELL, rel=0.05)
+    assert band == pytest.approx(full * 87 / 427, rel=0.05)  # half-width 43: 87 cells a row
+    assert nearest_seconds(442, 427, dtw) > full  # every series is a column under cross-validation
+    assert nearest_seconds(4177, 8, ed) < 1.0
+    estimate = estimate_cost(4177, 8, dtw)
+    assert estimate.test_seconds < 0.5  # four argmins, no SVM on 3,000 rows
+
+
+def _measured_job(data: str, config: dict) -> float:
+    """Wall seconds of ``evaluate_path`` in a fresh interpreter, as a worker's pool child runs
+    one job (it imports JAX for it, as SECONDS_FIXED counts)."""
+    import subprocess
+    import sys
+    import time
+
+    code = ("import json, sys; from rntk_core.evaluation.config import parse_config; "
+            "from rntk_core.evaluation.evaluate import evaluate_path; "
+            "evaluate_path(sys.argv[1], parse_config(json.loads(sys.argv[2])), out_dir=sys.argv[3])")
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, data, json.dumps(config), str(Path(data).parent / "out")],
+                   check=True, cwd=REPO, capture_output=True, timeout=400)
+    return time.perf_counter() - started
+
+
+def _write_ts(folder: Path, train: int, test: int, steps: int) -> Path:
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for part, count in (("TRAIN", train), ("TEST", test)):
+        lines = ["@problemName Synth", "@timeStamps false", "@univariate true", "@classLabel true 0 1 2", "@data"]
+        for _ in range(count):
+            label = int(rng.integers(0, 3))
+            t = np.linspace(0.0, 1.0, steps)
+            x = np.sin(2 * np.pi * (label + 2) * t + rng.uniform(0, 6)) + 0.3 * rng.standard_normal(steps)
+            lines.append(",".join(f"{v:.5f}" for v in x) + f":{label}")
+        (folder / f"Synth_{part}.ts").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.mark.slow
+def test_one_nn_estimates_are_within_3x_of_real_jobs(tmp_path):
+    # A DTW job of 442 series of length 427 (200 train / 242 test; window 0.1 keeps the test
+    # short: ~15 s here, the full window ~75 s) and iris with both 1-NN families.
+    dtw_config = {"families": ["1NN-DTW"], "dtw_window": 0.1}
+    data = _write_ts(tmp_path / "Synth", 200, 242, 427)
+    estimate = estimate_cost(442, 427, parse_config(dtw_config), train_samples=200).seconds
+    real = _measured_job(str(data), dtw_config)
+    assert real / 3 <= estimate <= 3 * real, (estimate, real)
+    iris_config = {"families": ["1NN-ED", "1NN-DTW"]}
+    estimate = estimate_cost(150, 4, parse_config(iris_config)).seconds
+    real = _measured_job(str(UCI / "iris"), iris_config)
+    assert real / 3 <= estimate <= 3 * real, (estimate, real)
