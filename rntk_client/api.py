@@ -19,11 +19,13 @@ EXIT_OK, EXIT_JOB, EXIT_ERROR = 0, 1, 2
 
 
 class ClientError(Exception):
-    """A failure reported as one line and exit code 2 (or ``code``)."""
+    """A failure reported as one line and exit code 2 (or ``code``); ``status_code`` is the
+    HTTP status when the server refused the request (404, 409, 422...), else None."""
 
-    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+    def __init__(self, message: str, code: int = EXIT_ERROR, status_code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.status_code = status_code
 
 
 class Parser(argparse.ArgumentParser):
@@ -89,7 +91,7 @@ class Api:
         detail = " ".join(detail.split())
         if response.status_code == 401:
             detail += " (pass --api-key or set RNTK_API_KEY)" if not self.has_key else ""
-        raise ClientError(f"{response.status_code} {detail}")
+        raise ClientError(f"{response.status_code} {detail}", status_code=response.status_code)
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)
@@ -109,7 +111,7 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
 def one_job_parser(prog: str, description: str) -> Parser:
     """The parser of a command about one job: ``JOB`` and the connection options."""
     parser = Parser(prog=prog, description=description)
-    parser.add_argument("job", metavar="JOB", help="the job id")
+    parser.add_argument("job", metavar="JOB", help="the job id, or any unique prefix of it")
     add_connection_options(parser)
     return parser
 

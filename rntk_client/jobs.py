@@ -1,13 +1,17 @@
-"""``rntk status | cancel | jobs | compare``: read and steer jobs already submitted."""
+"""``rntk status | cancel | jobs | compare``: read and steer jobs already submitted.
+
+JOB is an id or any unique prefix of one (resolved with ``GET /jobs``, see :meth:`Client.resolve`).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
-from rntk_client.api import EXIT_OK, Api, ClientError, Parser, add_connection_options, job_path, one_job_parser
-from rntk_client.render import cell, describe, job_exit, overall_fraction, percent, progress_text
+from rntk_client.api import EXIT_OK, ClientError, Parser, add_connection_options, one_job_parser
+from rntk_client.client import Client, Job
+from rntk_client.render import cell, describe, job_exit, overall_fraction, percent, progress_text, short_ids
 
 __all__ = ["status_main", "cancel_main", "jobs_main", "compare_main"]
 
@@ -16,11 +20,8 @@ def status_main(argv: Sequence[str]) -> int:
     parser = one_job_parser("rntk status", "A job's state, progress, error and summary.")
     parser.add_argument("--json", action="store_true", help="print the job record as JSON")
     args = parser.parse_args(argv)
-    api = Api(args.server, args.api_key)
-    try:
-        job = api.json("GET", job_path(args.job))
-    finally:
-        api.close()
+    with Client(args.server, args.api_key) as client:
+        job = client.job(args.job).record
     print(json.dumps(job, indent=2) if args.json else describe(job))
     return job_exit(job)
 
@@ -28,11 +29,8 @@ def status_main(argv: Sequence[str]) -> int:
 def cancel_main(argv: Sequence[str]) -> int:
     parser = one_job_parser("rntk cancel", "Cancel a queued or running job.")
     args = parser.parse_args(argv)
-    api = Api(args.server, args.api_key)
-    try:
-        job = api.json("POST", job_path(args.job) + "/cancel")
-    finally:
-        api.close()
+    with Client(args.server, args.api_key) as client:
+        job = Job(client, {"id": client.resolve(args.job)}).cancel().record
     if job.get("state") == "cancelled":
         print(f"job {job['id']} cancelled")
     else:
@@ -63,14 +61,8 @@ def jobs_main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.limit <= 1000:
         raise ClientError("--limit must be between 1 and 1000")
-    params: dict[str, Any] = {"limit": args.limit}
-    if args.state:
-        params["state"] = args.state
-    api = Api(args.server, args.api_key)
-    try:
-        jobs = api.json("GET", "/jobs", params=params)
-    finally:
-        api.close()
+    with Client(args.server, args.api_key) as client:
+        jobs = [job.record for job in client.jobs(args.state, args.limit)]
     if args.json:
         print(json.dumps(jobs, indent=2))
         return EXIT_OK
@@ -83,15 +75,14 @@ def jobs_main(argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
-def _report(api: Api, job: dict) -> dict:
+def _report(job: Job) -> dict:
     """The job's report.json (fold accuracies for the std), or {} when it has none."""
-    if job.get("state") != "succeeded":
+    if job.record.get("state") != "succeeded":
         return {}
     try:
-        report = api.json("GET", f"/jobs/{job['id']}/artifacts/report.json")
+        return job.report_json()
     except ClientError:
         return {}
-    return report if isinstance(report, dict) else {}
 
 
 def _family_result(job: dict, report: dict, family: str) -> dict | None:
@@ -109,7 +100,8 @@ def _family_result(job: dict, report: dict, family: str) -> dict | None:
 
 def _print_comparison(jobs: list[dict], families: list[str], table: dict) -> None:
     width = max([len(f) for f in families] + [len("family")])
-    heads = [f"{job['id'][:8]} {job.get('dataset_name') or ''}".strip()[:20] for job in jobs]
+    names = short_ids([job["id"] for job in jobs])
+    heads = [f"{names[job['id']]} {job.get('dataset_name') or ''}".strip()[:20] for job in jobs]
     print(f"{'family':{width}s}  " + "  ".join(f"{head:>20s}" for head in heads))
     for family in families:
         cells = []
@@ -124,16 +116,14 @@ def _print_comparison(jobs: list[dict], families: list[str], table: dict) -> Non
 
 def compare_main(argv: Sequence[str]) -> int:
     parser = Parser(prog="rntk compare", description="Several jobs' test accuracy per family, side by side.")
-    parser.add_argument("jobs", nargs="+", metavar="JOB", help="job ids")
+    parser.add_argument("jobs", nargs="+", metavar="JOB", help="job ids, or unique prefixes of them")
     parser.add_argument("--json", action="store_true", help="print {family: {job: accuracy}} as JSON")
     add_connection_options(parser)
     args = parser.parse_args(argv)
-    api = Api(args.server, args.api_key)
-    try:
-        jobs = [api.json("GET", job_path(job_id)) for job_id in args.jobs]
-        reports = [_report(api, job) for job in jobs]
-    finally:
-        api.close()
+    with Client(args.server, args.api_key) as client:
+        handles = [client.job(job_id) for job_id in args.jobs]
+        reports = [_report(job) for job in handles]
+    jobs = [job.record for job in handles]
     families: list[str] = []
     for job in jobs:
         families += [name for name in (job.get("summary") or {}) if name not in families]
@@ -144,6 +134,7 @@ def compare_main(argv: Sequence[str]) -> int:
         return EXIT_OK
     _print_comparison(jobs, families, table)
     if any(job.get("state") != "succeeded" for job in jobs):
-        print("(jobs not succeeded: " + ", ".join(f"{j['id'][:8]} {j.get('state')}" for j in jobs
+        names = short_ids([job["id"] for job in jobs])
+        print("(jobs not succeeded: " + ", ".join(f"{names[j['id']]} {j.get('state')}" for j in jobs
                                                   if j.get("state") != "succeeded") + ")", file=sys.stderr)
     return EXIT_OK

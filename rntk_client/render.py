@@ -6,10 +6,28 @@ from typing import Any
 
 from rntk_client.api import EXIT_JOB, EXIT_OK
 
-__all__ = ["TERMINAL", "percent", "eta", "progress_text", "overall_fraction", "describe", "job_exit",
-           "job_failure_line", "cell"]
+__all__ = ["TERMINAL", "SHORT_ID", "short_id", "short_ids", "percent", "eta", "progress_text", "overall_fraction",
+           "stopped_in", "describe", "job_exit", "job_failure_line", "cell"]
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+#: Characters of an id shown where space is short. Ids begin with their creation time in
+#: nanoseconds (hex), so 8 characters change only every 4.3 s; 12 change every 65 us.
+SHORT_ID = 12
+
+
+def short_id(job_id: str) -> str:
+    """The first :data:`SHORT_ID` characters of a job id (every client command accepts them)."""
+    return job_id[:SHORT_ID]
+
+
+def short_ids(job_ids: list[str], minimum: int = SHORT_ID) -> dict[str, str]:
+    """Each id's shortest prefix (at least ``minimum`` long) that tells these ids apart."""
+    distinct = set(job_ids)
+    for length in range(minimum, max(map(len, distinct), default=minimum) + 1):
+        prefixes = {job_id: job_id[:length] for job_id in distinct}
+        if len(set(prefixes.values())) == len(distinct):
+            return prefixes
+    return {job_id: job_id for job_id in distinct}
 
 
 def percent(value: Any) -> str:
@@ -35,8 +53,9 @@ def progress_text(job: dict) -> str:
 
 
 def overall_fraction(job: dict) -> float:
-    """The job's overall progress in [0, 1] (1 once it has ended)."""
-    if job.get("state") in TERMINAL:
+    """The job's overall progress in [0, 1]: 1 once it succeeded, where it stopped for a
+    failed or cancelled job."""
+    if job.get("state") == "succeeded":
         return 1.0
     value = (job.get("progress") or {}).get("overall")
     return min(max(float(value), 0.0), 1.0) if isinstance(value, (int, float)) else 0.0
@@ -54,13 +73,23 @@ def _summary_lines(job: dict) -> list[str]:
     return lines
 
 
+def stopped_in(job: dict) -> str:
+    """`` (stopped in kernels 3/8)`` for a failed or cancelled job that had started a stage, else ``""``."""
+    progress = job.get("progress") or {}
+    stage = progress.get("stage") or ""
+    if job.get("state") not in ("failed", "cancelled") or stage in ("", "done", "queued", "requeued", job.get("state")):
+        return ""
+    done, total = progress.get("done", 0), progress.get("total", 1)
+    return f" (stopped in {stage}" + (f" {done}/{total})" if total and total > 1 else ")")
+
+
 def describe(job: dict) -> str:
     """The job as ``rntk status`` prints it: state, progress, times, error, accuracy per family."""
     progress = job.get("progress") or {}
     overall = f"{100 * overall_fraction(job):.0f}%"
     eta_s = progress.get("eta_s")
     lines = [f"job {job['id']}: {job.get('state')}",
-             f"  progress  {overall} {progress_text(job)}"
+             f"  progress  {overall} {progress_text(job)}{stopped_in(job)}"
              + (f", ETA {eta(eta_s)}" if eta_s is not None and job.get("state") not in TERMINAL else ""),
              f"  dataset   {job.get('dataset_name') or ''} ({str(job.get('dataset_id', ''))[:16]})",
              f"  created   {job.get('created_at') or ''}"]

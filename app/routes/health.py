@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, Field
 
 from app.deps import CeleryDep, SettingsDep, StoreDep, current_owner
 from app.metrics import render_metrics
@@ -20,9 +20,26 @@ from worker.settings import Settings
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Alive")
-def healthz() -> dict:
-    return {"status": "ok"}
+class Health(BaseModel):
+    """The API process answers."""
+
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    """Whether jobs can be accepted and run: the broker and the data dir, each with a note."""
+
+    status: Literal["ready", "not ready"]
+    broker: str = Field(description="e.g. 'broker reachable' or 'broker unreachable: ConnectionError'")
+    data_dir: str = Field(description="e.g. 'data dir writable' or 'data dir not writable: ...'")
+    mode: Literal["embedded", "broker"] = Field(
+        description="embedded: the filesystem broker of `rntk serve`; broker: an external one (Redis)")
+    detail: str | None = Field(default=None, description="'not ready' with a 503, absent otherwise")
+
+
+@router.get("/healthz", summary="Alive", response_model=Health)
+def healthz() -> Health:
+    return Health()
 
 
 def _broker_ok(settings: Settings, celery: Any) -> tuple[bool, str]:
@@ -47,8 +64,10 @@ def _data_dir_ok(store: Store) -> tuple[bool, str]:
         return False, f"data dir not writable: {exc.strerror}"
 
 
-@router.get("/readyz", summary="Ready: broker reachable and data dir writable (503 otherwise)")
-async def readyz(store: StoreDep, settings: SettingsDep, celery: CeleryDep):
+@router.get("/readyz", summary="Ready: broker reachable and data dir writable (503 otherwise)",
+            response_model=Readiness, response_model_exclude_none=True,
+            responses={503: {"model": Readiness, "description": "not ready: the broker or the data dir is not"}})
+async def readyz(store: StoreDep, settings: SettingsDep, celery: CeleryDep) -> JSONResponse:
     broker, broker_note = await run_in_threadpool(_broker_ok, settings, celery)
     data, data_note = await run_in_threadpool(_data_dir_ok, store)
     body = {"status": "ready" if broker and data else "not ready",

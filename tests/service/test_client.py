@@ -54,7 +54,8 @@ def test_client_end_to_end_with_key_from_env(service_factory, tmp_path: Path) ->
     assert "RNN" in result.stdout and "RBF" in result.stdout and "%" in result.stdout
     assert "100%|" in result.stderr and "Traceback" not in result.stderr  # tqdm's final bar
     # one overall bar: its label never repeats the state ("queued queued"), it has an ETA
-    assert "queued queued" not in result.stderr and "ETA" in result.stderr
+    assert "queued queued" not in result.stderr and "elapsed, ETA " in result.stderr
+    assert "ETA ," not in result.stderr and f"{job_id[:12]} " in result.stderr  # the prefix `status` takes
     assert "estimate: N=150, T=4" in result.stderr
 
     # the folder zipped by the client and by `python -m zipfile -c` is one dataset
@@ -79,6 +80,9 @@ def test_client_end_to_end_with_key_from_env(service_factory, tmp_path: Path) ->
     # status: text and JSON, exit 0 for a succeeded job
     status = rntk("status", job_id, env=env)
     assert status.returncode == 0 and f"job {job_id}: succeeded" in status.stdout
+    assert rntk("status", job_id[:12], env=env).stdout == status.stdout  # any unique prefix
+    unknown = rntk("status", "f" * 12, env=env)
+    assert unknown.returncode == 2 and "no job of yours" in one_error_line(unknown, "status")
     record = json.loads(rntk("status", job_id, "--json", env=env).stdout)
     assert record["state"] == "succeeded" and set(record["summary"]) == {"RNN", "RBF"}
     for family in ("RNN", "RBF"):
@@ -116,7 +120,7 @@ def test_client_end_to_end_with_key_from_env(service_factory, tmp_path: Path) ->
     assert reader.returncode == 0 and b"BrokenPipe" not in errors and b"Traceback" not in errors, errors
 
     # compare: families side by side, the std over folds from each report
-    compared = rntk("compare", job_id, job_id, env=env)
+    compared = rntk("compare", job_id[:12], job_id, env=env)
     assert compared.returncode == 0, compared.stderr
     rnn_row = next(line for line in compared.stdout.splitlines() if line.startswith("RNN "))
     accuracy = f"{100 * record['summary']['RNN']['test_accuracy']:.1f}%"
@@ -148,7 +152,8 @@ def test_client_end_to_end_with_key_from_env(service_factory, tmp_path: Path) ->
     while (state := json.loads(rntk("status", long_id, "--json", env=env).stdout)["state"]) != "cancelled":
         assert state in ("queued", "running") and time.monotonic() < deadline, state
         time.sleep(0.5)
-    assert rntk("status", long_id, env=env).returncode == 1
+    stopped = rntk("status", long_id, env=env)
+    assert stopped.returncode == 1 and "100%" not in stopped.stdout  # where it stopped, not 100%
 
     # --api-key beats the environment; another key sees none of alice's jobs
     wrong = rntk("status", job_id, "--api-key", "nope", env=env)
@@ -198,4 +203,6 @@ def test_progress_line_and_fixed_columns() -> None:
     assert progress_text(running) == "validation fits 12/345" and overall_fraction(running) == 0.42
     done = {"state": "succeeded", "progress": {"stage": "done", "done": 1, "total": 1, "overall": 0.97}}
     assert progress_text(done) == "succeeded" and overall_fraction(done) == 1.0
+    cancelled = {"state": "cancelled", "progress": {"stage": "kernels", "done": 1, "total": 8, "overall": 0.19}}
+    assert progress_text(cancelled) == "cancelled" and overall_fraction(cancelled) == 0.19
     assert [len(cell(text, 24)) for text in ("abc", "x" * 24, "y" * 40)] == [24, 24, 24]
