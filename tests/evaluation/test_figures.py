@@ -124,3 +124,36 @@ def test_a_failure_while_drawing_keeps_the_results(tmp_path, monkeypatch):
     assert saved["families"]["RNN"]["test_accuracy"] == report["families"]["RNN"]["test_accuracy"]
     assert list((tmp_path / "gram").glob("*.npy")) and (tmp_path / "splits.npz").exists()
     assert "not drawn: RuntimeError: the figure broke" in (tmp_path / "report.html").read_text()
+
+
+def test_gram_svg_states_its_scale_on_the_colour_bar():
+    label = "centred cosine similarity (0 = average pair)"
+    svg = figures.gram_svg(np.eye(6) - 0.2, 6, ["a", "b"], [3, 3], -1.0, 1.0, cmap="RdBu_r", label=label,
+                           boundary="black")
+    _parse(svg)
+    assert label in svg
+
+
+def test_single_configuration_families_get_a_number_not_a_heatmap():
+    """A one-cell heatmap had a colour bar from 59.0 to 60.0%: a range the data do not have."""
+    from rntk_core.evaluation.report.html import draw_figures
+
+    report = {"configurations": [
+        {"family": "1NN-DTW", "params": {"distance": "dtw", "window": "full"}, "validation_accuracy": 0.595},
+        {"family": "RBF", "params": {"gamma": 0.5}, "C": 1.0, "validation_accuracy": 0.8},
+        {"family": "RBF", "params": {"gamma": 0.5}, "C": 100.0, "validation_accuracy": 0.9}]}
+    maps = {entry["family"]: entry for entry in draw_figures(report)["heatmaps"]}
+    assert maps["1NN-DTW"].get("single") and "svg" not in maps["1NN-DTW"]
+    assert maps["1NN-DTW"]["accuracy"] == "59.5%" and maps["1NN-DTW"]["configuration"] == "distance=dtw, window=full"
+    assert "<svg" in maps["RBF"]["svg"] and not maps["RBF"].get("single")
+
+
+def test_the_reports_gram_image_is_the_normalised_kernel(tmp_path):
+    from rntk_core.evaluation.config import parse_config
+    from rntk_core.evaluation.evaluate import evaluate_dataset
+
+    evaluate_dataset(_tiny_dataset(["a", "b", "c"]), parse_config(TINY), out_dir=tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    section = page[page.index('<section id="gram">'):]
+    assert "Shown: the cosine-normalised kernel K_ij / sqrt(K_ii K_jj), double-centred" in section
+    assert "centred cosine similarity (0 = average pair)" in section and 'id="gram-image"' in section

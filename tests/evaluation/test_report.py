@@ -193,10 +193,12 @@ def test_html_is_well_formed_offline_and_complete(written):
     report, out = written
     text = (out / "report.html").read_text()
     checker = check_html(text)
-    expected_ids = {"accuracy-plot", "gram-image"} | {
-        f"validation-heatmap-{family}" for family in report["families"]
+    # RF has one configuration: a number, not a one-cell heatmap
+    expected_ids = {"accuracy-plot", "gram-image", "validation-single-RF"} | {
+        f"validation-heatmap-{family}" for family in report["families"] if family != "RF"
     }
     assert expected_ids <= set(checker.ids)
+    assert "validation-heatmap-RF" not in checker.ids
     offline = _without_namespaces(text)
     assert not any(re.search(r"https?:|//", _without_namespaces(value)) for value in checker.attribute_values
                    if not value.startswith("data:image/png;base64,"))
@@ -226,7 +228,7 @@ def test_gram_image_decodes_and_is_downsampled(tmp_path, n, pixels):
     image = _png(text)
     image.load()
     assert min(image.size) >= 100  # drawn large enough to read, whatever N
-    assert "3 classes, boundaries in white" in text
+    assert "3 classes, boundaries in black" in text
 
 
 def test_gram_is_sorted_by_class():
@@ -291,7 +293,8 @@ def test_minimal_report_renders(tmp_path):
     write_report(report, tmp_path)
     text = (tmp_path / "report.html").read_text()
     checker = check_html(text)
-    assert {"accuracy-plot", "validation-heatmap-RBF"} <= set(checker.ids)
+    assert {"accuracy-plot", "validation-single-RBF"} <= set(checker.ids)
+    assert "validation-heatmap-RBF" not in checker.ids and "80.0%" in text
     assert "gram-image" not in checker.ids
     assert "No Gram matrix" in text and "Not recorded" in text
     assert json.loads((tmp_path / "report.json").read_text()) == report
@@ -323,3 +326,133 @@ def test_rewrite_replaces_files(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text()) == report
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert math.isfinite(report["x_scale"])
+
+
+# --------------------------------------------------------------------------- issue 21: protocol wording,
+# grid edges, per-class accuracy, seconds, single configurations, the normalised Gram image
+
+
+def _families_table(text: str) -> str:
+    section = text[text.index('<section id="families">'):]
+    return section[:section.index("</section>")]
+
+
+def _train_test_report() -> dict:
+    """A UCR-style TRAIN/TEST report: 5 CV folds chose, one TEST part scored."""
+    report = make_report()
+    report["protocol"] = "predefined"
+    report["selection"] = {"method": "cv", "folds": 5}
+    report["testing"] = {"method": "train_test", "folds": 1}
+    for outcome in report["families"].values():
+        outcome["fold_accuracies"] = [outcome["test_accuracy"]]
+        outcome["selection_fold_accuracies"] = [0.9, 0.8, 0.9, 0.8, 0.85]
+        outcome["selection_std"] = float(np.std([0.9, 0.8, 0.9, 0.8, 0.85]))
+        outcome["test_std"] = None
+    return report
+
+
+def test_a_train_test_split_has_a_cv_spread_and_no_test_fold_spread(tmp_path):
+    write_report(_train_test_report(), tmp_path)
+    table = _families_table((tmp_path / "report.html").read_text())
+    assert "test folds" not in table.split("</thead>")[0]  # no "± std over folds" / per-fold test columns
+    assert "± std over 5 CV folds" in table and "per-CV-fold validation accuracy" in table
+    assert "validation accuracy (mean over 5 CV folds)" in table
+    row = table[table.index('data-family="RF"'):]
+    row = row[:row.index("</tr>")]
+    assert "± 4.5" in row and "90.0%, 80.0%, 90.0%, 80.0%, 85.0%" in row
+    assert "One train/test split: there is no spread over test folds" in table
+    assert "mean over the test folds" not in table and "mean over the 4 test folds" not in table
+    assert "± std over 5 CV folds" not in (tmp_path / "report.html").read_text().split('id="accuracy"')[1][:2000]
+
+
+def test_uci_folds_have_a_test_fold_spread_and_one_validation_split(tmp_path):
+    report = make_report()
+    report["selection"] = {"method": "holdout", "folds": 1}
+    report["testing"] = {"method": "folds", "folds": 4}
+    write_report(report, tmp_path)
+    table = _families_table((tmp_path / "report.html").read_text())
+    assert "± std over 4 test folds" in table and "per-fold test accuracy" in table
+    assert "CV folds" not in table and "validation accuracy (one split)" in table
+    assert "the mean over the 4 test folds of the chosen configurations' majority vote" in table.replace("&#39;", "'")
+
+
+def test_grid_edges_are_flagged_with_the_extension(tmp_path):
+    report = make_report()
+    report["families"]["RNN"]["grid_edges"] = [
+        {"param": "C", "value": 100.0, "edge": "max", "grid": [0.01, 1.0, 100.0], "suggest": [10000.0, 1000000.0]}]
+    write_report(report, tmp_path)
+    text = (tmp_path / "report.html").read_text()
+    checker = check_html(text)
+    assert "grid-edges" in checker.ids
+    warning = text[text.index('id="grid-edges"'):]
+    warning = warning[:warning.index("</div>")]
+    assert "RNN: C = 100 is the largest value of its grid (0.01, 1, 100): extend the grid with 1e+04, 1e+06" in warning
+    assert 'data-family="RNN" data-grid-edges="C"' in text
+    assert json.loads((tmp_path / "report.json").read_text())["families"]["RNN"]["grid_edges"][0]["edge"] == "max"
+
+
+def test_per_class_accuracy_confusion_and_seconds_are_shown(tmp_path):
+    report = make_report()
+    report["dataset"]["classes"] = ["setosa", "versicolor", "virginica"]
+    report["seconds_attribution"] = "split evenly"
+    report["family_seconds"] = {}
+    for family, outcome in report["families"].items():
+        outcome["confusion_matrix"] = [[50, 0, 0], [0, 45, 5], [0, 3, 47]]
+        outcome["per_class_accuracy"] = {"setosa": 1.0, "versicolor": 0.9, "virginica": 0.94}
+        report["family_seconds"][family] = {"kernels": 1.0, "validation": 2.0, "test": 0.5, "total": 3.5}
+    write_report(report, tmp_path)
+    text = (tmp_path / "report.html").read_text()
+    checker = check_html(text)
+    assert {"per-class-accuracy", "confusion-RNN", "confusion-RF", "seconds-attribution"} <= set(checker.ids)
+    matrix = text[text.index('id="confusion-RNN"'):]
+    matrix = matrix[:matrix.index("</table>")]
+    assert "94.7% of 150 test predictions right" in matrix and '<td class="num hit">45</td>' in matrix
+    assert "versicolor" in matrix
+    row = _families_table(text)[_families_table(text).index('data-family="RBF"'):]
+    assert "3.50 s (kernels 1.00, validation 2.00, test 0.50)" in row[:row.index("</tr>")]
+
+
+def test_the_files_section_names_every_splits_array(tmp_path):
+    report = make_report()
+    report["files"] = [{"file": "splits.npz", "key": "cv0_fit", "meaning": "selection fold 0: fitted rows"},
+                       {"file": "splits.npz", "key": "fold0_test", "meaning": "the TEST part"}]
+    write_report(report, tmp_path)
+    text = (tmp_path / "report.html").read_text()
+    section = text[text.index('<section id="files">'):]
+    assert "<code>cv0_fit</code>" in section and "selection fold 0: fitted rows" in section
+    assert "<code>fold0_test</code>" in section
+
+
+def test_the_gram_image_is_cosine_normalised_and_centred(tmp_path):
+    """A kernel that is a large constant plus a small class term (raw: nearly uniform) shows
+    its class blocks once normalised; the caption and colour bar say what is shown."""
+    from rntk_core.evaluation.report.html import normalised_kernel
+
+    labels = np.repeat([0, 1, 2], 20)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(labels.size)
+    labels = labels[order]
+    same = (labels[:, None] == labels[None, :]).astype(float)
+    scale = rng.uniform(1, 3, size=labels.size)  # unequal norms, which cosine normalisation removes
+    gram = np.outer(scale, scale) * (62.0 + 0.9 * same)
+    shown, cosine = normalised_kernel(gram)
+    assert cosine
+    np.testing.assert_allclose(shown.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(shown.mean(axis=1), 0, atol=1e-12)
+    within, across = shown[same == 1].mean(), shown[same == 0].mean()
+    assert within > 0 > across and (within - across) > 10 * shown[same == 0].std()
+    write_report(make_report(), tmp_path, selected_gram=gram, labels=labels)
+    text = (tmp_path / "report.html").read_text()
+    section = text[text.index('<section id="gram">'):]
+    assert "cosine-normalised kernel K_ij / sqrt(K_ii K_jj), double-centred" in section
+    assert "centred cosine similarity (0 = average pair)" in section  # the colour bar's label
+    assert "The raw K ranges over" in section
+
+
+def test_a_kernel_without_a_positive_diagonal_is_only_centred():
+    from rntk_core.evaluation.report.html import normalised_kernel
+
+    gram = np.array([[0.0, 1.0], [1.0, 2.0]])
+    shown, cosine = normalised_kernel(gram)
+    assert not cosine
+    np.testing.assert_allclose(shown.sum(axis=0), 0, atol=1e-12)

@@ -13,10 +13,10 @@ import platform
 import re
 import subprocess
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -24,16 +24,19 @@ from rntk_core import __version__
 
 from ..config import BASELINE_FAMILIES, EvaluationConfig
 from ..datasets import Dataset, Splits
-from ..kernels import AVG_SCALING, Plan, RecurrentKernel
-from ..protocol import Candidate, FamilyOutcome, Selection
+from ..kernels import AVG_SCALING, RECURRENT_SPECS, Plan, RecurrentKernel
+from ..protocol import Candidate, FamilyOutcome, Selection, accuracy, majority_vote
 from ..solvers.fit import FitCache
-from ..solvers.strategy import SolverStrategy
+from ..solvers.strategy import FitSeconds, SolverStrategy
+from .diagnostics import confusion, grid_edges, per_class_accuracy, spread
+from .timing import ATTRIBUTION, family_seconds
 
 __all__ = [
-    "RESAMPLED_NOTE", "Evaluation", "assemble", "dataset_summary", "describe", "device_description",
-    "draw_figures", "family_report", "fit_records", "git_commit", "majority_class_accuracy",
-    "non_converged", "notes", "save_report", "selected_kernels", "solver_summary", "split_digest", "utc",
-    "versions", "write_arrays", "write_grams", "write_splits",
+    "RESAMPLED_NOTE", "Evaluation", "add_grid_edges", "assemble", "dataset_summary", "describe",
+    "device_description", "draw_figures", "family_details", "family_report", "fit_records", "git_commit",
+    "majority_class_accuracy", "non_converged", "notes", "save_report", "seconds_by_family", "selected_kernels",
+    "solver_summary", "split_arrays", "split_digest", "split_files", "testing_summary", "utc", "versions",
+    "write_arrays", "write_grams", "write_splits",
 ]
 
 #: The report's note on how baselines see sequences of unequal lengths.
@@ -44,7 +47,11 @@ RESAMPLED_NOTE = ("sequences of unequal lengths are resampled to T = {steps} ste
 
 @dataclass(frozen=True)
 class Evaluation:
-    """What one evaluation found: everything its report is assembled from."""
+    """What one evaluation found: everything its report is assembled from.
+
+    ``kernel_marks`` (:class:`.timing.StageClock`'s marks of the kernels stage) and
+    ``fit_seconds`` (each fit job's busy seconds) divide the phases' time among the families.
+    """
 
     dataset: Dataset
     config: EvaluationConfig
@@ -57,6 +64,8 @@ class Evaluation:
     outcomes: Mapping[str, FamilyOutcome]
     fits: FitCache
     solver: SolverStrategy
+    kernel_marks: Sequence[float] = ()
+    fit_seconds: FitSeconds = field(default_factory=dict)
 
 
 def assemble(evaluation: Evaluation, timings: dict[str, float], provenance: Mapping[str, Any],
@@ -64,12 +73,15 @@ def assemble(evaluation: Evaluation, timings: dict[str, float], provenance: Mapp
     """The report dict. ``timings`` is held by reference: phases timed later still show."""
     dataset, plan, fits, splits = evaluation.dataset, evaluation.plan, evaluation.fits, evaluation.splits
     configurations, family_results = family_report(plan, evaluation.outcomes)
+    for family, details in family_details(evaluation).items():
+        family_results[family].update(details)
     return {
         "dataset": dataset_summary(dataset),
         "config": evaluation.config.model_dump(mode="json"),
         "families_evaluated": evaluation.families,
         "protocol": evaluation.protocol,
         "selection": evaluation.selection.describe(),
+        "testing": testing_summary(splits),
         "notes": notes(dataset, evaluation.families, evaluation.selection),
         "x_scale": evaluation.x_scale,
         "avg_scaling": AVG_SCALING,
@@ -81,6 +93,8 @@ def assemble(evaluation: Evaluation, timings: dict[str, float], provenance: Mapp
         "solver": solver_summary(evaluation.config.solver, evaluation.solver, fits, plan),
         "fits": fit_records(plan, fits),
         "timings": timings,
+        "family_seconds": seconds_by_family(evaluation, timings),
+        "seconds_attribution": ATTRIBUTION,
         "scale": dense_scale(evaluation.selection, splits),
         **_run_facts(dataset, splits, provenance, started_at),
     }
@@ -104,11 +118,12 @@ def assemble_landmarks(dataset: Dataset, config: EvaluationConfig, families: lis
         "families_evaluated": families,
         "protocol": parts["protocol"],
         "selection": parts["selection"],
+        "testing": testing_summary(splits),
         "notes": [LANDMARK_NOTE.format(m=config.landmarks, samples=parts["scale"]["selection_samples"])],
         "x_scale": parts["x_scale"],
         "avg_scaling": AVG_SCALING,
         "configurations": parts["configurations"],
-        "families": parts["families"],
+        "families": add_grid_edges(parts["configurations"], parts["families"]),
         "grams": [],
         "solver": {"requested": config.solver, "used": "linear", "fits": {"linear": parts["fits"]},
                    "non_converged": parts.get("non_converged", 0)},
@@ -225,7 +240,90 @@ def family_report(plan: Plan, outcomes: Mapping[str, FamilyOutcome]) -> tuple[li
         }
         for family, outcome in outcomes.items()
     }
-    return configurations, families
+    return configurations, add_grid_edges(configurations, families)
+
+
+def add_grid_edges(configurations: Sequence[Mapping[str, Any]], families: dict[str, dict]) -> dict[str, dict]:
+    """Each family's ``grid_edges`` (:func:`.diagnostics.grid_edges`: chosen values at an edge
+    of the family's grid, with the extension to try); ``families``, updated."""
+    for family, result in families.items():
+        entries = [entry for entry in configurations if entry.get("family") == family]
+        result["grid_edges"] = grid_edges(entries, result.get("chosen") or [])
+    return families
+
+
+def family_details(evaluation: Evaluation) -> dict[str, dict[str, Any]]:
+    """What each family's report adds to its accuracies, from the cached fits.
+
+    - ``selection_fold_accuracies``: per selection pair (each CV fold, or the one holdout
+      split), the mean accuracy of the chosen configurations; their mean is
+      ``validation_accuracy``. ``selection_std``: their standard deviation (None for one pair).
+    - ``test_std``: the standard deviation over the test folds (None for one train/test split).
+    - ``confusion_matrix``: the chosen configurations' vote on every test fold's test rows,
+      summed over the folds: row = true class, column = predicted, both in ``dataset.classes``
+      order. ``per_class_accuracy``: each class's share of its test rows predicted right.
+
+    (Seconds per family are run facts, beside ``timings``: :func:`seconds_by_family`.)
+    """
+    dataset, plan, fits, selection = evaluation.dataset, evaluation.plan, evaluation.fits, evaluation.selection
+    y, folds = dataset.y, evaluation.splits.folds
+    classes = [str(name) for name in dataset.classes]
+    details = {}
+    for family, outcome in evaluation.outcomes.items():
+        chosen = [plan.candidates[family][i] for i in outcome.chosen]
+        per_pair = [float(np.mean([accuracy(fits[(selection.split_name(k), c.model, c.C)].predictions, y[score])
+                                   for c in chosen]))
+                    for k, (_, score) in enumerate(selection.pairs)]
+        votes = [majority_vote(np.stack([fits[(f"fold{k}", c.model, c.C)].predictions for c in chosen]),
+                               dataset.n_classes)
+                 for k in range(len(folds))]
+        matrix = confusion([y[test] for _, test in folds], votes, dataset.n_classes)
+        details[family] = {
+            "selection_fold_accuracies": per_pair, "selection_std": spread(per_pair),
+            "test_std": spread(outcome.fold_accuracies),
+            "confusion_matrix": matrix.tolist(), "per_class_accuracy": per_class_accuracy(matrix, classes),
+        }
+    return details
+
+
+def seconds_by_family(evaluation: Evaluation, timings: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    """The report's ``family_seconds``: each family's share of the kernels, validation and test
+    phases (:func:`.timing.family_seconds`; how shared work is divided: ``seconds_attribution``).
+    Kept out of ``families``, so two runs of one job have equal ``families``."""
+    selection = evaluation.selection
+    return family_seconds(
+        list(evaluation.outcomes), [f for f in evaluation.outcomes if f in RECURRENT_SPECS], timings,
+        evaluation.kernel_marks, evaluation.fit_seconds, _model_users(evaluation.plan, evaluation.outcomes),
+        [selection.split_name(k) for k in range(len(selection.pairs))])
+
+
+def _model_users(plan: Plan, outcomes: Mapping[str, FamilyOutcome]) -> dict[str, dict[Hashable, list[str]]]:
+    """Which families fit each model: every candidate's in validation, the chosen ones' in test."""
+    users: dict[str, dict[Hashable, list[str]]] = {"validation": defaultdict(list), "test": defaultdict(list)}
+    for family, candidates in plan.candidates.items():
+        chosen = set(outcomes[family].chosen) if family in outcomes else set()
+        for index, candidate in enumerate(candidates):
+            for phase, used in (("validation", True), ("test", index in chosen)):
+                if used and family not in users[phase][candidate.model]:
+                    users[phase][candidate.model].append(family)
+    return users
+
+
+def testing_summary(splits: Splits) -> dict[str, Any]:
+    """The report's ``testing``: how the chosen configurations were tested.
+
+    ``method``: ``"train_test"`` for one train/test split (a time-series archive's TRAIN/TEST
+    files: there is no spread over test folds), ``"folds"`` for several test folds (the UCI
+    protocol's 4: test accuracy is their mean, with a standard deviation over them).
+    """
+    n = len(splits.folds)
+    if n == 1:
+        return {"method": "train_test", "folds": 1,
+                "description": "one train/test split: the chosen configurations are refitted on the training "
+                               "part and scored once on the test part; there is no spread over test folds"}
+    return {"method": "folds", "folds": n,
+            "description": f"{n} test folds: the chosen configurations are refitted on each fold's training part "
+                           f"and scored on its test part; test accuracy is the mean over the {n} folds"}
 
 
 def notes(dataset: Dataset, families: Sequence[str], selection: Selection) -> list[str]:
@@ -304,9 +402,12 @@ def utc(moment: float) -> str:
 def write_arrays(report: dict, evaluation: Evaluation, out_dir: Path, X: np.ndarray,
                  grams: str) -> np.ndarray | None:
     """``splits.npz`` and the ``gram/*.npy`` that ``grams`` asks for (``selected``, ``all`` or
-    ``none``), recorded in ``report``; the first saved Gram matrix, for the report's picture."""
+    ``none``), recorded in ``report`` (``files`` says what each array of splits.npz is); the
+    first saved Gram matrix, for the report's picture."""
     dataset, x_scale = evaluation.dataset, evaluation.x_scale
-    report["reproducibility"]["splits_file"] = write_splits(out_dir, dataset, evaluation.splits, X, x_scale)
+    report["reproducibility"]["splits_file"] = write_splits(out_dir, dataset, evaluation.splits, X, x_scale,
+                                                            evaluation.selection)
+    report["files"] = split_files(evaluation.splits, evaluation.selection)
     if grams == "none":
         return None
     report["grams"], gram = write_grams(evaluation.plan, evaluation.outcomes, out_dir, x_scale,
@@ -318,18 +419,79 @@ def write_arrays(report: dict, evaluation: Evaluation, out_dir: Path, X: np.ndar
     return gram
 
 
-def write_splits(out_dir: Path, dataset: Dataset, splits: Splits, X: np.ndarray, x_scale: float) -> str:
-    """``splits.npz``: the labels and every split's indices, rows in the Gram matrices' order.
+def write_splits(out_dir: Path, dataset: Dataset, splits: Splits, X: np.ndarray, x_scale: float,
+                 selection: Selection | None = None) -> str:
+    """``splits.npz``: the labels and every split's indices, rows in the Gram matrices' order,
+    each array named after what it is (:func:`split_arrays`).
 
     With the saved ``gram/*.npy`` (rows and columns in dataset order, ``sample_index``) this is
     enough to refit any fold: ``K[np.ix_(fold0_test, fold0_train)]`` is K(test, train).
     ``X`` is the normalised input the kernels were computed from.
     """
     arrays = {"y": dataset.y, "sample_index": np.arange(dataset.n_samples), "X": X,
-              "x_scale": np.float64(x_scale), **dict(splits.parts())}
+              "x_scale": np.float64(x_scale),
+              **{key: indices for key, (indices, _) in split_arrays(splits, selection).items()}}
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out_dir / "splits.npz", **arrays)
     return "splits.npz"
+
+
+def split_arrays(splits: Splits, selection: Selection | None = None) -> dict[str, tuple[np.ndarray, str]]:
+    """splits.npz's index arrays, ``{key: (indices, meaning)}``:
+
+    - the pairs that chose the hyperparameters: ``cv<k>_fit`` / ``cv<k>_score`` for a k-fold
+      CV inside TRAIN, ``holdout_fit`` / ``holdout_score`` for one train / validation split
+      (also as ``train`` / ``validation``, the names an .npz dataset's predefined splits use);
+    - the test folds: ``fold<k>_train`` / ``fold<k>_test``.
+
+    Without ``selection`` (the landmark path, which scores a subsample of them), the part the
+    pairs were drawn from: ``train`` (and ``validation`` for a holdout). A CV selection has no
+    ``validation`` array: it was never a validation part (it is the TEST part, ``fold0_test``).
+    """
+    arrays: dict[str, tuple[np.ndarray, str]] = {}
+    if selection is not None and selection.method == "cv":
+        k = len(selection.pairs)
+        for index, (fit, score) in enumerate(selection.pairs):
+            arrays[f"cv{index}_fit"] = (fit, f"hyperparameter selection, cross-validation fold {index} of {k} "
+                                             "inside the training part: the rows each configuration was fitted on")
+            arrays[f"cv{index}_score"] = (score, f"hyperparameter selection, cross-validation fold {index} of {k}: "
+                                                 "the rows that scored each configuration")
+    elif selection is not None:
+        (fit, score), = selection.pairs
+        arrays["holdout_fit"] = (fit, "hyperparameter selection: the training part of the train / validation "
+                                      "split, the rows each configuration was fitted on")
+        arrays["holdout_score"] = (score, "hyperparameter selection: the validation part, the rows that scored "
+                                          "each configuration")
+        arrays["train"] = (fit, "the same rows as holdout_fit (the name an .npz dataset's splits use)")
+        arrays["validation"] = (score, "the same rows as holdout_score (the name an .npz dataset's splits use)")
+    else:
+        arrays["train"] = (splits.train, "the training part that hyperparameter selection drew its rows from")
+        if splits.selection != "cv":
+            arrays["validation"] = (splits.validation, "the validation part that hyperparameter selection "
+                                                       "drew its scoring rows from")
+    n = len(splits.folds)
+    for index, (train, test) in enumerate(splits.folds):
+        if n == 1:
+            arrays[f"fold{index}_train"] = (train, "the training part (TRAIN): every chosen configuration "
+                                                   "was refitted on it")
+            arrays[f"fold{index}_test"] = (test, "the test part (TEST): scored once, never used for selection")
+        else:
+            arrays[f"fold{index}_train"] = (train, f"test fold {index} of {n}: the rows the chosen "
+                                                   "configurations were refitted on")
+            arrays[f"fold{index}_test"] = (test, f"test fold {index} of {n}: the rows they were tested on")
+    return arrays
+
+
+def split_files(splits: Splits, selection: Selection | None = None) -> list[dict[str, str]]:
+    """The report's ``files``: every array of splits.npz and what it holds."""
+    entries = [{"file": "splits.npz", "key": "y", "meaning": "class index of every sample (dataset.classes[y])"},
+               {"file": "splits.npz", "key": "sample_index",
+                "meaning": "0..N-1: the Gram matrices' row and column order"},
+               {"file": "splits.npz", "key": "X", "meaning": "the normalised inputs the kernels were computed from"},
+               {"file": "splits.npz", "key": "x_scale", "meaning": "the scale X was divided by"}]
+    entries += [{"file": "splits.npz", "key": key, "meaning": meaning}
+                for key, (_, meaning) in split_arrays(splits, selection).items()]
+    return entries
 
 
 def selected_kernels(plan: Plan, outcomes: Mapping[str, FamilyOutcome],

@@ -9,8 +9,10 @@ fetched. ``bbox_inches="tight"`` sizes every figure to its labels, so none is cu
   accuracies as dots inside each bar's band, and the majority-class accuracy as a line.
 - :func:`heatmap_svg`: validation accuracy over (configuration, C); the colour scale starts
   at the lowest *competitive* value (best minus :data:`COMPETITIVE_SPAN`), lower cells share
-  the darkest colour, so differences among good configurations are visible.
-- :func:`gram_svg`: a Gram matrix image with class boundaries and a colour bar.
+  the darkest colour, so differences among good configurations are visible. (The page draws
+  none for a family with a single configuration: one cell has no range to colour.)
+- :func:`gram_svg`: a Gram matrix image with class boundaries and a labelled colour bar (the
+  page passes the cosine-normalised, centred kernel on a diverging map centred at 0).
 """
 
 from __future__ import annotations
@@ -198,23 +200,26 @@ def heatmap_svg(
 
 
 def gram_svg(matrix: np.ndarray, n_samples: int, classes: Sequence, counts: Sequence[int],
-             low: float, high: float) -> str:
-    """The (class-sorted) Gram matrix as an image, class boundaries in white, a colour bar.
+             low: float, high: float, *, cmap: str = "viridis", label: str | None = None,
+             boundary: str = "white") -> str:
+    """The (class-sorted) Gram matrix as an image, class boundaries (in ``boundary``), a colour bar.
 
     ``matrix`` may be block-averaged; the axes stay in samples (``n_samples``). Without
-    classes (``classes`` empty) no boundaries are drawn.
+    classes (``classes`` empty) no boundaries are drawn. ``label`` names the colour bar's
+    scale (what the values are, e.g. a centred cosine similarity); ``cmap`` its colour map
+    (on a diverging map, whose middle is white, draw the boundaries in black).
     """
     n = n_samples
     with rc_context(_STYLE):
         figure = Figure(figsize=(5.6, 4.8))
         axes = figure.add_subplot()
-        image = axes.imshow(matrix, cmap="viridis", vmin=low, vmax=high, interpolation="nearest",
+        image = axes.imshow(matrix, cmap=cmap, vmin=low, vmax=high, interpolation="nearest",
                             extent=(0, n, n, 0))
         ticks, start = [], 0
         for index, count in enumerate(counts):
             if index < len(counts) - 1:
                 for line in (axes.axhline, axes.axvline):
-                    line(start + count, color="white", linewidth=1)
+                    line(start + count, color=boundary, linewidth=1)
             ticks.append(start + count / 2)
             start += count
         if classes and len(classes) <= 20:
@@ -225,5 +230,7 @@ def gram_svg(matrix: np.ndarray, n_samples: int, classes: Sequence, counts: Sequ
             axes.set_ylabel("class")
         else:
             axes.set_xlabel("sample")
-        figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+        bar = figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+        if label:
+            bar.set_label(label)
         return _to_svg(figure)

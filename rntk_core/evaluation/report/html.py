@@ -2,9 +2,17 @@
 
 The page (``templates/report.html.j2``, autoescaped) holds the dataset summary, a
 reproducibility block, the families table (ties summarised: a count, the parameters they
-share, and the full list in a collapsible ``<details>``), the test-accuracy figure, a
-validation heatmap per family, the selected Gram matrix and the non-converged fits. Figures
-come from :mod:`.figures` as inline SVG; there are no scripts and nothing is fetched.
+share, and the full list in a collapsible ``<details>``; the spread over test folds and over
+the selection's CV folds where there are several, each family's seconds), the chosen values
+at an edge of their grid, the test-accuracy figure, per-class accuracy and confusion
+matrices, a validation heatmap per family with more than one configuration, the selected
+Gram matrix (cosine-normalised and centred), the non-converged fits and what each saved
+file holds. Figures come from :mod:`.figures` as inline SVG; there are no scripts and
+nothing is fetched.
+
+The table's wording follows the protocol (:func:`design`): a TRAIN/TEST split has one test
+score and no spread over test folds, its spread is over the CV folds that chose the
+hyperparameters; the UCI protocol has one validation split and 4 test folds.
 
 Every field of the report is optional: a missing or malformed one renders as "n/a" or drops
 its part of the page.
@@ -15,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -24,13 +33,16 @@ from markupsafe import Markup
 
 from ..files import json_safe
 from . import figures
+from .timing import describe_seconds
 
-__all__ = ["chosen_keys", "config_key", "configurations", "draw_figures", "fmt_value", "render_html"]
+__all__ = ["chosen_keys", "config_key", "configurations", "design", "draw_figures", "fmt_value", "render_html"]
 
 _TIMING_ORDER = ("load", "kernels", "validation", "test", "report", "total")
 _DATASET_FIELDS = ("name", "format", "n_samples", "n_steps", "n_features", "n_classes", "sha256")
 _GRAM_MAX_PIXELS = 256
 _RECURRENT_MARK = "RNN"
+#: Confusion matrices of more classes than this are left to report.json.
+_CONFUSION_MAX_CLASSES = 30
 
 _ENV = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -150,32 +162,141 @@ def _chosen_summary(chosen: list) -> dict:
             "distinct": len(counts), "shared": _params_text(shared)}
 
 
+def _numbers(values: Any) -> list[float]:
+    return [f for f in map(_num, _as_list(values)) if f is not None]
+
+
+def design(report: dict) -> dict:
+    """How the report's numbers were made, for the page's wording.
+
+    ``test_folds``: the test folds (``testing.folds``, else the most fold accuracies of a
+    family); ``selection_method`` (``holdout`` or ``cv``) and ``selection_folds``; the
+    captions that say what test and validation accuracy, and their ± columns, are.
+    """
+    testing, selection = _as_dict(report.get("testing")), _as_dict(report.get("selection"))
+    folds = testing.get("folds")
+    if isinstance(folds, bool) or not isinstance(folds, int):
+        folds = max((len(_numbers(_as_dict(o).get("fold_accuracies")))
+                     for o in _as_dict(report.get("families")).values()), default=0)
+    method = str(selection.get("method") or "holdout")
+    k = selection.get("folds")
+    k = k if isinstance(k, int) and not isinstance(k, bool) else 1
+    if folds == 1:
+        test = ("Test accuracy: the chosen configurations' majority vote, refitted on the training part "
+                "(TRAIN) and scored once on the test part (TEST). One train/test split: there is no spread "
+                "over test folds.")
+    elif folds >= 2:
+        test = (f"Test accuracy: the mean over the {folds} test folds of the chosen configurations' majority "
+                "vote; ± is the standard deviation over those folds.")
+    else:
+        test = "Test accuracy: the chosen configurations' majority vote on the test data."
+    if method == "cv" and k >= 2:
+        validation = (f"Validation accuracy: the mean over the {k} cross-validation folds inside the training "
+                      "part that chose the hyperparameters (per fold, the mean accuracy of the chosen "
+                      "configurations); ± is the standard deviation over those folds.")
+    else:
+        validation = ("Validation accuracy: on the one train / validation split that chose the "
+                      "hyperparameters (a single split: no spread).")
+    return {"test_folds": folds, "selection_method": method, "selection_folds": k,
+            "test_spread": folds >= 2, "selection_spread": method == "cv" and k >= 2,
+            "test_caption": test, "validation_caption": validation,
+            "validation_header": (f"validation accuracy (mean over {k} CV folds)" if method == "cv" and k >= 2
+                                  else "validation accuracy (one split)")}
+
+
+def _std_text(recorded: Any, values: list[float]) -> str:
+    std = _num(recorded)
+    if std is None and len(values) >= 2:
+        std = float(np.std(values))
+    return "" if std is None else f"± {100 * std:.1f}"
+
+
+def _edge_text(edge: dict) -> str:
+    """``C = 100 is the largest of its grid (0.01, 1, 100): try 1000, 10000``."""
+    side = "largest" if edge.get("edge") == "max" else "smallest"
+    grid = ", ".join(fmt_value(v) for v in _as_list(edge.get("grid")))
+    suggest = ", ".join(fmt_value(v) for v in _as_list(edge.get("suggest")))
+    text = f"{fmt_value(edge.get('param'))} = {fmt_value(edge.get('value'))} is the {side} value of its grid"
+    text += f" ({grid})" if grid else ""
+    return text + (f": extend the grid with {suggest}" if suggest else "")
+
+
 def _family_rows(report: dict) -> list[dict]:
     families = _as_dict(report.get("families"))
+    all_seconds = _as_dict(report.get("family_seconds"))
     rows = []
     for name in _family_names(report):
         outcome = _as_dict(families.get(name))
-        folds = [f for f in map(_num, _as_list(outcome.get("fold_accuracies"))) if f is not None]
-        std = float(np.std(folds)) if len(folds) >= 2 else None
+        folds = _numbers(outcome.get("fold_accuracies"))
+        selection = _numbers(outcome.get("selection_fold_accuracies"))
+        seconds = _as_dict(all_seconds.get(name))
+        edges = [_as_dict(edge) for edge in _as_list(outcome.get("grid_edges")) if isinstance(edge, dict)]
         rows.append({
             "name": name, "test": _pct(outcome.get("test_accuracy")),
-            "std": "" if std is None else f"± {100 * std:.1f}",
+            "std": _std_text(outcome.get("test_std"), folds),
             "folds": ", ".join(_pct(f) for f in folds) or "n/a",
             "validation": _pct(outcome.get("validation_accuracy")),
+            "selection_std": _std_text(outcome.get("selection_std"), selection),
+            "selection_folds": ", ".join(_pct(f) for f in selection) or "n/a",
+            "seconds": describe_seconds(seconds) if _num(seconds.get("total")) is not None else "n/a",
+            "edges": [_edge_text(edge) for edge in edges],
+            "edge_params": " ".join(str(edge.get("param")) for edge in edges),
             "chosen": _chosen_summary(_as_list(outcome.get("chosen"))),
         })
     return rows
 
 
 def _accuracy_bars(report: dict) -> list[figures.FamilyBar]:
+    """One bar per family; fold dots only where there are several test folds (a single one
+    would repeat the bar)."""
     families = _as_dict(report.get("families"))
     bars = []
     for name in _family_names(report):
         outcome = _as_dict(families.get(name))
-        folds = [f for f in map(_num, _as_list(outcome.get("fold_accuracies"))) if f is not None]
-        bars.append(figures.FamilyBar(name, _num(outcome.get("test_accuracy")), tuple(folds),
+        folds = _numbers(outcome.get("fold_accuracies"))
+        bars.append(figures.FamilyBar(name, _num(outcome.get("test_accuracy")),
+                                      tuple(folds) if len(folds) >= 2 else (),
                                       _RECURRENT_MARK in name.upper()))
     return bars
+
+
+def _class_names(report: dict) -> list[str]:
+    """The dataset's class labels, else the first family's per-class keys."""
+    classes = _as_list(_as_dict(report.get("dataset")).get("classes"))
+    if classes:
+        return [str(name) for name in classes]
+    for outcome in _as_dict(report.get("families")).values():
+        per_class = _as_dict(_as_dict(outcome).get("per_class_accuracy"))
+        if per_class:
+            return [str(name) for name in per_class]
+    return []
+
+
+def _per_class(report: dict) -> dict | None:
+    """The per-class accuracy table (classes x families) and each family's confusion matrix."""
+    families = _as_dict(report.get("families"))
+    names = [name for name in _family_names(report)
+             if _as_dict(_as_dict(families.get(name)).get("per_class_accuracy"))]
+    classes = _class_names(report)
+    if not names or not classes:
+        return None
+    table = [{"label": label,
+              "cells": [_pct(_as_dict(_as_dict(families[name]).get("per_class_accuracy")).get(label))
+                        for name in names]}
+             for label in classes]
+    matrices = []
+    for name in names:
+        matrix = _as_list(_as_dict(families[name]).get("confusion_matrix"))
+        rows = [[fmt_value(v) for v in _as_list(row)] for row in matrix]
+        fits = len(rows) == len(classes) and all(len(row) == len(classes) for row in rows)
+        total = sum(_num(v) or 0 for row in matrix for v in _as_list(row))
+        correct = sum(_num(_as_list(row)[i]) or 0 for i, row in enumerate(matrix) if i < len(_as_list(row)))
+        matrices.append({"family": name, "id": f"confusion-{_dom_id(name)}",
+                         "rows": list(zip(classes, rows)) if fits else [],
+                         "shown": fits and len(classes) <= _CONFUSION_MAX_CLASSES,
+                         "accuracy": _pct(correct / total) if total else "n/a", "count": int(total)})
+    return {"families": names, "rows": table, "classes": classes, "matrices": matrices,
+            "open": len(classes) <= 10}
 
 
 # --------------------------------------------------------------------------- heatmaps
@@ -231,11 +352,24 @@ def _heatmap(report: dict, family: str, entries: list[dict]) -> dict:
             "svg": Markup(figures.heatmap_svg(row_order, labels, values, picked))}
 
 
+def _single(family: str, entry: dict) -> dict:
+    """A family with one configuration: its validation accuracy as a number, no heatmap (a
+    one-cell image would only show its colour bar's arbitrary range)."""
+    params = dict(_as_dict(entry.get("params")))
+    if entry.get("C") is not None:
+        params["C"] = entry["C"]
+    return {"family": family, "id": f"validation-single-{_dom_id(family)}", "single": True,
+            "configuration": _params_text(params) or "no parameters",
+            "accuracy": _pct(entry.get("validation_accuracy"))}
+
+
 def _heatmaps(report: dict, check: Callable[[], None] = lambda: None) -> list[dict]:
     maps = []
     for name in _family_names(report):
         entries = [e for e in configurations(report) if str(e.get("family", "")) == name]
-        if entries:
+        if len(entries) == 1:
+            maps.append(_single(name, entries[0]))
+        elif entries:
             maps.append(_heatmap(report, name, entries))
             check()
     return maps
@@ -275,11 +409,37 @@ def _gram_problem(gram: Any) -> str | None:
     return None
 
 
+def normalised_kernel(matrix: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The kernel as the picture shows it: cosine-normalised, ``K_ij / sqrt(K_ii K_jj)``, then
+    double-centred (each row's and column's mean removed, the overall mean added back), so 0
+    is an average pair and what is left is the part that tells samples apart. (A recurrent
+    Gram matrix is often a large constant plus a small varying part: raw, it looks uniform.)
+
+    Returns the matrix and whether it was cosine-normalised (not when some ``K_ii`` is not a
+    positive number: then only centred). NaN entries stay NaN and are left out of the means.
+    """
+    matrix = np.asarray(matrix, dtype=float)
+    diagonal = np.diag(matrix)
+    cosine = bool(np.all(np.isfinite(diagonal)) and np.all(diagonal > 0))
+    if cosine:
+        scale = np.sqrt(diagonal)
+        matrix = matrix / scale[:, None] / scale[None, :]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row has no mean
+        rows, columns = np.nanmean(matrix, axis=1), np.nanmean(matrix, axis=0)
+        overall = np.nanmean(matrix)
+    centred = matrix - np.nan_to_num(rows)[:, None] - np.nan_to_num(columns)[None, :] + np.nan_to_num(overall)
+    return centred, cosine
+
+
 def _gram(report: dict, gram: Any, labels: Any) -> dict:
     problem = _gram_problem(gram)
     if problem is not None:
         return {"problem": problem}
-    matrix = np.asarray(gram, dtype=float)
+    raw = np.asarray(gram, dtype=float)
+    raw_finite = raw[np.isfinite(raw)]
+    raw_low, raw_high = (float(v) for v in np.percentile(raw_finite, [1, 99])) if raw_finite.size else (0.0, 0.0)
+    matrix, cosine = normalised_kernel(raw)
     n = matrix.shape[0]
     warning, classes, counts = None, [], []
     if labels is not None:
@@ -291,23 +451,30 @@ def _gram(report: dict, gram: Any, labels: Any) -> dict:
     size = min(n, _GRAM_MAX_PIXELS)
     shown = _block_average(matrix, size) if size < n else matrix
     finite = shown[np.isfinite(shown)]
-    low, high = (float(v) for v in np.percentile(finite, [1, 99])) if finite.size else (0.0, 1.0)
-    if high <= low and finite.size:
-        low, high = float(finite.min()), float(finite.max())
-    if high <= low:
-        high = low + 1.0
+    reach = float(np.max(np.abs(np.percentile(finite, [1, 99])))) if finite.size else 0.0
+    if reach <= 0:
+        reach = float(np.max(np.abs(finite))) if finite.size else 0.0
+    reach = reach if reach > 0 else 1.0
+    low, high = -reach, reach  # symmetric: 0, an average pair, is the colour map's middle
     grams = [g for g in _as_list(report.get("grams")) if isinstance(g, dict)]
     which = ""
     if grams:
         which = (f"Kernel: {_params_text(_as_dict(grams[0].get('params'))) or 'n/a'} "
                  f"(file {fmt_value(grams[0].get('file'))}). ")
-    sorting = (f"rows and columns sorted by class ({len(classes)} classes, boundaries in white)"
+    sorting = (f"rows and columns sorted by class ({len(classes)} classes, boundaries in black)"
                if classes else "unsorted (no usable labels)")
     scale = f"shown at {size}x{size} by block averaging" if size < n else "one pixel per sample"
-    caption = (f"{which}N = {n} samples, {sorting}; {scale}; colour scale clipped to the "
-               f"1st-99th percentile [{low:.4g}, {high:.4g}].")
-    svg = figures.gram_svg(np.nan_to_num(shown, nan=low), n, classes, counts, low, high)
-    return {"warning": warning, "caption": caption, "svg": Markup(svg), "pixels": shown.shape[0]}
+    what = ("the cosine-normalised kernel K_ij / sqrt(K_ii K_jj), double-centred" if cosine
+            else "the kernel double-centred (its diagonal is not positive, so it is not cosine-normalised)")
+    caption = (f"{which}Shown: {what} (each row's and column's mean removed), so 0 is an average pair, red "
+               f"more similar than average and blue less. N = {n} samples, {sorting}; {scale}; colour scale "
+               f"symmetric about 0, clipped at the 1st-99th percentile (±{reach:.3g}). The raw K ranges over "
+               f"[{raw_low:.4g}, {raw_high:.4g}] (1st-99th percentile).")
+    label = "centred cosine similarity (0 = average pair)" if cosine else "centred kernel (0 = average pair)"
+    svg = figures.gram_svg(np.nan_to_num(shown, nan=0.0), n, classes, counts, low, high, cmap="RdBu_r",
+                           label=label, boundary="black")
+    return {"warning": warning, "caption": caption, "svg": Markup(svg), "pixels": shown.shape[0],
+            "normalised": "centred cosine" if cosine else "centred"}
 
 
 # --------------------------------------------------------------------------- page
@@ -360,14 +527,18 @@ def render_html(report: dict, gram: np.ndarray | None = None, labels: np.ndarray
     failed = [f for f in _as_list(report.get("non_converged")) if isinstance(f, dict)]
     majority = _majority(report)
     selection = _as_dict(report.get("selection"))
+    shape = design(report)
     context = {
         "title": title,
+        "design": shape,
         "dataset": [(key, fmt_value(dataset.get(key))) for key in _DATASET_FIELDS
                     if key != "sha256" or key in dataset]
         + [(key, fmt_value(dataset[key])) for key in ("classes", "lengths") if dataset.get(key)],
         "run": [("protocol", fmt_value(report.get("protocol"))),
                 *([("selection", f"{selection.get('method')} ({selection.get('folds')} fold(s))")]
                   if selection else []),
+                *([("testing", "one train/test split" if shape["test_folds"] == 1
+                    else f"{shape['test_folds']} test folds")] if shape["test_folds"] else []),
                 *[("note", str(note)) for note in _as_list(report.get("notes"))],
                 *([("figures", f"not drawn: {report['figures_error']}")] if report.get("figures_error") else []),
                 ("normalize", fmt_value(_as_dict(report.get("config")).get("normalize"))),
@@ -378,6 +549,13 @@ def render_html(report: dict, gram: np.ndarray | None = None, labels: np.ndarray
         "versions": _rows(_as_dict(report.get("versions")), (), fmt_value),
         "reproducibility": _reproducibility(report),
         "families": _family_rows(report),
+        "seconds_shown": any(_num(_as_dict(entry).get("total")) is not None
+                             for entry in _as_dict(report.get("family_seconds")).values()),
+        "seconds_attribution": str(report.get("seconds_attribution") or ""),
+        "per_class": _per_class(report),
+        "files": [{"file": fmt_value(f.get("file")), "key": fmt_value(f.get("key")) if f.get("key") else "",
+                   "meaning": fmt_value(f.get("meaning"))}
+                  for f in _as_list(report.get("files")) if isinstance(f, dict)],
         "majority": _pct(majority) if majority is not None else None,
         **(drawn if drawn is not None else draw_figures(report, gram, labels)),
         "non_converged_recorded": "non_converged" in report,

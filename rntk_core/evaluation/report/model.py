@@ -13,8 +13,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "ChosenConfiguration", "Configuration", "DatasetSummary", "FamilyResult", "GramEntry",
-    "BlockSummary", "FitRecord", "NonConvergedFit", "Report", "ScaleSummary", "Selection", "SolverSummary",
+    "ChosenConfiguration", "Configuration", "DatasetSummary", "FamilyResult", "FileEntry", "GramEntry",
+    "GridEdge", "BlockSummary", "FitRecord", "NonConvergedFit", "Report", "ScaleSummary", "Selection",
+    "SolverSummary", "Testing",
 ]
 
 
@@ -48,11 +49,32 @@ class Configuration(ChosenConfiguration):
     validation_accuracy: float | None
 
 
+class GridEdge(_Open):
+    """A chosen hyperparameter value at the smallest or largest value of its family's grid."""
+
+    param: str  # "C", or a key of params (sigma_u, layers, gamma, degree, ...)
+    value: Any
+    edge: str  # "min" or "max"
+    grid: list[Any] = Field(default_factory=list)  # the family's grid of param, ascending
+    suggest: list[Any] = Field(default_factory=list)  # the grid's next values past the edge, on its spacing
+
+
 class FamilyResult(_Open):
+    """A family's outcome. Test figures are over ``testing``'s folds, validation figures over
+    ``selection``'s pairs (CV folds inside TRAIN, or the one holdout split)."""
+
     test_accuracy: float | None
-    fold_accuracies: list[float | None]
+    fold_accuracies: list[float | None]  # per test fold (one for a train/test split)
     validation_accuracy: float | None
     chosen: list[ChosenConfiguration]
+    # per selection pair, the chosen configurations' mean accuracy (mean = validation_accuracy)
+    selection_fold_accuracies: list[float | None] | None = None
+    selection_std: float | None = None  # std over selection_fold_accuracies (None for one pair)
+    test_std: float | None = None  # std over fold_accuracies (None for one test split)
+    grid_edges: list[GridEdge] = Field(default_factory=list)
+    # the vote on the test rows, summed over test folds: [true class][predicted], dataset.classes order
+    confusion_matrix: list[list[int]] | None = None
+    per_class_accuracy: dict[str, float | None] | None = None  # class label -> recall on the test rows
 
 
 class GramEntry(_Open):
@@ -78,6 +100,23 @@ class Selection(_Open):
     method: str
     folds: int
     note: str | None = None
+
+
+class Testing(_Open):
+    """How the chosen configurations were tested: ``train_test`` (one split, no spread over test
+    folds) or ``folds`` (several test folds: their mean and standard deviation)."""
+
+    method: str
+    folds: int
+    description: str | None = None
+
+
+class FileEntry(_Open):
+    """One array of a file written beside the report (splits.npz), and what it holds."""
+
+    file: str
+    key: str | None = None
+    meaning: str
 
 
 class SolverSummary(_Open):
@@ -132,6 +171,7 @@ class Report(_Open):
     families_evaluated: list[str]
     protocol: str
     selection: Selection | None = None
+    testing: Testing | None = None
     notes: list[str] = Field(default_factory=list)
     x_scale: float
     avg_scaling: str
@@ -142,6 +182,11 @@ class Report(_Open):
     solver: SolverSummary | None = None
     fits: list[FitRecord] = Field(default_factory=list)
     timings: dict[str, float]
+    # family -> {kernels, validation, test, total}: its share of each phase's timings (beside
+    # timings, not in families: run facts, which differ between two runs of one job)
+    family_seconds: dict[str, dict[str, float]] | None = None
+    seconds_attribution: str | None = None  # how family_seconds divide the timings
+    files: list[FileEntry] = Field(default_factory=list)  # what splits.npz holds, array by array
     scale: ScaleSummary | None = None
     figures_error: str | None = None  # why the report's figures could not be drawn (results kept)
     versions: dict[str, str]

@@ -20,11 +20,19 @@ hands it the fits a stage needs:
 did not converge on (rare since it iterates on the centred kernel: 2 of yeast's fits under
 ``solver=jax`` on the 12 reference datasets, none of abalone's), so it always gives a converged
 answer; ``jax`` reports such fits as non-converged.
+
+Time: :func:`fit_splits` given a ``seconds`` dict adds each job's busy seconds to it, by job key
+(split, model): libsvm and forest units as the wall time of each unit in its thread (parallel
+units overlap, so their sum may exceed the stage's wall time); a batched JAX call's wall time
+shared among its jobs in proportion to their nominal work (:func:`.dispatch.jax_work`). The
+report divides each stage among the families from these (:mod:`..report.timing`).
 """
 
 from __future__ import annotations
 
 import functools
+import threading
+import time
 from typing import Any, Callable, Hashable, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -35,11 +43,13 @@ from .dispatch import fit_with_jax, jax_work
 from .fit import FitCache, FitJob
 from .libsvm import KernelModel, run_parallel
 
-__all__ = ["HybridSolver", "JaxSolver", "LibsvmSolver", "Requests", "SolverStrategy", "choose_solver",
-           "fit_splits", "hybrid_iteration_cap", "resolve_solver"]
+__all__ = ["FitSeconds", "HybridSolver", "JaxSolver", "LibsvmSolver", "Requests", "SolverStrategy",
+           "choose_solver", "fit_splits", "hybrid_iteration_cap", "resolve_solver"]
 
 #: A stage's fits: split name -> (train, evaluate, {model key: [C, ...]}).
 Requests = Mapping[str, tuple[np.ndarray, np.ndarray, Mapping[Hashable, Sequence[float | None]]]]
+#: Busy seconds per fit job key ``(split, model key)``, summed over its Cs and solver passes.
+FitSeconds = dict[tuple[str, Hashable], float]
 _Units = list[tuple[tuple, Callable[[], dict]]]
 
 
@@ -68,8 +78,9 @@ class SolverStrategy(Protocol):
     name: ResolvedSolver
 
     def fit(self, jobs: Sequence[FitJob], y: np.ndarray, cache: FitCache, *, phase: str,
-            progress: Progress, n_jobs: int | None) -> None:
-        """Fit every job's Cs into ``cache`` (keys ``(*job.key, C)``)."""
+            progress: Progress, n_jobs: int | None, seconds: FitSeconds | None = None) -> None:
+        """Fit every job's Cs into ``cache`` (keys ``(*job.key, C)``); add each job's busy
+        seconds to ``seconds`` (by ``job.key``) when given."""
 
     def describe(self) -> dict[str, Any]:
         """The report's ``solver`` fields beyond what ran: tolerances, caps."""
@@ -81,8 +92,8 @@ class LibsvmSolver:
     name: ResolvedSolver = "libsvm"
 
     def fit(self, jobs: Sequence[FitJob], y: np.ndarray, cache: FitCache, *, phase: str,
-            progress: Progress, n_jobs: int | None) -> None:
-        _run_in_threads(_thread_units(jobs, y), cache, phase, progress, n_jobs)
+            progress: Progress, n_jobs: int | None, seconds: FitSeconds | None = None) -> None:
+        _run_in_threads(_thread_units(jobs, y), cache, phase, progress, n_jobs, seconds)
 
     def describe(self) -> dict[str, Any]:
         return {}
@@ -94,14 +105,14 @@ class JaxSolver:
     name: ResolvedSolver = "jax"
 
     def fit(self, jobs: Sequence[FitJob], y: np.ndarray, cache: FitCache, *, phase: str,
-            progress: Progress, n_jobs: int | None) -> None:
+            progress: Progress, n_jobs: int | None, seconds: FitSeconds | None = None) -> None:
         batched = [job for job in jobs if _has_kernel(job)]
         threaded = [job for job in jobs if not _has_kernel(job)]
         if threaded:  # without any, no (empty) bar is shown
             label = f"{phase}: forests" if batched else phase
-            _run_in_threads(_thread_units(threaded, y), cache, label, progress, n_jobs)
+            _run_in_threads(_thread_units(threaded, y), cache, label, progress, n_jobs, seconds)
         if batched:
-            _fit_with_jax(batched, y, cache, phase, progress)
+            _fit_with_jax(batched, y, cache, phase, progress, seconds)
 
     def describe(self) -> dict[str, Any]:
         return {"jax_tolerance": _jax_tolerance()}
@@ -114,19 +125,19 @@ class HybridSolver:
     name: ResolvedSolver = "hybrid"
 
     def fit(self, jobs: Sequence[FitJob], y: np.ndarray, cache: FitCache, *, phase: str,
-            progress: Progress, n_jobs: int | None) -> None:
+            progress: Progress, n_jobs: int | None, seconds: FitSeconds | None = None) -> None:
         kernel_jobs = [job for job in jobs if _has_kernel(job)]
         caps = {job.key: _capped(hybrid_iteration_cap(job.train.size), job.model.max_iter)
                 for job in kernel_jobs}
-        _run_in_threads(_thread_units(jobs, y, caps), cache, phase, progress, n_jobs)
+        _run_in_threads(_thread_units(jobs, y, caps), cache, phase, progress, n_jobs, seconds)
         refits = _unconverged(kernel_jobs, cache)
         if not refits:
             return
-        _fit_with_jax(refits, y, cache, f"{phase}: JAX refits of unconverged libsvm fits", progress)
+        _fit_with_jax(refits, y, cache, f"{phase}: JAX refits of unconverged libsvm fits", progress, seconds)
         # The interior point can stall on numerically singular problems (a near-constant
         # kernel at C = 1e6); libsvm with the caller's limit is slow there but gets there.
         _run_in_threads(_thread_units(_unconverged(refits, cache), y), cache,
-                        f"{phase}: libsvm for unconverged JAX fits", progress, n_jobs)
+                        f"{phase}: libsvm for unconverged JAX fits", progress, n_jobs, seconds)
 
     def describe(self) -> dict[str, Any]:
         return {"jax_tolerance": _jax_tolerance(), "libsvm_iteration_cap": "max(100000, 1000 * n_train)"}
@@ -145,13 +156,15 @@ def fit_splits(
     models: Mapping[Hashable, Any], y: np.ndarray, requests: Requests, cache: FitCache, *,
     solver: SolverStrategy | Solver = "libsvm", n_jobs: int | None = None, phase: str = "fits",
     progress: Progress = SILENT, residency: Callable[[Hashable], int] | None = None,
+    seconds: FitSeconds | None = None,
 ) -> None:
     """Fit every requested (model, C) of every split once into ``cache``.
 
     Each job is one model on one split with all of its Cs not yet cached; ``solver`` (a
     strategy, or a config's name for :func:`choose_solver`) fits them. ``residency``
     (:meth:`Plan.residency`) orders the jobs, so those on one chunk of a chunked grid run
-    together.
+    together. ``seconds``: each job's busy seconds are added to it, by ``(split, model key)``
+    (see the module's docstring).
     """
     jobs: list[FitJob] = []
     for split, (train, evaluate, wanted) in requests.items():
@@ -162,7 +175,10 @@ def fit_splits(
     if residency is not None:
         jobs.sort(key=lambda job: residency(job.key[1]))  # stable: the same order within a chunk
     strategy = choose_solver(solver) if isinstance(solver, str) else solver
-    strategy.fit(jobs, y, cache, phase=phase, progress=progress, n_jobs=n_jobs)
+    if seconds is None:
+        strategy.fit(jobs, y, cache, phase=phase, progress=progress, n_jobs=n_jobs)
+    else:
+        strategy.fit(jobs, y, cache, phase=phase, progress=progress, n_jobs=n_jobs, seconds=seconds)
 
 
 def _has_kernel(job: FitJob) -> bool:
@@ -190,10 +206,19 @@ def _unconverged(jobs: Sequence[FitJob], cache: FitCache) -> list[FitJob]:
 
 
 def _fit_with_jax(jobs: Sequence[FitJob], y: np.ndarray, cache: FitCache, label: str,
-                  progress: Progress) -> None:
-    """The JAX solver on ``jobs`` under one bar of solver work; cache the fits."""
+                  progress: Progress, seconds: FitSeconds | None = None) -> None:
+    """The JAX solver on ``jobs`` under one bar of solver work; cache the fits. The batched
+    call's wall time goes to ``seconds`` shared by the jobs' nominal work."""
+    start = time.perf_counter()
     with progress.stage(label, jax_work(jobs, y)) as counter:
         fitted = fit_with_jax(jobs, y, progress=counter)
+    if seconds is not None:
+        elapsed = time.perf_counter() - start
+        work = [jax_work([job], y) for job in jobs]
+        total = sum(work)
+        for job, share in zip(jobs, work):
+            part = elapsed * share / total if total > 0 else elapsed / len(jobs)
+            seconds[job.key] = seconds.get(job.key, 0.0) + part
     for job, fits in zip(jobs, fitted):
         for C, fit in fits.items():
             cache[(*job.key, C)] = fit
@@ -215,11 +240,29 @@ def _thread_units(jobs: Sequence[FitJob], y: np.ndarray, caps: Mapping[tuple, in
 
 
 def _run_in_threads(units: _Units, cache: FitCache, label: str, progress: Progress,
-                    n_jobs: int | None) -> None:
-    """Run :func:`_thread_units` in the pool under one bar (cancel polled meanwhile); cache the fits."""
+                    n_jobs: int | None, seconds: FitSeconds | None = None) -> None:
+    """Run :func:`_thread_units` in the pool under one bar (cancel polled meanwhile); cache the
+    fits; each unit's wall time in its thread goes to ``seconds`` under its job key."""
+    calls = [unit for _, unit in units] if seconds is None else _timed_units(units, seconds)
     with progress.stage(label, len(units)) as counter:
-        results = run_parallel([unit for _, unit in units], n_jobs, on_done=counter.update,
-                               check_cancel=counter.check)
+        results = run_parallel(calls, n_jobs, on_done=counter.update, check_cancel=counter.check)
     for (key, _), fits in zip(units, results):
         for C, fit in fits.items():
             cache[(*key, C)] = fit
+
+
+def _timed_units(units: _Units, seconds: FitSeconds) -> list[Callable[[], dict]]:
+    """The units, each adding its own wall time to ``seconds[key]`` (under a lock: they run in
+    threads)."""
+    lock = threading.Lock()
+
+    def timed(key: tuple, unit: Callable[[], dict]) -> dict:
+        start = time.perf_counter()
+        try:
+            return unit()
+        finally:
+            elapsed = time.perf_counter() - start
+            with lock:
+                seconds[key] = seconds.get(key, 0.0) + elapsed
+
+    return [functools.partial(timed, key, unit) for key, unit in units]
