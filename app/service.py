@@ -21,7 +21,7 @@ from app.models import JobRequest
 from rntk_core.evaluation.config import AUTO_LANDMARKS, LANDMARK_FAMILIES, EvaluationConfig, error_message
 from rntk_core.evaluation.cost import CostEstimate, estimate_cost, gigabytes
 from worker.jobs import DatasetMeta, JobCost, JobRecord, JobState, Store, now
-from worker.queue import enqueue
+from worker.queue import enqueue, fan_out_task_id
 from worker.settings import Settings
 
 __all__ = [
@@ -251,38 +251,61 @@ def create_job(store: Store, settings: Settings, celery: Any, owner: str, job: J
     return store.read_job(record.id) or record
 
 
-def cancel_job(store: Store, owner: str, job_id: str) -> tuple[JobRecord, bool]:
+def cancel_job(store: Store, owner: str, job_id: str, celery: Any = None,
+               settings: Settings | None = None) -> tuple[JobRecord, bool]:
     """Cancel a queued job at once; ask a running one to stop (it checks between tiles and fits).
+    A job fanned out over the workers is cancelled at once, and with ``celery`` (Redis mode)
+    its outstanding block tasks are revoked.
 
     Returns the record and whether it was still queued or running when the cancel took hold:
     the state is re-read under the job's lock, so a job finishing meanwhile is not "cancelled".
     """
     record = get_job(store, owner, job_id)
-    updated, accepted = _cancel(store, job_id)
+    updated, accepted = _cancel(store, job_id, celery, settings)
     return updated or record, accepted
 
 
-def _cancel(store: Store, job_id: str) -> tuple[JobRecord | None, bool]:
+def _cancel(store: Store, job_id: str, celery: Any = None,
+            settings: Settings | None = None) -> tuple[JobRecord | None, bool]:
     store.request_cancel(job_id)
     accepted = False
+    fanned: list[tuple[str, int]] = []
 
     def change(rec: JobRecord) -> None:
         nonlocal accepted
         if rec.state == JobState.queued:
             rec.move_to(JobState.cancelled, progress=rec.progress.model_copy(update={"stage": "cancelled"}))
             accepted = True
+        elif rec.state == JobState.running and rec.progress.stage == "blocks":
+            # fanned out: no process holds the job; its blocks see the state and do nothing
+            fanned.append((rec.message_id, rec.progress.total))
+            rec.move_to(JobState.cancelled, progress=rec.progress.model_copy(update={"stage": "cancelled"}))
+            accepted = True
         elif rec.state == JobState.running:
             rec.cancel_requested = True
             accepted = True
 
-    return store.update_job(job_id, change), accepted
+    updated = store.update_job(job_id, change)
+    if fanned and celery is not None and settings is not None and not settings.embedded:
+        revoke_fan_out(celery, *fanned[0])
+    return updated, accepted
 
 
-def delete_job(store: Store, owner: str, job_id: str) -> None:
+def revoke_fan_out(celery: Any, message_id: str, blocks: int) -> None:
+    """Revoke a fanned-out attempt's block tasks (ids :func:`worker.queue.fan_out_task_id`),
+    so busy workers skip them; best effort: a block that still runs sees the cancelled state."""
+    try:
+        celery.control.revoke([fan_out_task_id(message_id, index) for index in range(blocks)])
+    except Exception:  # a broker without remote control, or down: the state check suffices
+        pass
+
+
+def delete_job(store: Store, owner: str, job_id: str, celery: Any = None,
+               settings: Settings | None = None) -> None:
     """Cancel the job if it is still active, mark it deleted, and remove its artifacts."""
     record = get_job(store, owner, job_id)
     if not record.state.terminal:
-        _cancel(store, job_id)
+        _cancel(store, job_id, celery, settings)
 
     def mark_deleted(rec: JobRecord) -> None:
         rec.deleted, rec.deleted_at = True, now()

@@ -6,7 +6,10 @@
 - the broker's ``visibility_timeout`` is longer than the job time limit, so Redis does not
   redeliver a job that is still running. Dead jobs are found by their heartbeat instead
   (:mod:`worker.queue`), because that timeout is hours long.
-- no result backend: job state lives in the service's own records (:mod:`worker.jobs`).
+- job state lives in the service's own records (:mod:`worker.jobs`); the result backend
+  serves only the chords of a job spread over the workers (:mod:`worker.fanout`): Redis in
+  broker mode, files under ``RNTK_DATA_DIR/broker/results`` in the embedded mode
+  (:mod:`worker.results`, a counter under ``flock`` so chords finish natively there too).
 
 This module must stay free of JAX (and of ``rntk_core``, which imports it): the worker's
 main process imports it before forking its pool child, and JAX must only be imported in
@@ -24,7 +27,7 @@ from celery.signals import (setup_logging, task_received, worker_init, worker_pr
 
 from worker.settings import Settings, get_settings
 
-__all__ = ["broker_options", "ensure_broker_dirs", "make_celery", "celery_app"]
+__all__ = ["broker_options", "ensure_broker_dirs", "make_celery", "celery_app", "result_backend"]
 
 
 def broker_options(settings: Settings) -> tuple[str, dict]:
@@ -47,10 +50,22 @@ def broker_options(settings: Settings) -> tuple[str, dict]:
     return settings.broker_url, options
 
 
-def ensure_broker_dirs(settings: Settings) -> None:
-    """Create the embedded broker's folders (the filesystem transport needs them to exist)."""
+def result_backend(settings: Settings) -> tuple[str, dict]:
+    """The result backend's URL and its transport options: chords need one (see
+    :mod:`worker.results`). The embedded one names its class in the URL (``cls+file://``):
+    Celery picks the backend by the ``result_backend`` URL, not by ``Celery(backend=cls)``."""
     if settings.embedded:
-        for name in ("messages", "processed", "control"):
+        folder = (settings.broker_dir / "results").resolve()
+        return f"worker.results:LockedFilesystemBackend+{folder.as_uri()}", {}
+    options = {"global_keyprefix": settings.redis_key_prefix} if settings.redis_key_prefix else {}
+    return settings.broker_url, options
+
+
+def ensure_broker_dirs(settings: Settings) -> None:
+    """Create the embedded broker's folders (the filesystem transport and the result backend
+    need them to exist)."""
+    if settings.embedded:
+        for name in ("messages", "processed", "control", "results"):
             (settings.broker_dir / name).mkdir(parents=True, exist_ok=True)
 
 
@@ -144,13 +159,15 @@ def _die_with_parent() -> None:
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     url, options = broker_options(settings)
-    app = Celery("rntk", broker=url, include=["worker.tasks"])
+    backend_url, backend_options = result_backend(settings)
+    app = Celery("rntk", broker=url, backend=backend_url, include=["worker.tasks", "worker.fanout"])
     app.conf.update(
         broker_transport_options=options,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=3,
-        result_backend=None,
-        task_ignore_result=True,
+        result_backend=backend_url,
+        result_backend_transport_options=backend_options,
+        task_ignore_result=True,  # only the block tasks of a chord keep theirs
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
@@ -166,8 +183,11 @@ def make_celery(settings: Settings | None = None) -> Celery:
         worker_send_task_events=False,
         worker_enable_remote_control=not settings.embedded,
         worker_hijack_root_logger=False,
-        # one job per child: a fresh process per attempt keeps device memory from piling up
-        worker_max_tasks_per_child=1,
+        # a warm child keeps JAX and its compiled functions across tasks; recycled after
+        # child_tasks tasks or past child_memory_mb of RSS (Celery counts KiB), and a crash
+        # or a kill takes only its own task (acks_late + reject_on_worker_lost)
+        worker_max_tasks_per_child=settings.child_tasks,
+        worker_max_memory_per_child=settings.child_memory_mb * 1024,
     )
     return app
 

@@ -37,13 +37,15 @@ from rntk_core.devices import device_memory
 from worker.jobs import JobError, JobRecord, JobState, Progress, Requeue, Store, file_lock, now
 from worker.settings import TASK_NAME, Settings
 
-__all__ = ["enqueue", "heartbeat_age", "sweep", "waiting_message_ids", "Heartbeat", "StallWatch",
+__all__ = ["enqueue", "fan_out_task_id", "fan_out_waiting", "heartbeat_age", "sweep", "waiting_message_ids", "Heartbeat", "StallWatch",
            "SweepLock", "Sweeper"]
 
 log = logging.getLogger("rntk.recovery")
 
 #: A temporary upload or commit folder untouched this long belongs to no live request.
 STALE_TMP_S = 3600.0
+#: How often the embedded mode's result files are cleaned of expired entries.
+RESULTS_CLEANUP_S = 3600.0
 
 
 def enqueue(store: Store, celery: Any, settings: Settings, job_id: str) -> bool:
@@ -89,11 +91,19 @@ def sweep(store: Store, celery: Any, settings: Settings) -> dict[str, list[str]]
     if actions["tmp_removed"]:
         log.warning("removed %d stale temporary upload(s) from tmp/", len(actions["tmp_removed"]))
     unclaimed: list[JobRecord] = []
+    waiting: set[str] | None = None
     for record in list(store.active_jobs()):
         job_id = record.id
         if record.deleted:
             continue
-        if record.state == JobState.running and heartbeat_age(store, record) > settings.dead_after_s:
+        stale = record.state == JobState.running and heartbeat_age(store, record) > settings.dead_after_s
+        if stale and record.progress.stage == "blocks":
+            # fanned out (worker.fanout): alive while a block or its continuation waits in
+            # line behind other jobs; an unreadable broker is no proof of death either
+            waiting = waiting_message_ids(celery, settings) if waiting is None else waiting
+            if waiting is None or fan_out_waiting(record.message_id, waiting):
+                continue
+        if stale:
             outcome: dict[str, str] = {}
 
             def revive(rec: JobRecord) -> None:
@@ -161,6 +171,18 @@ def _resend_unclaimed(store: Store, celery: Any, settings: Settings, records: li
             enqueue(store, celery, settings, record.id)
             resent.append(record.id)
     return resent
+
+
+def fan_out_task_id(message_id: str, index: int | str) -> str:
+    """The task id of part ``index`` (a block's number, or "continue") of an attempt's fan-out."""
+    return f"{message_id}.{index}"
+
+
+def fan_out_waiting(message_id: str, waiting: set[str]) -> bool:
+    """Whether a task of the attempt ``message_id``'s fan-out (a block, or the chord's
+    continuation: task ids ``<message_id>.<part>``) waits in the broker's queue."""
+    prefix = f"{message_id}."
+    return any(task_id.startswith(prefix) for task_id in waiting)
 
 
 def waiting_message_ids(celery: Any, settings: Settings) -> set[str] | None:
@@ -323,11 +345,20 @@ class Sweeper:
             return sweep(self.store, self.celery, self.settings) if mine else None
 
     def _run(self) -> None:
+        cleaned = time.monotonic()
         while not self._stop.wait(self.settings.sweep_s):
             try:
                 self.sweep_once()
             except Exception:  # keep sweeping; one bad record or a broker outage must not stop recovery
                 log.exception("recovery sweep failed")
+            if self.settings.embedded and time.monotonic() - cleaned > RESULTS_CLEANUP_S:
+                # the embedded result backend's files (chord results, counters) past
+                # result_expires; Redis expires its own keys
+                cleaned = time.monotonic()
+                try:
+                    self.celery.backend.cleanup()
+                except Exception:
+                    log.exception("result backend clean-up failed")
 
     def start(self) -> None:
         self._thread.start()

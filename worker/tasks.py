@@ -1,10 +1,10 @@
 """Run one job: record -> evaluation -> artifacts -> record.
 
 JAX is imported only here, inside the task, i.e. in the prefork pool's child process (the
-worker runs ``--pool=prefork --concurrency=1`` with ``worker_max_tasks_per_child=1``: the
-main process, which never imports JAX, forks a fresh child per job). A forked child never
-forks again, so no JAX runtime is ever copied across a fork, and device memory is returned
-to the system when each job's child exits.
+worker runs ``--pool=prefork --concurrency=1``; the main process never imports JAX). The
+child stays warm for ``child_tasks`` tasks or until its RSS passes ``child_memory_mb``, then
+a fresh one replaces it and device memory goes back to the system. A forked child never
+forks again, so no JAX runtime is ever copied across a fork.
 """
 
 from __future__ import annotations
@@ -129,10 +129,11 @@ def _install_artifacts(store: Store, job_id: str, staged: Path) -> list[dict]:
 
 
 class PhaseClock:
-    """Seconds spent in each progress stage of one attempt (``loading``, ``kernels``, ...)."""
+    """Seconds spent in each progress stage of one attempt (``loading``, ``kernels``, ...),
+    from ``earlier`` totals (a fanned-out job's first part) on."""
 
-    def __init__(self) -> None:
-        self._totals: dict[str, float] = {}
+    def __init__(self, earlier: dict[str, float] | None = None) -> None:
+        self._totals: dict[str, float] = dict(earlier or {})
         self._stage: str | None = None
         self._since = time.monotonic()
 
@@ -208,9 +209,10 @@ class Attempt:
     ``watch`` hears of every progress step (the heartbeat's stall watchdog reads it).
     """
 
-    def __init__(self, store: Store, record: JobRecord, settings: Settings, watch: StallWatch | None) -> None:
+    def __init__(self, store: Store, record: JobRecord, settings: Settings, watch: StallWatch | None,
+                 resumed: bool = False) -> None:
         self.store, self.job_id, self.watch = store, record.id, watch
-        self.phases = PhaseClock()
+        self.phases = PhaseClock(record.phase_seconds if resumed else None)
         self.overall = OverallProgress(record.cost)
         self.deadline = time.monotonic() + settings.job_time_limit_s
         self._last_write = 0.0
@@ -242,17 +244,20 @@ class Attempt:
             raise Cancelled()
 
 
-def _evaluate(store: Store, record: JobRecord, settings: Settings, attempt: Attempt, staged: Path) -> Report:
-    """Load the job's dataset and evaluate it into ``staged``; the typed report."""
+def _evaluate(store: Store, record: JobRecord, settings: Settings, attempt: Attempt, staged: Path,
+              runner: Any = None) -> Report:
+    """Load the job's dataset and evaluate it into ``staged``; the typed report. ``runner``:
+    where a landmark job's blocks run (:class:`worker.fanout.ChordRunner`)."""
     attempt.set_progress("loading", 0, 1, force=True)
     # JAX arrives with rntk_core: only here, in the pool child. Allocate device memory as
     # needed rather than 75% up front, so the engine's tile budget is what bounds it.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     use_compile_cache(settings)
     from rntk_core.evaluation.config import parse_config
-    from rntk_core.evaluation.datasets import DatasetLimits, load_dataset
+    from rntk_core.evaluation.datasets import DatasetLimits, load_for_job
     from rntk_core.evaluation.evaluate import RunOptions, evaluate
     from rntk_core.evaluation.progress import Progress as Hooks
+    from worker.fanout import work_dir
 
     # validated again: a record older than one of today's bounds holds its config unchecked
     config = parse_config(record.config.model_dump())
@@ -260,31 +265,47 @@ def _evaluate(store: Store, record: JobRecord, settings: Settings, attempt: Atte
     if path is None:
         raise FileNotFoundError("the job's dataset no longer exists")
     limits = DatasetLimits(max_samples=settings.max_samples, max_steps=settings.max_steps)
-    dataset = load_dataset(path, features_per_step=config.features_per_step, limits=limits)
+    dataset = load_for_job(path, features_per_step=config.features_per_step, limits=limits)
     attempt.check_cancel()
     gram_mode = record.artifacts.gram
     started = attempt.overall.started
+    landmarks = config.landmarks > 0 and runner is not None
     # "loading" (JAX's import included) is the report's timings.load, and the report's
-    # total runs from the attempt's start: the record and the report agree
+    # total runs from the attempt's start (a resumed one's from its first part's): the
+    # record and the report agree
     run = RunOptions(
         progress=Hooks(on_progress=attempt.set_progress, should_cancel=attempt.should_cancel),
         memory_budget=settings.memory_budget_bytes, grid_memory=settings.grid_memory_bytes,
         load_seconds=time.monotonic() - started,
-        started_at=time.time() - (time.monotonic() - started),
+        started_at=record.started_at if landmarks and record.started_at else time.time() - (time.monotonic() - started),
+        block_runner=runner if landmarks else None,
+        work_dir=work_dir(store, record.id) if landmarks else None,
         provenance={"dataset_sha256": record.dataset_id, "job_id": record.id,
                     "request": record.model_dump(mode="json", include={"dataset_id", "config", "artifacts"})})
     return evaluate(dataset, config, out_dir=staged, grams=gram_mode, run=run)
 
 
-def execute(store: Store, record: JobRecord, settings: Settings, watch: StallWatch | None = None) -> None:
+def execute(store: Store, record: JobRecord, settings: Settings, watch: StallWatch | None = None, *,
+            resumed: list | None = None, worker: str | None = None) -> None:
     """Evaluate the job's dataset into a staged folder and install it; update the record.
-    ``watch`` hears of every progress step (the heartbeat's stall watchdog reads it)."""
+    ``watch`` hears of every progress step (the heartbeat's stall watchdog reads it).
+
+    A landmark job's blocks fan out over the workers (:mod:`worker.fanout`): the first call
+    returns once they are sent, with the job still running; the chord's continuation calls
+    again with the blocks' ``resumed`` results, and that call finishes the job.
+    ``worker``: this worker's name, for the report's blocks per worker."""
+    from rntk_core.evaluation.scale.blocks import FannedOut
+    from worker.fanout import ChordRunner, drop_work
+
     job_id = record.id
-    attempt = Attempt(store, record, settings, watch)
+    attempt = Attempt(store, record, settings, watch, resumed=resumed is not None)
     drop_staged(store, job_id)  # a killed earlier attempt may have left its staged folder
     staged = store.job_dir(job_id) / f".artifacts.{record.attempts}.{uuid.uuid4().hex[:8]}"
+    runner = ChordRunner(store, record, settings, worker or socket.gethostname(), resumed) \
+        if settings.fan_out_blocks else None
+    finished = True
     try:
-        report = _evaluate(store, record, settings, attempt, staged)
+        report = _evaluate(store, record, settings, attempt, staged, runner)
         attempt.check_cancel()  # also the deadline, so a late report is never installed
         attempt.set_progress("writing", 0, 1, force=True)
         manifest = _install_artifacts(store, job_id, staged)
@@ -302,6 +323,16 @@ def execute(store: Store, record: JobRecord, settings: Settings, watch: StallWat
         final = store.update_job(job_id, succeed)
         if final is not None and final.deleted:
             store.remove_artifacts(job_id)
+    except FannedOut as sent:  # the chord's continuation finishes the job
+        finished = False
+        phase_seconds = attempt.phases.stop()
+
+        def note(rec: JobRecord) -> None:
+            if rec.message_id == record.message_id and rec.state == JobState.running:
+                rec.phase_seconds = phase_seconds
+
+        store.update_job(job_id, note)
+        log.info("job %s: %d block(s) fanned out", job_id, sent.blocks, extra={"job_id": job_id})
     except Cancelled:
         _finish(store, record, JobState.cancelled, None, attempt.phases.stop(), staged)
     except SoftTimeLimitExceeded:
@@ -319,6 +350,8 @@ def execute(store: Store, record: JobRecord, settings: Settings, watch: StallWat
         _finish(store, record, JobState.failed, JobError(type=kind, message=message), attempt.phases.stop(), staged)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
+        if finished:
+            drop_work(store, job_id)
 
 
 #: Below this much free space on the data volume, a write error is taken for a full disk.

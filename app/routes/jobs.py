@@ -92,8 +92,9 @@ async def get_job(job_id: str, owner: OwnerDep, store: StoreDep) -> JobView:
 
 @router.post("/{job_id}/cancel", status_code=202, summary="Cancel a queued or running job",
              response_model=JobView, responses=errors(404, 409))
-def cancel_job(job_id: str, owner: OwnerDep, store: StoreDep) -> JobView:
-    record, accepted = service.cancel_job(store, owner, job_id)
+def cancel_job(job_id: str, owner: OwnerDep, store: StoreDep, celery: CeleryDep,
+               settings: SettingsDep) -> JobView:
+    record, accepted = service.cancel_job(store, owner, job_id, celery, settings)
     if not accepted:
         raise HTTPException(409, f"job {job_id!r} already {record.state.value}")
     return JobView.from_record(record)
@@ -101,6 +102,7 @@ def cancel_job(job_id: str, owner: OwnerDep, store: StoreDep) -> JobView:
 
 @router.delete("/{job_id}", status_code=204, summary="Cancel a job and remove it with its artifacts",
                responses=errors(404))
-def delete_job(job_id: str, owner: OwnerDep, store: StoreDep) -> Response:
-    service.delete_job(store, owner, job_id)
+def delete_job(job_id: str, owner: OwnerDep, store: StoreDep, celery: CeleryDep,
+               settings: SettingsDep) -> Response:
+    service.delete_job(store, owner, job_id, celery, settings)
     return Response(status_code=204)

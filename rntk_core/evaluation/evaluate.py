@@ -93,6 +93,11 @@ class RunOptions:
         started_at: when the run began (epoch seconds; default: now minus ``load_seconds``).
         provenance: recorded in the report's ``reproducibility`` (e.g. ``dataset_sha256``,
             ``command`` or ``request``, ``job_id``).
+        block_runner: where a landmark job's blocks run (:class:`.scale.blocks.BlockRunner`;
+            default: this process). One that fans them out raises
+            :class:`.scale.blocks.FannedOut` out of :func:`evaluate`.
+        work_dir: where a landmark job keeps its selection scores and blocks between calls,
+            so that a second call resumes it (after its blocks ran elsewhere).
     """
 
     progress: Progress = SILENT
@@ -103,6 +108,8 @@ class RunOptions:
     load_seconds: float = 0.0
     started_at: float | None = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    block_runner: Any = None
+    work_dir: Path | None = None
 
 
 def evaluate(
@@ -144,21 +151,25 @@ def evaluate(
     train_columns = np.unique(np.concatenate(
         [fit for fit, _ in selection.pairs] + [train for train, _ in splits.folds]))
     X, x_scale = normalise(dataset.X, config.normalize)
+    from .report.timing import StageClock  # the kernels stage's steps, for the families' seconds
+
+    clock = StageClock.around(progress)
     with _timed(timings, "kernels"):
-        plan = build_plan(names, X, dataset.lengths, config, max_iter=max_iter, progress=progress,
+        plan = build_plan(names, X, dataset.lengths, config, max_iter=max_iter, progress=clock,
                           dtype=dtype, memory_budget=run.memory_budget, train_columns=train_columns,
                           placement=run.placement, grid_memory=run.grid_memory)
     solver = choose_solver(config.solver)
     fits: FitCache = {}
+    fit_seconds: dict = {}  # busy seconds per (split, model), for the families' seconds
     with _timed(timings, "validation"):
         outcomes = validate(plan, dataset.y, selection, fits, solver=solver, n_jobs=run.n_jobs,
-                            progress=progress)
+                            progress=progress, seconds=fit_seconds)
     with _timed(timings, "test"):
         score_folds(plan, outcomes, dataset.y, dataset.n_classes, splits.folds, fits, solver=solver,
-                    n_jobs=run.n_jobs, progress=progress)
+                    n_jobs=run.n_jobs, progress=progress, seconds=fit_seconds)
 
     evaluation = Evaluation(dataset, config, names, protocol, splits, selection, x_scale, plan, outcomes,
-                            fits, solver)
+                            fits, solver, kernel_marks=clock.marks.get("kernels", []), fit_seconds=fit_seconds)
     report = assemble(evaluation, timings, run.provenance, started_at)
     out = Path(out_dir) if out_dir is not None else None
     gram = write_arrays(report, evaluation, out, X, grams) if out is not None else None
@@ -188,7 +199,7 @@ def _evaluate_landmarks(dataset: Dataset, config: EvaluationConfig, names: list[
     out = Path(out_dir) if out_dir is not None else None
     parts = evaluate_landmarks(dataset, config, families=names, out_dir=out, dtype=dtype,
                                memory_budget=run.memory_budget, on_progress=run.progress.report,
-                               check_cancel=run.progress.check)
+                               check_cancel=run.progress.check, work_dir=run.work_dir, runner=run.block_runner)
     timings.update(parts["timings"])
     report = assemble_landmarks(dataset, config, names, parts, timings, run.provenance, started_at)
     labels = dataset.classes[dataset.y]
@@ -200,7 +211,9 @@ def _evaluate_landmarks(dataset: Dataset, config: EvaluationConfig, names: list[
         run.progress.report("report", 0, 1)
         with _timed(timings, "report"):
             drawn = draw_figures(report, None, labels, check=run.progress.check)
-    timings["total"] = run.load_seconds + time.perf_counter() - start
+    # a resumed run's total spans its earlier part too (and the blocks that ran meanwhile)
+    timings["total"] = time.time() - started_at if run.work_dir is not None \
+        else run.load_seconds + time.perf_counter() - start
     report["reproducibility"]["finished_at"] = utc(time.time())
     typed = Report.model_validate(json_safe(report))
     if out is not None:
@@ -209,18 +222,20 @@ def _evaluate_landmarks(dataset: Dataset, config: EvaluationConfig, names: list[
 
 
 def validate(plan: Plan, y: np.ndarray, selection: Selection, cache: FitCache, *, solver: SolverStrategy,
-             n_jobs: int | None = None, progress: Progress = SILENT) -> dict[str, FamilyOutcome]:
+             n_jobs: int | None = None, progress: Progress = SILENT,
+             seconds: dict[tuple[str, Any], float] | None = None) -> dict[str, FamilyOutcome]:
     """Score every candidate (its mean accuracy over the selection's pairs) and choose each
     family's ties.
 
     Baseline models are queued first: their large-C fits are the slowest (RBF at C = 1e6 takes
     over a minute on yeast, a recurrent kernel under a second), so they should not start last.
+    ``seconds``: each fit job's busy seconds are added to it (:func:`.solvers.strategy.fit_splits`).
     """
     families = sorted(plan.candidates, key=lambda family: family in RECURRENT_SPECS)
     wanted = wanted_fits([c for family in families for c in plan.candidates[family]])
     requests = {selection.split_name(k): (fit, score, wanted) for k, (fit, score) in enumerate(selection.pairs)}
     fit_splits(plan.models, y, requests, cache, solver=solver, n_jobs=n_jobs, phase="validation fits",
-               progress=progress, residency=plan.residency)
+               progress=progress, residency=plan.residency, seconds=seconds)
     outcomes = {}
     for family, candidates in plan.candidates.items():
         scores = [
@@ -234,14 +249,16 @@ def validate(plan: Plan, y: np.ndarray, selection: Selection, cache: FitCache, *
 
 def score_folds(plan: Plan, outcomes: Mapping[str, FamilyOutcome], y: np.ndarray, n_classes: int,
                 folds: Sequence[tuple[np.ndarray, np.ndarray]], cache: FitCache, *, solver: SolverStrategy,
-                n_jobs: int | None = None, progress: Progress = SILENT) -> None:
-    """Fit the chosen candidates on each fold, vote, and store the fold accuracies."""
+                n_jobs: int | None = None, progress: Progress = SILENT,
+                seconds: dict[tuple[str, Any], float] | None = None) -> None:
+    """Fit the chosen candidates on each fold, vote, and store the fold accuracies (``seconds``:
+    as in :func:`validate`)."""
     chosen = {family: [plan.candidates[family][i] for i in outcome.chosen]
               for family, outcome in outcomes.items()}
     wanted = wanted_fits([c for family in chosen.values() for c in family])
     requests = {f"fold{k}": (train, test, wanted) for k, (train, test) in enumerate(folds)}
     fit_splits(plan.models, y, requests, cache, solver=solver, n_jobs=n_jobs, phase="test folds",
-               progress=progress, residency=plan.residency)
+               progress=progress, residency=plan.residency, seconds=seconds)
     for family, outcome in outcomes.items():
         outcome.fold_accuracies = []
         for k, (_, test) in enumerate(folds):

@@ -9,19 +9,28 @@ after a killed worker replaces its chunk with identical bytes.
 :class:`BlockStore` is a zarr array ``(kernels, N, M)`` chunked one block of rows per chunk,
 in a folder (the data directory of a cluster is shared storage); :func:`compute_block`
 fills one chunk; :func:`compute_all` runs every block in this process, for ``rntk
-evaluate`` and tests. A job over many workers sends the same :func:`compute_block` calls
-as tasks.
+evaluate`` and tests.
+
+A job over many workers runs the same blocks as tasks (``worker.fanout``): the store's
+attributes name its inputs (:func:`describe`: the normalised X, the lengths and the landmark
+rows as ``.npy`` files beside the store, and the input order), so
+:func:`compute_stored_block` needs only the store's path and a row offset, and memory-maps
+the rows it reads. A :class:`BlockRunner` decides where the blocks run: here
+(:class:`InProcessRunner`), or elsewhere, raising :class:`FannedOut` to end the calling
+process's part until the blocks are done.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import socket
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-__all__ = ["BlockPlan", "BlockStore", "compute_all", "compute_block", "kernel_rows"]
+__all__ = ["BlockInputs", "BlockPlan", "BlockRunner", "BlockStore", "FannedOut", "InProcessRunner", "StoreJob",
+           "compute_all", "compute_block", "compute_stored_block", "describe", "kernel_rows", "run_here"]
 
 #: Default rows per block: K(X_block, Z) for M = 4096 landmarks and 48 kernels in float32 is
 #: 4096 * 4096 * 48 * 4 bytes = 3 GiB of output per block at most; smaller M, less.
@@ -89,6 +98,32 @@ class BlockStore:
             if self.array.shape != shape:
                 raise ValueError(f"{self.path} holds a {self.array.shape} array, not {shape}")
 
+    @classmethod
+    def open(cls, path: Path) -> "BlockStore":
+        """An existing store, its plan read from its attributes (see :func:`describe`)."""
+        import zarr
+
+        array = zarr.open_array(str(path), mode="r+")
+        plan = dict(array.attrs["plan"])
+        plan["kernels"] = tuple(tuple(key) for key in plan["kernels"])
+        store = cls.__new__(cls)
+        store.path, store.plan, store.array = Path(path), BlockPlan(**plan), array
+        return store
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.array.shape[1])
+
+    def blocks_done(self) -> int:
+        """How many blocks are written (a block writes one chunk per kernel, atomically)."""
+        if self.path is None:
+            return sum(self.done(start) for start, _ in self.plan.blocks(self.n_rows))
+        return int(self.array.nchunks_initialized) // len(self.plan.kernels)
+
+    def missing(self) -> list[tuple[int, int]]:
+        """The blocks not written yet, as (start, stop)."""
+        return [(start, stop) for start, stop in self.plan.blocks(self.n_rows) if not self.done(start)]
+
     def write(self, start: int, values: np.ndarray) -> None:
         self.array[:, start:start + values.shape[1], :] = values
 
@@ -128,3 +163,121 @@ def compute_all(store: BlockStore, X: np.ndarray, Z: np.ndarray, *, lengths: np.
             on_block(number + 1, len(blocks))
     return computed
 
+
+
+@dataclass(frozen=True)
+class BlockInputs:
+    """The rows every block of a job reads: the normalised X (an array or a memory map), the
+    sequence lengths, and the engine's memory budget."""
+
+    X: np.ndarray
+    lengths: np.ndarray | None = None
+    memory_budget: int | None = None
+
+
+def _store_inputs(store: BlockStore, landmarks: np.ndarray, order: Sequence[int] | None,
+                  inputs: BlockInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(X, Z, lengths, Z lengths) of a store, in its input order."""
+    X = inputs.X if order is None else _Ordered(inputs.X, order)
+    lengths = inputs.lengths
+    Z = np.asarray(inputs.X[np.sort(landmarks)])[np.argsort(np.argsort(landmarks))]  # memory maps want sorted
+    if order is not None:
+        Z = Z[:, list(order)]
+    return X, Z, lengths, None if lengths is None else np.asarray(lengths)[landmarks]
+
+
+class _Ordered:
+    """Rows of X with their steps in another order, read a slice at a time."""
+
+    def __init__(self, X: np.ndarray, order: Sequence[int]) -> None:
+        self.X, self.order, self.shape = X, list(order), X.shape
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return np.asarray(self.X[rows])[:, self.order]
+
+
+def describe(store: BlockStore, *, inputs: str, landmarks: str, lengths: str | None,
+             order: Sequence[int] | None) -> None:
+    """Record in the store's attributes what its blocks read: the ``.npy`` files (names
+    relative to the store's folder) and the input order."""
+    plan = asdict(store.plan)
+    store.array.attrs.update({"plan": plan, "inputs": inputs, "landmarks": landmarks, "lengths": lengths,
+                              "order": None if order is None else [int(step) for step in order]})
+
+
+def compute_stored_block(path: Path, start: int, *, memory_budget: int | None = None) -> bool:
+    """Compute the block of the store at ``path`` that starts at row ``start``, from the
+    inputs its attributes name (memory-mapped); False if it was written already."""
+    store = BlockStore.open(path)
+    if store.done(start):
+        return False
+    attrs, folder = store.array.attrs, Path(path).parent
+    X = np.load(folder / attrs["inputs"], mmap_mode="r")
+    lengths = None if attrs.get("lengths") is None else np.load(folder / attrs["lengths"], mmap_mode="r")
+    landmarks = np.load(folder / attrs["landmarks"])
+    X, Z, lengths, z_lengths = _store_inputs(store, landmarks, attrs.get("order"),
+                                             BlockInputs(X, lengths, memory_budget))
+    stop = min(store.n_rows, start + store.plan.block_rows)
+    compute_block(store, X, Z, start, stop, lengths=lengths, z_lengths=z_lengths, memory_budget=memory_budget)
+    return True
+
+
+@dataclass(frozen=True)
+class StoreJob:
+    """One store to fill: its landmark rows and input order, and where its inputs live on disk."""
+
+    store: BlockStore
+    landmarks: np.ndarray
+    order: Sequence[int] | None = None
+
+
+class FannedOut(Exception):
+    """The blocks were sent to other processes; the run goes on once they are written."""
+
+    def __init__(self, blocks: int) -> None:
+        super().__init__(f"{blocks} block(s) sent to the workers")
+        self.blocks = blocks
+
+
+class BlockRunner(Protocol):
+    """Where a job's blocks run. ``run`` returns the blocks computed per worker, or raises
+    :class:`FannedOut` when they run elsewhere (the caller is resumed later)."""
+
+    #: Whether the stores need their inputs on disk (another process reads them).
+    needs_files: bool
+
+    def run(self, jobs: Sequence[StoreJob], inputs: BlockInputs, *,
+            on_block: Callable[[int, int], None] | None = None,
+            check_cancel: Callable[[], None] | None = None) -> dict[str, int]: ...
+
+
+def run_here(jobs: Sequence[StoreJob], inputs: BlockInputs, *, on_block: Callable[[int, int], None] | None = None,
+             check_cancel: Callable[[], None] | None = None) -> int:
+    """Every missing block of ``jobs`` in this process; returns the number computed.
+    ``on_block(done, total)`` counts the blocks of all the stores together."""
+    total = sum(len(job.store.plan.blocks(job.store.n_rows)) for job in jobs)
+    done, computed = 0, 0
+    for job in jobs:
+        X, Z, lengths, z_lengths = _store_inputs(job.store, job.landmarks, job.order, inputs)
+
+        def counted(_: int, __: int) -> None:
+            nonlocal done
+            done += 1
+            if on_block is not None:
+                on_block(done, total)
+
+        computed += compute_all(job.store, X, Z, lengths=lengths, z_lengths=z_lengths,
+                                memory_budget=inputs.memory_budget, on_block=counted, check_cancel=check_cancel)
+    return computed
+
+
+class InProcessRunner:
+    """Every block in this process (``rntk evaluate``, tests, one-worker jobs)."""
+
+    needs_files = False
+
+    def run(self, jobs: Sequence[StoreJob], inputs: BlockInputs, *,
+            on_block: Callable[[int, int], None] | None = None,
+            check_cancel: Callable[[], None] | None = None) -> dict[str, int]:
+        computed = run_here(jobs, inputs, on_block=on_block, check_cancel=check_cancel)
+        return {socket.gethostname(): computed} if computed else {}

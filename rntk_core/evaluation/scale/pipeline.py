@@ -14,6 +14,11 @@
 3. The Nystrom approximation's relative Frobenius error is measured per chosen kernel on a
    sample of rows against a sample of columns, exact kernels computed by the engine.
 
+Where the blocks run is the caller's :class:`~.blocks.BlockRunner`: in this process, or
+fanned out over workers. With a ``work_dir`` the run can be resumed: stage 1's scores and
+the blocks are kept there, so a second call (after the blocks ran elsewhere, or after a
+killed worker) redoes neither, and the stores move into ``out_dir/scale/`` at the end.
+
 Only recurrent families and RBF have landmark features; other families are refused.
 """
 
@@ -21,7 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import socket
+import json
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -31,7 +38,7 @@ import numpy as np
 from ..config import LANDMARK_FAMILIES
 from ..protocol import Candidate, accuracy, normalise, resolve_splits, selection_pairs
 from ..solvers.linear_svm import LinearTask, fit_predict_linear
-from .blocks import BlockPlan, BlockStore, compute_all, kernel_rows
+from .blocks import BlockInputs, BlockPlan, BlockRunner, BlockStore, InProcessRunner, StoreJob, describe, kernel_rows
 from .landmarks import choose_landmarks, nystrom_map, relative_error, stratified_sample
 
 __all__ = ["LANDMARK_FAMILIES", "evaluate_landmarks"]
@@ -202,6 +209,8 @@ class _Run:
     out_dir: Path | None
     report: Callable[[str, int, int], None]
     check_cancel: Callable[[], None] | None
+    work_dir: Path | None = None
+    runner: BlockRunner = dataclasses.field(default_factory=InProcessRunner)
     fits: int = 0
 
 
@@ -217,14 +226,21 @@ def evaluate_landmarks(
     check_cancel: Callable[[], None] | None = None,
     block_rows: int | None = None,
     floor: float = 1e-10,
+    work_dir: Path | None = None,
+    runner: BlockRunner | None = None,
 ) -> dict[str, Any]:
     """The landmark protocol on ``dataset``; returns the report's parts (families,
-    configurations, selection, scale, timings) for :mod:`..evaluate` to assemble."""
+    configurations, selection, scale, timings) for :mod:`..evaluate` to assemble.
+
+    ``work_dir``: where stage 1's scores and the blocks are kept between calls (see the
+    module's docstring); ``runner``: where the blocks run (default: this process). A runner
+    that sends them elsewhere raises :class:`~.blocks.FannedOut` out of this call."""
     splits, protocol = resolve_splits(dataset, config.protocol, config.seed)
     X, x_scale = normalise(dataset.X, config.normalize)
     run = _Run(_Rows(X, dataset.lengths, dtype, memory_budget), dataset.y, config, floor,
                block_rows or int(config.block_rows), out_dir,
-               lambda stage, done, total: on_progress(stage, done, total) if on_progress else None, check_cancel)
+               lambda stage, done, total: on_progress(stage, done, total) if on_progress else None, check_cancel,
+               Path(work_dir) if work_dir is not None else None, runner or InProcessRunner())
     found = candidates(families, config, dataset.n_steps, dtype)
     selection, wanted = _selection_rows(splits, dataset.y, dataset.classes, config)
     timings: dict[str, float] = {}
@@ -235,7 +251,7 @@ def evaluate_landmarks(
         if best is None or scores[(candidate.model, candidate.C)] > scores[(best.model, best.C)]:
             chosen[candidate.family] = candidate
     test_started = time.perf_counter()
-    fold_accuracy, errors, n_blocks = _test(run, splits, chosen, landmark_rows)
+    fold_accuracy, errors, blocks = _test(run, splits, chosen, landmark_rows)
     timings["test"] = time.perf_counter() - test_started
     names = {c.model: c.model.name(family) for family, c in chosen.items()}
     return {
@@ -258,8 +274,7 @@ def evaluate_landmarks(
                   "nystrom_error_max": round(max(errors.values()), 6) if errors else None,
                   "selection_samples": int(wanted.size),
                   "training_samples": [int(len(train)) for train, _ in splits.folds],
-                  "blocks": {"total": n_blocks, "rows_per_block": run.block_rows,
-                             "by_worker": {socket.gethostname(): n_blocks}}},
+                  "blocks": {"rows_per_block": run.block_rows, **blocks}},
         "fits": run.fits,
         "timings": timings,
     }
@@ -267,7 +282,16 @@ def evaluate_landmarks(
 
 def _select(run: _Run, found: Sequence[Candidate], selection: Any, wanted: np.ndarray,
             timings: dict[str, float]) -> tuple[dict[tuple, float], dict[str, np.ndarray]]:
-    """Stage 1: every grid kernel's features on the subsample, and every (kernel, C) scored."""
+    """Stage 1: every grid kernel's features on the subsample, and every (kernel, C) scored.
+    Kept in ``work_dir/selection.json`` and read back from there by a resumed run."""
+    saved = run.work_dir / "selection.json" if run.work_dir is not None else None
+    if saved is not None and saved.exists():
+        state = json.loads(saved.read_text())
+        if len(state["scores"]) == len(found):
+            timings.update(state["timings"])
+            run.fits += state["fits"]
+            scores = {(c.model, c.C): score for c, score in zip(found, state["scores"])}
+            return scores, {"selection": np.asarray(state["landmarks"], dtype=np.int64)}
     started = time.perf_counter()
     models = list(dict.fromkeys(candidate.model for candidate in found))
     fit_rows = np.unique(np.concatenate([fit for fit, _ in selection.pairs]))
@@ -279,34 +303,45 @@ def _select(run: _Run, found: Sequence[Candidate], selection: Any, wanted: np.nd
     done = iter(range(1, len(models) + 1))
     scores = _validate(found, features, wanted, run.y, selection, run.check_cancel,
                        lambda: run.report("validation", next(done), len(models)))
-    run.fits += len(scores) * len(selection.pairs)
+    fits = len(scores) * len(selection.pairs)
+    run.fits += fits
     timings["validation"] = time.perf_counter() - started - timings["kernels"]
+    if saved is not None:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        temporary = saved.with_suffix(".tmp")
+        temporary.write_text(json.dumps({
+            "scores": [scores[(c.model, c.C)] for c in found], "landmarks": landmarks.tolist(),
+            "fits": fits, "timings": {key: timings[key] for key in ("kernels", "validation")}}))
+        os.replace(temporary, saved)
     return scores, {"selection": landmarks}
 
 
 def _test(run: _Run, splits: Any, chosen: Mapping[str, Candidate],
-          landmark_rows: dict[str, np.ndarray]) -> tuple[dict[str, list[float]], dict[Any, float], int]:
-    """Stage 2: per test fold, the chosen kernels on every row in blocks, fitted and scored.
-    Returns the fold accuracies per family, the Nystrom error per kernel and the blocks run."""
+          landmark_rows: dict[str, np.ndarray]) -> tuple[dict[str, list[float]], dict[Any, float], dict[str, Any]]:
+    """Stage 2: the chosen kernels on every row in blocks (every fold's blocks first, by the
+    runner), then per test fold each kernel fitted and scored. Returns the fold accuracies per
+    family, the Nystrom error per kernel, and the blocks (total and by worker)."""
     y, config = run.y, run.config
     finals = list(dict.fromkeys(candidate.model for candidate in chosen.values()))
-    n_blocks = len(range(0, run.rows.X.shape[0], run.block_rows)) * len(_groups(finals)) * len(splits.folds)
-    blocks_done = [0]
-
-    def on_block(_: int, __: int) -> None:
-        blocks_done[0] += 1
-        run.report("blocks", blocks_done[0], n_blocks)
+    fold_landmarks = []
+    for fold, (train, _) in enumerate(splits.folds):
+        fold_landmarks.append(_landmarks(np.asarray(train), y, run.rows.X, config, config.seed + 1 + fold))
+        landmark_rows[f"fold{fold}"] = fold_landmarks[-1]
+    stores = _block_stores(run, finals, fold_landmarks)
+    total = sum(len(job.store.plan.blocks(job.store.n_rows)) for job in stores.values())
+    started = time.perf_counter()
+    by_worker = run.runner.run(list(stores.values()), BlockInputs(run.rows.X, run.rows.lengths, run.rows.memory_budget),
+                               on_block=lambda done, count: run.report("blocks", done, count),
+                               check_cancel=run.check_cancel)
+    run.report("blocks", total, total)
 
     fold_accuracy: dict[str, list[float]] = {family: [] for family in chosen}
     errors: dict[Any, float] = {}
     for fold, (train, test) in enumerate(splits.folds):
         train, test = np.asarray(train), np.asarray(test)
-        fold_landmarks = _landmarks(train, y, run.rows.X, config, config.seed + 1 + fold)
-        landmark_rows[f"fold{fold}"] = fold_landmarks
         # One kernel's K(X, Z) and features at a time: memory is one kernel's, not the grid's.
-        for model, k_xz in _fold_kernels(run.rows, finals, fold_landmarks, run.out_dir, fold, run.block_rows,
-                                         run.check_cancel, on_block):
-            mapping = nystrom_map(k_xz[fold_landmarks], floor=run.floor)
+        for model, k_xz in _fold_kernels(run.rows, finals, fold_landmarks[fold], stores, fold):
+            mapping = nystrom_map(k_xz[fold_landmarks[fold]], floor=run.floor)
             phi_train, phi_test = mapping.features(k_xz, train), mapping.features(k_xz, test)
             del k_xz
             if fold == 0:
@@ -320,7 +355,62 @@ def _test(run: _Run, splits: Any, chosen: Mapping[str, Candidate],
                 if candidate.model == model:
                     fold_accuracy[family].append(accuracy(result[candidate.C].predictions, y[test]))
         run.report("test", fold + 1, len(splits.folds))
-    return fold_accuracy, errors, n_blocks
+    _install_stores(run, stores)
+    return fold_accuracy, errors, {"total": total, "by_worker": dict(by_worker),
+                                   "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _block_stores(run: _Run, models: Sequence[Any], fold_landmarks: Sequence[np.ndarray]) -> dict[tuple, StoreJob]:
+    """The zarr store of every (fold, grid source) of recurrent kernels: in ``work_dir`` (kept
+    for a resumed run), else in ``out_dir/scale/``, else in memory. With a runner whose blocks
+    run in other processes, their inputs go beside them as ``.npy`` files."""
+    folder = run.work_dir if run.work_dir is not None else (
+        Path(run.out_dir) / "scale" if run.out_dir is not None else None)
+    if run.runner.needs_files and folder is None:
+        raise ValueError("blocks that run in other processes need a work_dir for their inputs")
+    files = run.runner.needs_files
+    if files:
+        _save_once(folder / "inputs.npy", run.rows.X)
+        if run.rows.lengths is not None:
+            _save_once(folder / "lengths.npy", np.asarray(run.rows.lengths))
+    n = run.rows.X.shape[0]
+    stores: dict[tuple, StoreJob] = {}
+    for fold, landmarks in enumerate(fold_landmarks):
+        if files:
+            _save_once(folder / f"landmarks-fold{fold}.npy", landmarks)
+        for number, group in enumerate(_groups(models).values()):
+            if isinstance(group[0], RbfKernel):
+                continue
+            plan = run.rows.plan(group, run.block_rows)
+            path = folder / f"fold{fold}-k_xz-{number}.zarr" if folder is not None else None
+            store = BlockStore(path, n, landmarks.size, plan)
+            order = getattr(group[0], "order", None)
+            if files:
+                describe(store, inputs="inputs.npy", landmarks=f"landmarks-fold{fold}.npy",
+                         lengths="lengths.npy" if run.rows.lengths is not None else None, order=order)
+            stores[(fold, number)] = StoreJob(store, landmarks, order)
+    return stores
+
+
+def _save_once(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` unless a resumed run wrote it already (atomically)."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp.npy")
+    np.save(temporary, np.asarray(array))
+    os.replace(temporary, path)
+
+
+def _install_stores(run: _Run, stores: Mapping[tuple, StoreJob]) -> None:
+    """Move the stores kept in ``work_dir`` into ``out_dir/scale/`` (the job's artifacts)."""
+    if run.work_dir is None or run.out_dir is None:
+        return
+    target = Path(run.out_dir) / "scale"
+    target.mkdir(parents=True, exist_ok=True)
+    for job in stores.values():
+        if job.store.path is not None and job.store.path.exists():
+            shutil.move(str(job.store.path), str(target / job.store.path.name))
 
 
 def _configuration(candidate: Candidate) -> dict[str, Any]:
@@ -330,31 +420,15 @@ def _configuration(candidate: Candidate) -> dict[str, Any]:
     return entry
 
 
-def _fold_kernels(rows: _Rows, models: Sequence[Any], landmarks: np.ndarray, out_dir: Path | None, fold: int,
-                  block_rows: int, check_cancel: Callable[[], None] | None,
-                  on_block: Callable[[int, int], None]) -> Iterator[tuple[Any, np.ndarray]]:
-    """(model, K(X, Z)) for each model in turn; the recurrent ones computed in blocks (into a
-    zarr store under ``out_dir/scale/`` when given), each engine pass once for its group."""
+def _fold_kernels(rows: _Rows, models: Sequence[Any], landmarks: np.ndarray, stores: Mapping[tuple, StoreJob],
+                  fold: int) -> Iterator[tuple[Any, np.ndarray]]:
+    """(model, K(X, Z)) for each model in turn: the recurrent ones read from their fold's
+    store, RBF computed here."""
     n = rows.X.shape[0]
     for number, group in enumerate(_groups(models).values()):
         if isinstance(group[0], RbfKernel):
-            values = rows.block(group, np.arange(n), landmarks)
-            for _ in range(0, n, block_rows):
-                on_block(0, 0)
-            yield from zip(group, values)
+            yield from zip(group, rows.block(group, np.arange(n), landmarks))
             continue
-        plan = rows.plan(group, block_rows)
-        path = (Path(out_dir) / "scale" / f"fold{fold}-k_xz-{number}.zarr") if out_dir is not None else None
-        yield from _blocks_of(rows, group, plan, landmarks, path, check_cancel, on_block)
-
-
-def _blocks_of(rows: _Rows, group: Sequence[Any], plan: BlockPlan, landmarks: np.ndarray, path: Path | None,
-               check_cancel: Callable[[], None] | None,
-               on_block: Callable[[int, int], None]) -> Iterator[tuple[Any, np.ndarray]]:
-    X = rows.inputs(group[0])
-    lengths = rows.lengths
-    store = BlockStore(path, X.shape[0], landmarks.size, plan)
-    compute_all(store, X, X[landmarks], lengths=lengths, z_lengths=None if lengths is None else lengths[landmarks],
-                memory_budget=rows.memory_budget, on_block=on_block, check_cancel=check_cancel)
-    for k, model in enumerate(group):
-        yield model, store.rows(k) * model.sigma_v ** 2
+        store = stores[(fold, number)].store
+        for k, model in enumerate(group):
+            yield model, store.rows(k) * model.sigma_v ** 2
