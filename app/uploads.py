@@ -60,6 +60,8 @@ CLOSE = {"Connection": "close"}
 
 async def drain(request: Request, limit: int = DRAIN_BYTES, seconds: float = DRAIN_SECONDS) -> None:
     """Read and drop the rest of the request body, at most ``limit`` bytes for ``seconds``."""
+    if getattr(request.state, "body_ended", False):
+        return  # read to its end already: a receive() now would wait for the client to leave
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return  # too much to read for nothing: the client meets a closed connection
@@ -210,9 +212,12 @@ async def body_chunks(request: Request, idle_timeout_s: float) -> AsyncIterator[
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
         chunk = message.get("body", b"")
+        ended = not message.get("more_body", False)
+        if ended:  # before the yield: the parser may refuse this last chunk (drain reads this)
+            request.state.body_ended = True
         if chunk:
             yield chunk
-        if not message.get("more_body", False):
+        if ended:
             return
 
 

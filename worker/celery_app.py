@@ -7,8 +7,8 @@
   redeliver a job that is still running. Dead jobs are found by their heartbeat instead
   (:mod:`worker.queue`), because that timeout is hours long.
 - job state lives in the service's own records (:mod:`worker.jobs`); the result backend
-  serves only the chords of a job spread over the workers (:mod:`worker.fanout`): Redis in
-  broker mode, files under ``RNTK_DATA_DIR/broker/results`` in the embedded mode
+  serves only the chords of a job spread over the workers (:mod:`worker.fanout`,
+  :mod:`worker.block_tasks`): Redis in broker mode, files under ``RNTK_DATA_DIR/broker/results`` in the embedded mode
   (:mod:`worker.results`, a counter under ``flock`` so chords finish natively there too).
 
 This module must stay free of JAX (and of ``rntk_core``, which imports it): the worker's
@@ -160,7 +160,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     url, options = broker_options(settings)
     backend_url, backend_options = result_backend(settings)
-    app = Celery("rntk", broker=url, backend=backend_url, include=["worker.tasks", "worker.fanout"])
+    app = Celery("rntk", broker=url, backend=backend_url, include=["worker.tasks", "worker.block_tasks"])
     app.conf.update(
         broker_transport_options=options,
         broker_connection_retry_on_startup=True,

@@ -28,6 +28,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from rntk_core.evaluation.cancel import Cancelled
 from rntk_core.evaluation.files import atomic_write_json
 from worker.celery_app import celery_app
+from worker.fanout import ChordRunner, drop_work, work_dir
 from worker.jobs import FamilySummary, JobCost, JobError, JobRecord, JobState, Progress, Store, now
 from worker.logs import job_context
 from worker.queue import Heartbeat, StallWatch
@@ -257,7 +258,6 @@ def _evaluate(store: Store, record: JobRecord, settings: Settings, attempt: Atte
     from rntk_core.evaluation.datasets import DatasetLimits, load_for_job
     from rntk_core.evaluation.evaluate import RunOptions, evaluate
     from rntk_core.evaluation.progress import Progress as Hooks
-    from worker.fanout import work_dir
 
     # validated again: a record older than one of today's bounds holds its config unchecked
     config = parse_config(record.config.model_dump())
@@ -295,7 +295,6 @@ def execute(store: Store, record: JobRecord, settings: Settings, watch: StallWat
     again with the blocks' ``resumed`` results, and that call finishes the job.
     ``worker``: this worker's name, for the report's blocks per worker."""
     from rntk_core.evaluation.scale.blocks import FannedOut
-    from worker.fanout import ChordRunner, drop_work
 
     job_id = record.id
     attempt = Attempt(store, record, settings, watch, resumed=resumed is not None)

@@ -19,7 +19,9 @@ def test_a_job_hung_in_a_native_wait_fails_as_stalled_and_frees_its_worker(servi
     # The stored upload becomes a FIFO with no writer: the worker's open() blocks in the kernel,
     # as on a hung network mount -- a real hang, and one that no Python signal handler ends.
     [meta] = list((service.data_dir / "datasets").glob(f"*/{dataset['id']}/meta.json"))
-    stored = next(p for p in meta.parent.iterdir() if p.name != "meta.json")
+    # the upload itself, not meta.json or the parsed/ arrays (a FIFO's size differs from the
+    # one they were parsed from, so the job reads the upload)
+    stored = next(p for p in meta.parent.iterdir() if p.is_file() and p.name != "meta.json")
     original = stored.read_bytes()
     stored.unlink()
     os.mkfifo(stored)
