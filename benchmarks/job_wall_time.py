@@ -4,27 +4,29 @@
         iris, default config, embedded mode: seconds from POST /jobs to succeeded (report.html
         written), for a fresh pool child per job (RNTK_CHILD_TASKS=1, the old behaviour) and a
         warm one (the default), in one run; medians and their ratio.
-    .venv/bin/python -m benchmarks.job_wall_time fanout [--n 4000]
-        one landmark job in Redis mode over 1 worker and over 2 workers (issue 19 item 4):
-        seconds to succeeded, blocks per worker, and the ratio.
+    .venv/bin/python -m benchmarks.job_wall_time fanout [--n 20000] [--landmarks 512] [--pin]
+        one landmark job (generated sequences, T=32, one sigma pair) in Redis mode over 1
+        worker and over 2 workers (issue 19 item 4): seconds to succeeded and in the blocks
+        stage, blocks per worker, peak RSS per worker process, the API's RSS, and the ratios.
+        --pin puts each worker (and its pool child) on a core of its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 
-from tests.service.conftest import IRIS, Service, wait_for
-from tests.service.test_fan_out import CONFIG as FAN_OUT_CONFIG
-from tests.service.test_fan_out import _npz
+from tests.service.conftest import IRIS, Service, descendants, wait_for
 
 
 def _service(root: Path, **settings: str) -> Service:
@@ -83,46 +85,147 @@ def small(jobs: int) -> None:
           f"and {results['warm child'][0]:.2f} s")
 
 
-def fanout(n: int) -> None:
+class RssSampler:
+    """Peak resident memory of process trees (a worker: its main process and pool child),
+    sampled from /proc every ``every`` seconds in a thread."""
+
+    def __init__(self, roots: dict[str, int], every: float = 0.5) -> None:
+        self.roots, self.every = roots, every
+        self.peak_process = {name: 0 for name in roots}  # the largest single process, MB
+        self.peak_tree = {name: 0 for name in roots}  # the largest sum over the tree, MB
+        self.first_tree: dict[str, int] = {}
+        self.last_tree: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _rss_mb(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/status") as handle:
+                for line in handle:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) // 1024
+        except OSError:
+            pass
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            for name, root in self.roots.items():
+                sizes = [self._rss_mb(pid) for pid in (root, *descendants(root))]
+                self.peak_process[name] = max(self.peak_process[name], max(sizes))
+                self.peak_tree[name] = max(self.peak_tree[name], sum(sizes))
+                self.first_tree.setdefault(name, sum(sizes))
+                self.last_tree[name] = sum(sizes)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _run_timing_blocks(client, dataset: str, config: dict, timeout: float) -> tuple[float, float, dict]:
+    """Seconds to succeeded, and seconds the job's progress stage was ``blocks``."""
+    start = time.perf_counter()
+    response = client.post("/jobs", json={"dataset_id": dataset, "config": config})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    blocks_from = blocks_to = None
+    while time.perf_counter() - start < timeout:
+        job = client.get(f"/jobs/{job_id}").json()
+        stage = (job.get("progress") or {}).get("stage")
+        now = time.perf_counter()
+        if stage == "blocks" and blocks_from is None:
+            blocks_from = now
+        if stage != "blocks" and blocks_from is not None and blocks_to is None:
+            blocks_to = now
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            assert job["state"] == "succeeded", job
+            return now - start, (blocks_to or now) - (blocks_from or now), job
+        time.sleep(0.2)
+    raise TimeoutError(f"job {job_id} did not finish in {timeout} s")
+
+
+def fanout(n: int, steps: int, landmarks: int, pin: bool, worker_counts: list[int]) -> None:
+    """One landmark job over 1 and 2 Redis-mode workers: wall time, the blocks stage, peak RSS
+    per worker and the API's RSS. ``pin``: each worker on a core of its own (1 worker: core 0)."""
     import redis
 
+    from benchmarks.sequences import write_archive
+
     url = os.environ.get("RNTK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    data = _npz(n=n)
-    config = {**FAN_OUT_CONFIG, "block_rows": max(100, n // 16)}
-    seconds = {}
-    for workers in (1, 2):
-        prefix = f"rntk-bench-{uuid.uuid4().hex[:8]}:"
-        with tempfile.TemporaryDirectory() as root:
-            service = _service(Path(root), broker_url=url, redis_key_prefix=prefix)
-            try:
-                service.start_server()
-                for _ in range(workers):
-                    service.start_worker()
-                client = service.client()
-                dataset = _upload(client, "waves.npz", data)
-                _run(client, dataset, {**config, "landmarks": 16, "block_rows": n})  # warm both children
-                took, job = _run(client, dataset, config)
-                report = client.get(f"/jobs/{job['id']}/artifacts/report.json").json()
-                blocks = report["scale"]["blocks"]
-                seconds[workers] = took
-                print(f"{workers} worker(s): {took:.2f} s; blocks {blocks['total']}, by worker "
-                      f"{sorted(blocks['by_worker'].values())}", flush=True)
-            finally:
-                service.close()
-                client_ = redis.Redis.from_url(url)
-                for key in client_.scan_iter(match=f"{prefix}*"):
-                    client_.delete(key)
-    print(f"N={n}: 2 workers / 1 worker = {seconds[2] / seconds[1]:.2f}")
+    config = {"families": ["RNN"], "kinds": ["ntk"], "sigma_u": [0.5], "sigma_b": [0.1], "layers": [1],
+              "C": [1.0], "landmarks": landmarks, "selection_samples": 2048, "cv_folds": 2}
+    runs = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        archive = write_archive(Path(scratch) / "sequences.zip", n, steps, 4)
+        for workers in worker_counts:
+            prefix = f"rntk-bench-{uuid.uuid4().hex[:8]}:"
+            with tempfile.TemporaryDirectory() as root:
+                service = _service(Path(root), broker_url=url, redis_key_prefix=prefix, max_samples=str(10 ** 7))
+                try:
+                    service.start_server()
+                    procs = {f"worker{i}": service.start_worker(cpus={i} if pin else None).pid for i in range(workers)}
+                    client = service.client()
+                    with open(archive, "rb") as handle:
+                        response = client.post("/datasets", files={"file": ("sequences.zip", handle)}, timeout=600)
+                    assert response.status_code in (200, 201), response.text
+                    dataset = response.json()["id"]
+                    warm = _archive_bytes(min(n, 2000), steps)  # JAX imported and compiled in every child
+                    small = _upload(client, "warm.zip", warm)
+                    for _ in range(workers):
+                        _run(client, small, {**config, "landmarks": 16, "block_rows": 100})
+                    with RssSampler({"api": service.server.pid, **procs}) as rss:
+                        took, blocks_s, job = _run_timing_blocks(client, dataset, config, timeout=3 * 3600)
+                    report = client.get(f"/jobs/{job['id']}/artifacts/report.json").json()
+                    row = {"workers": workers, "pinned": pin, "n": n, "steps": steps, "M": landmarks,
+                           "seconds": round(took, 1), "blocks_seconds": round(blocks_s, 1),
+                           "blocks": report["scale"]["blocks"]["total"],
+                           "by_worker": sorted(report["scale"]["blocks"]["by_worker"].values()),
+                           "test_accuracy": report["families"]["RNN"]["test_accuracy"],
+                           "nystrom_error_max": report["scale"]["nystrom_error_max"],
+                           "peak_rss_mb": {k: v for k, v in rss.peak_process.items() if k != "api"},
+                           "api_rss_mb": {"start": rss.first_tree.get("api"), "peak": rss.peak_tree["api"],
+                                          "end": rss.last_tree.get("api")}}
+                    runs[workers] = row
+                    print(json.dumps(row), flush=True)
+                finally:
+                    service.close()
+                    client_ = redis.Redis.from_url(url)
+                    for key in client_.scan_iter(match=f"{prefix}*"):
+                        client_.delete(key)
+    if 1 in runs and 2 in runs:
+        print(json.dumps({"summary": "fanout", "n": n, "pinned": pin,
+                          "seconds_2_over_1": round(runs[2]["seconds"] / runs[1]["seconds"], 2),
+                          "blocks_seconds_2_over_1": round(runs[2]["blocks_seconds"] / runs[1]["blocks_seconds"], 2)}))
+
+
+def _archive_bytes(n: int, steps: int) -> bytes:
+    from benchmarks.sequences import write_archive
+
+    with tempfile.TemporaryDirectory() as scratch:
+        return write_archive(Path(scratch) / "warm.zip", n, steps, 4, seed=7).read_bytes()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("small").add_argument("--jobs", type=int, default=5)
-    sub.add_parser("fanout").add_argument("--n", type=int, default=4000)
+    spread = sub.add_parser("fanout")
+    spread.add_argument("--n", type=int, default=20_000)
+    spread.add_argument("--steps", type=int, default=32)
+    spread.add_argument("--landmarks", type=int, default=512)
+    spread.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    spread.add_argument("--pin", action="store_true", help="each worker on one core of its own")
     args = parser.parse_args()
     np.seterr(all="ignore")
-    small(args.jobs) if args.command == "small" else fanout(args.n)
+    if args.command == "small":
+        small(args.jobs)
+    else:
+        fanout(args.n, args.steps, args.landmarks, args.pin, args.workers)
 
 
 if __name__ == "__main__":

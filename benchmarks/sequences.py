@@ -5,7 +5,7 @@ every series has mean ~0 and the same spread, so a classifier must read the sequ
 shape in time, not a summary of its values. Written in chunks, so 10^6 series never sit in
 memory twice.
 
-    python -m benchmarks.sequences --n 100000 --steps 32 --classes 4 --out build/seq-1e5.npz
+    python -m benchmarks.sequences --n 100000 --steps 32 --classes 4 --out build/seq-1e5.zip
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["make_sequences", "write_npz"]
+__all__ = ["make_sequences", "write_archive"]
 
 _CHUNK = 65536
 
@@ -38,14 +38,28 @@ def make_sequences(n: int, steps: int = 32, classes: int = 4, *, seed: int = 0,
     return X, y
 
 
-def write_npz(path: Path, n: int, steps: int, classes: int, *, seed: int = 0, test_fraction: float = 0.2) -> Path:
-    """An NPZ dataset the service and ``rntk evaluate`` read: X, y and a train/test split."""
+def write_archive(path: Path, n: int, steps: int, classes: int, *, seed: int = 0,
+                  test_fraction: float = 0.2) -> Path:
+    """A UCR/UEA-style ``.zip`` of ``<name>_TRAIN.ts`` and ``<name>_TEST.ts`` that the service
+    and ``rntk evaluate`` read: one predefined train/test split (selection by CV inside TRAIN),
+    a random ``test_fraction`` of the series in TEST."""
+    import zipfile
+
     X, y = make_sequences(n, steps, classes, seed=seed)
-    rng = np.random.default_rng(seed + 1)
     test = np.zeros(n, bool)
-    test[rng.permutation(n)[: int(round(test_fraction * n))]] = True
+    test[np.random.default_rng(seed + 1).permutation(n)[: int(round(test_fraction * n))]] = True
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, X_train=X[~test], y_train=y[~test], X_test=X[test], y_test=y[test])
+    name = path.stem
+    header = (f"@problemName {name}\n@timeStamps false\n@missing false\n@univariate true\n@equalLength true\n"
+              f"@seriesLength {steps}\n@classLabel true {' '.join(map(str, range(classes)))}\n@data\n")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for part, rows in (("TRAIN", np.flatnonzero(~test)), ("TEST", np.flatnonzero(test))):
+            with archive.open(f"{name}_{part}.ts", "w") as handle:
+                handle.write(header.encode())
+                for start in range(0, rows.size, _CHUNK):
+                    chunk = rows[start:start + _CHUNK]
+                    lines = [",".join(f"{v:.6g}" for v in X[i]) + f":{y[i]}" for i in chunk]
+                    handle.write(("\n".join(lines) + "\n").encode())
     return path
 
 
@@ -57,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    print(write_npz(args.out, args.n, args.steps, args.classes, seed=args.seed))
+    print(write_archive(args.out, args.n, args.steps, args.classes, seed=args.seed))
 
 
 if __name__ == "__main__":

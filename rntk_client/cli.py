@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "download": (download_main, "download a job's artifacts into a folder, checking sha256"),
     "cancel": (cancel_main, "cancel a queued or running job"),
     "jobs": (jobs_main, "list your jobs (--state, --limit)"),
-    "compare": (compare_main, "several jobs' test accuracy per family side by side"),
+    "compare": (compare_main, "several jobs' test accuracy per family side by side, and how their configs differ"),
 }
 
 

@@ -112,6 +112,13 @@ def _print_comparison(jobs: list[dict], families: list[str], table: dict) -> Non
                 text += f" ± {100 * result['std']:.1f}"
             cells.append(f"{text:>20s}")
         print(f"{family:{width}s}  " + "  ".join(cells))
+    from rntk_core.evaluation.report.compare import config_differences  # standard library only
+
+    differences = config_differences([job.get("config") for job in jobs])
+    if len(jobs) > 1:
+        print("\nconfigs: " + ("the same" if not differences else "they differ in"))
+        for key, values in differences:
+            print(f"  {key}: " + "  ".join(f"{names[job['id']]}={value}" for job, value in zip(jobs, values)))
 
 
 def compare_main(argv: Sequence[str]) -> int:

@@ -24,8 +24,9 @@ EVALUATION = "rntk_core.evaluation"
 NOT_IN_CLIENT = ("app", "worker", "rntk_launcher", "rntk_core", "fastapi", "starlette", "uvicorn", "celery", "kombu",
                  "redis", "jax", "jaxlib", "numpy", "sklearn", "pydantic")
 #: What the Python client may import inside a function, on first use: NumPy for arrays and Gram
-#: matrices, and the typed report (pydantic only, JAX-free; test_client_report_model_is_jax_free).
-LAZY_IN_CLIENT = ("numpy", "rntk_core.evaluation.report.model")
+#: matrices, the typed report (pydantic only, JAX-free; test_client_report_model_is_jax_free), and
+#: the compare rows (standard library only).
+LAZY_IN_CLIENT = ("numpy", "rntk_core.evaluation.report.model", "rntk_core.evaluation.report.compare")
 
 
 def _modules_after(code: str) -> set[str]:

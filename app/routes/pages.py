@@ -8,7 +8,8 @@ scripts, no external assets, no build step. Pages refresh themselves with
   form that uploads a dataset and submits a job (``POST /page/submit``).
 - ``GET /jobs/{id}/page``: the job's facts, its artifacts as links, a cancel button while it
   runs ("cancel requested" once asked), and the report inline (no iframe).
-- ``GET /compare?job=A&job=B``: the jobs' test accuracy (± std over folds) per family side by side.
+- ``GET /compare?job=A&job=B``: the jobs' test accuracy (± std over folds) per family side by side,
+  and the config fields in which they differ.
 - ``GET /jobs/{id}/page/report.html`` and ``/jobs/{id}/page/artifacts/{name}``: the files.
 
 Auth: with ``RNTK_API_KEYS`` set, a page needs a key like every endpoint. A browser cannot
@@ -53,6 +54,7 @@ from app.deps import CeleryDep, SessionsDep, SettingsDep, StoreDep, match_key, p
 from app.sessions import SESSION_COOKIE
 from app.uploads import drain, receive_upload
 from app.models import REPORT_HTML_HEADERS
+from rntk_core.evaluation.report.compare import config_differences
 from worker.jobs import JobRecord, JobState, Store, owner_of_key
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -453,8 +455,9 @@ def compare_page(request: Request, store: StoreDep, job: Annotated[list[str], Qu
                 text += f" ± {100 * spread[family]:.1f}"
             cells.append(text)
         rows.append((family, cells))
+    differences = config_differences([record.config.model_dump(mode="json") for record in records])
     return _page("compare.html.j2", title="rntk: compare jobs", visitor=visitor, jobs=[_job(r) for r in records],
-                 rows=rows)
+                 rows=rows, differences=differences)
 
 
 router.include_router(job_router)

@@ -101,10 +101,12 @@ class Service:
         self.processes: list[subprocess.Popen] = []
         self.server: subprocess.Popen | None = None
 
-    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
+    def _spawn(self, args: list[str], log_name: str, cpus: set[int] | None = None) -> subprocess.Popen:
         log = open(self.logs / log_name, "ab")
+        # cpus: the process and everything it forks run on these cores only (benchmarks)
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
         process = subprocess.Popen([sys.executable, "-m", "rntk_launcher", *args], cwd=REPO, env=self.env,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=pin)
         self.processes.append(process)
         return process
 
@@ -123,9 +125,9 @@ class Service:
             time.sleep(0.2)
         raise TimeoutError("server did not come up")
 
-    def start_worker(self) -> subprocess.Popen:
+    def start_worker(self, cpus: set[int] | None = None) -> subprocess.Popen:
         return self._spawn(["worker", "--data-dir", str(self.data_dir), "--loglevel", "INFO"],
-                           f"worker{len(self.processes)}.log")
+                           f"worker{len(self.processes)}.log", cpus)
 
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}

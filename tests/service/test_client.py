@@ -125,6 +125,7 @@ def test_client_end_to_end_with_key_from_env(service_factory, tmp_path: Path) ->
     rnn_row = next(line for line in compared.stdout.splitlines() if line.startswith("RNN "))
     accuracy = f"{100 * record['summary']['RNN']['test_accuracy']:.1f}%"
     assert rnn_row.count(accuracy) == 2 and "±" in rnn_row
+    assert "configs: the same" in compared.stdout
     table = json.loads(rntk("compare", job_id, "--json", env=env).stdout)
     assert set(table) == {"RNN", "RBF"} and table["RBF"][job_id]["std"] >= 0
 
@@ -141,6 +142,12 @@ def test_client_end_to_end_with_key_from_env(service_factory, tmp_path: Path) ->
     assert rntk("status", failed_id, env=env).returncode == 1
     nothing = rntk("download", failed_id, "--out", str(tmp_path / "none"), env=env)
     assert nothing.returncode == 1 and "no artifacts" in one_error_line(nothing, "download")
+    # compare names the config fields in which two jobs differ, each job's value
+    differing = rntk("compare", job_id, failed_id, env=env)
+    assert differing.returncode == 0 and "configs: they differ in" in differing.stdout, differing.stdout
+    rows = {line.split(":")[0].strip(): line for line in differing.stdout.split("configs:")[1].splitlines()[1:]}
+    assert {"families", "C", "rnnp_orders"} <= set(rows) and "seed" not in rows, rows
+    assert '=["RNN-P"]' in rows["families"] and "=-" in rows["rnnp_orders"], rows  # "-": not in that config
 
     # cancel: a queued or running job ends cancelled; status then exits 1
     submitted = rntk("submit", str(IRIS), "--config", json.dumps(LONGER_CONFIG), env=env)
@@ -206,3 +213,14 @@ def test_progress_line_and_fixed_columns() -> None:
     cancelled = {"state": "cancelled", "progress": {"stage": "kernels", "done": 1, "total": 8, "overall": 0.19}}
     assert progress_text(cancelled) == "cancelled" and overall_fraction(cancelled) == 0.19
     assert [len(cell(text, 24)) for text in ("abc", "x" * 24, "y" * 40)] == [24, 24, 24]
+
+
+def test_config_differences_name_each_differing_field_once_in_order() -> None:
+    from rntk_core.evaluation.report.compare import config_differences
+
+    a = {"families": ["RNN"], "C": [1, 100], "seed": 0}
+    b = {"families": ["RNN"], "C": [1], "seed": 0, "landmarks": 64}
+    assert config_differences([a, b, None]) == [
+        ("families", ['["RNN"]', '["RNN"]', "-"]), ("C", ["[1,100]", "[1]", "-"]), ("seed", ["0", "0", "-"]),
+        ("landmarks", ["-", "64", "-"])]
+    assert config_differences([a, dict(a)]) == []

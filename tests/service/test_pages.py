@@ -208,6 +208,13 @@ def test_pages_in_chromium(browser, service_factory, iris_zip, tmp_path: Path) -
         expect(rnn_row).to_have_count(2)
         expect(rnn_row.nth(0)).to_contain_text(rnn + " ± ")
         expect(rnn_row.nth(1)).to_have_text("-")
+        # and the config fields the two jobs differ in (LONGER_CONFIG's grid is larger)
+        sigma_u = page.locator("#config-differences tr[data-field='sigma_u'] td")
+        expect(sigma_u).to_have_count(2)
+        expect(sigma_u.nth(0)).to_have_text("[0.5]")
+        expect(sigma_u.nth(1)).to_have_text("[0.25,0.5,1.0,1.5]")
+        assert page.locator("#config-differences tr[data-field='families']").count() == 0  # the same in both
+        _shoot(page, tmp_path, "compare")
         page.goto(f"{service.base}/docs")
         expect(page.locator(".swagger-ui .info .title")).to_contain_text("rntk")
         _shoot(page, tmp_path, "api-docs")
