@@ -353,6 +353,14 @@ def test_limits_validate_themselves() -> None:
         DatasetLimits(max_samples=0)
 
 
+def test_the_library_takes_as_many_samples_as_the_service() -> None:
+    """``rntk evaluate`` (the library's default limits) refused a 10^6-series archive at
+    100,000 cases that the service (RNTK_MAX_SAMPLES) accepts for the landmark path."""
+    from worker.settings import Settings
+
+    assert DatasetLimits().max_samples == Settings.model_fields["max_samples"].default == 10_000_000
+
+
 # --------------------------------------------------------------------------------- zips
 
 

@@ -1,4 +1,4 @@
-"""The report's matplotlib figures: zoomed accuracy axis, fold dots, heatmap colour floor."""
+"""The report's figures: zoomed accuracy axis, fold dots, the validation grid's table and colour floor."""
 
 from __future__ import annotations
 
@@ -58,15 +58,30 @@ def test_heatmap_colour_floor_is_the_lowest_competitive_value():
     assert figures.colour_floor(close) == pytest.approx(0.93)
 
 
-def test_heatmap_long_labels_are_not_cut_off():
-    rows = [f"kind=ntk, layers={l}, sigma_u=0.25, gamma=0.03125" for l in range(4)]
+def test_heatmap_table_cells_colours_and_chosen_outline():
+    """The validation grid is an HTML table: every label and value is text, cells are coloured
+    on the family's competitive range, the chosen one is marked, a cell not run says so."""
+    import xml.etree.ElementTree as ET
+
+    rows = [f"kind=ntk, layers={l}, sigma_u=0.25, gamma=0.03125" for l in range(3)] + ["a<b & c"]
     values = np.linspace(0.9, 0.97, 8).reshape(4, 2)
-    svg = figures.heatmap_svg(rows, ["1", "100"], values, values > 0.96)
-    root = _parse(svg)
-    assert "gamma=0.03125" in svg
-    # the tight bounding box makes the SVG wider than the cells alone need
-    width = float(root.get("width").removesuffix("pt"))
-    assert width > 200
+    values[3, 1] = np.nan
+    chosen = np.zeros(values.shape, bool)
+    chosen[2, 1] = True
+    html = figures.heatmap_table(rows, ["1", "100"], values, chosen)
+    root = ET.fromstring(f"<div>{html}</div>")  # well-formed, escaped
+    body = root.find("table/tbody")
+    assert [row.find("th").text for row in body] == rows
+    cells = [[td for td in row.findall("td")] for row in body]
+    assert [td.text for td in cells[0]] == ["90.0", "91.0"]
+    assert cells[2][1].get("class") == "chosen" and sum(td.get("class") == "chosen" for row in cells for td in row) == 1
+    assert cells[3][1].get("class") == "not-run"
+    # the best cell is viridis' top (yellow, dark text), the floor its bottom (purple, light text)
+    best, floor = cells[3][0].get("style"), cells[0][0].get("style")
+    assert "background:#fde725" in best and "color:#000" in best, best
+    assert "background:#440154" in floor and "color:#fff" in floor, floor
+    scale = [span.text for span in root.find("div").findall("span")]
+    assert scale[0] == "90.0%" and scale[2] == "96.0%", scale
 
 
 def test_gram_svg_embeds_an_image():
@@ -143,9 +158,9 @@ def test_single_configuration_families_get_a_number_not_a_heatmap():
         {"family": "RBF", "params": {"gamma": 0.5}, "C": 1.0, "validation_accuracy": 0.8},
         {"family": "RBF", "params": {"gamma": 0.5}, "C": 100.0, "validation_accuracy": 0.9}]}
     maps = {entry["family"]: entry for entry in draw_figures(report)["heatmaps"]}
-    assert maps["1NN-DTW"].get("single") and "svg" not in maps["1NN-DTW"]
+    assert maps["1NN-DTW"].get("single") and "table" not in maps["1NN-DTW"]
     assert maps["1NN-DTW"]["accuracy"] == "59.5%" and maps["1NN-DTW"]["configuration"] == "distance=dtw, window=full"
-    assert "<svg" in maps["RBF"]["svg"] and not maps["RBF"].get("single")
+    assert '<table class="heatmap">' in maps["RBF"]["table"] and not maps["RBF"].get("single")
 
 
 def test_the_reports_gram_image_is_the_normalised_kernel(tmp_path):

@@ -51,7 +51,7 @@ class DatasetLimits:
             64 MiB is about 3 million values).
     """
 
-    max_samples: int = 100_000
+    max_samples: int = 10_000_000  # as RNTK_MAX_SAMPLES: rntk evaluate runs the landmark path at 10^6
     max_steps: int = 10_000
     max_features: int = 10_000
     max_values: int = 200_000_000

@@ -349,7 +349,7 @@ def _heatmap(report: dict, family: str, entries: list[dict]) -> dict:
     labels = ["no C" if c is None else fmt_value(c) for c in column_order]
     return {"family": family, "id": f"validation-heatmap-{_dom_id(family)}",
             "fixed": _params_text(constant), "cells": len(entries),
-            "svg": Markup(figures.heatmap_svg(row_order, labels, values, picked))}
+            "table": Markup(figures.heatmap_table(row_order, labels, values, picked))}
 
 
 def _single(family: str, entry: dict) -> dict:
