@@ -166,6 +166,7 @@ def gram_grid(
     on_tile: Callable[[int, int], None] | None = None,
     output: str = "host",
     pairs: Sequence[tuple[float, float]] | None = None,
+    tiles_as: tuple[int, int] | None = None,
 ) -> GramGrid:
     """Every kernel of the grid sigma_u x sigma_b in one fused forward + reversed sweep.
 
@@ -182,6 +183,10 @@ def gram_grid(
 
     ``pairs``: explicit (sigma_u, sigma_b) pairs in place of the product sigma_u x sigma_b
     (which are then ignored), e.g. one chunk of a grid too large to hold at once.
+
+    ``tiles_as``: (N, M) to cut the work into the tiles an (N, M) call would use, e.g.
+    ``(N, N)`` for a block of rows of K(X, X), whose values on and above the diagonal are
+    then the whole call's, bit for bit (tiles of another size may round differently).
     """
     check_choice(output, "output", ("host", "device"))
     layers = check_layers(layers)
@@ -200,7 +205,7 @@ def gram_grid(
         x, y, directions=("fwd", "rev"), sigma_w=sigma_w,
         sigma_u=[u for u, _ in pairs], sigma_b=[b for _, b in pairs],
         layers=layers, dtype=dtype, memory_budget=memory_budget, stats=stats, on_tile=on_tile,
-        output=output,
+        output=output, tiles_as=tiles_as,
     )
     if sigma_v != 1.0:
         readouts = readouts * sigma_v**2  # a new array: device arrays cannot be scaled in place

@@ -136,11 +136,15 @@ def compute_readouts(
     stats: dict | None = None,
     on_tile: Callable[[int, int], None] | None = None,
     output: str = "host",
+    tiles_as: tuple[int, int] | None = None,
 ) -> np.ndarray | jax.Array:
     """All readouts for all (sigma_u[g], sigma_b[g]) pairs, with sigma_v = 1.
 
     ``stats``, if given, receives the tile plan, tile counts and per-phase seconds.
     ``on_tile(done, total)`` runs after each tile; an exception from it stops the work.
+    ``tiles_as``: plan the tiles as for an (n_rows, n_cols) computation, e.g. a row block of
+    K(X, X) with the whole's tiles: XLA compiles each tile size apart, and tiles of another
+    size can round differently in float32.
 
     Returns (D, 4, L, G, N, M) in ``dtype``: directions as given, readouts in
     ``recurrent.READOUTS`` order, the l-layer kernel at index l - 1.
@@ -158,7 +162,7 @@ def compute_readouts(
         n_rows, n_cols = x.n, (x.n if symmetric else y.n)
         groups = len(sigma_u)
         plan = plan_tiles(
-            n_rows, n_cols, len(directions), groups, layers, np_dtype.itemsize, budget, max_tile
+            *(tiles_as or (n_rows, n_cols)), len(directions), groups, layers, np_dtype.itemsize, budget, max_tile
         )
         side = plan.side
         sigma_u = np.asarray(sigma_u, dtype=np.float64)

@@ -1,4 +1,6 @@
-"""One landmark job over every worker: its K(X, Z) row blocks as a Celery chord.
+"""One landmark job over every worker: its K(X, Z) row blocks as a Celery chord. A dense
+job whose recurrent grids would take one worker longer than ``fan_out_dense_s``
+(:func:`dense_fans_out`) runs its grids' row blocks the same way (``Z = X``).
 
     run_job ──(selection, then)── chord(group(rntk.block × B), rntk.continue_job) ── returns
     (the two tasks are in :mod:`worker.block_tasks`)
@@ -35,7 +37,7 @@ from worker.jobs import JobRecord, JobState, Progress, Store
 from worker.queue import fan_out_task_id
 from worker.settings import BLOCK_TASK_NAME, CONTINUE_TASK_NAME, Settings
 
-__all__ = ["ChordRunner", "drop_work", "work_dir"]
+__all__ = ["ChordRunner", "dense_fans_out", "drop_work", "work_dir"]
 
 log = logging.getLogger("rntk.fanout")
 
@@ -47,6 +49,16 @@ def work_dir(store: Store, job_id: str) -> Path:
 
 def drop_work(store: Store, job_id: str) -> None:
     shutil.rmtree(work_dir(store, job_id), ignore_errors=True)
+
+
+def dense_fans_out(n_samples: int, steps: int, config: Any, settings: Settings) -> bool:
+    """Whether a dense job's recurrent grids run as row blocks over the workers: their
+    estimated seconds (:func:`rntk_core.evaluation.cost.grid_seconds`) pass ``fan_out_dense_s``."""
+    from rntk_core.evaluation.cost import grid_seconds
+
+    limit = settings.fan_out_dense_s
+    return settings.fan_out_blocks and limit > 0 and not config.landmarks \
+        and grid_seconds(n_samples, steps, config) > limit
 
 
 class ChordRunner:

@@ -84,6 +84,13 @@ class Settings(BaseSettings):
                                  description="A landmark job's kernel blocks run as one Celery chord over "
                                              "every worker on the queue; false computes them in the job's "
                                              "own worker.")
+    # Short jobs stay one task: a fan-out writes its inputs to the data volume and its fits
+    # read the N x N kernels back from there, one at a time.
+    fan_out_dense_s: float = Field(default=600, ge=0,
+                                   description="A dense job whose recurrent Gram grids are estimated "
+                                               "(rntk_core.evaluation.cost, 2-core CPU seconds) above this "
+                                               "has them computed as row blocks by every worker on the queue, "
+                                               "as a landmark job's (with RNTK_FAN_OUT_BLOCKS); 0: never.")
     allowed_hosts: str = Field(default="127.0.0.1,localhost,::1",
                                description="Comma-separated host names the service answers to (the Host "
                                            "header, port ignored; '*.example.org' its subdomains, '*' any); "

@@ -28,7 +28,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from rntk_core.evaluation.cancel import Cancelled
 from rntk_core.evaluation.files import atomic_write_json
 from worker.celery_app import celery_app
-from worker.fanout import ChordRunner, drop_work, work_dir
+from worker.fanout import ChordRunner, dense_fans_out, drop_work, work_dir
 from worker.jobs import FamilySummary, JobCost, JobError, JobRecord, JobState, Progress, Store, now
 from worker.logs import job_context
 from worker.queue import Heartbeat, StallWatch
@@ -248,7 +248,8 @@ class Attempt:
 def _evaluate(store: Store, record: JobRecord, settings: Settings, attempt: Attempt, staged: Path,
               runner: Any = None) -> Report:
     """Load the job's dataset and evaluate it into ``staged``; the typed report. ``runner``:
-    where a landmark job's blocks run (:class:`worker.fanout.ChordRunner`)."""
+    where the blocks of a landmark job, or of a dense job's slow grids, run
+    (:class:`worker.fanout.ChordRunner`)."""
     attempt.set_progress("loading", 0, 1, force=True)
     # JAX arrives with rntk_core: only here, in the pool child. Allocate device memory as
     # needed rather than 75% up front, so the engine's tile budget is what bounds it.
@@ -269,7 +270,8 @@ def _evaluate(store: Store, record: JobRecord, settings: Settings, attempt: Atte
     attempt.check_cancel()
     gram_mode = record.artifacts.gram
     started = attempt.overall.started
-    landmarks = config.landmarks > 0 and runner is not None
+    dense_blocks = runner is not None and dense_fans_out(dataset.n_samples, dataset.n_steps, config, settings)
+    blocks = runner is not None and (config.landmarks > 0 or dense_blocks)
     # "loading" (JAX's import included) is the report's timings.load, and the report's
     # total runs from the attempt's start (a resumed one's from its first part's): the
     # record and the report agree
@@ -277,9 +279,9 @@ def _evaluate(store: Store, record: JobRecord, settings: Settings, attempt: Atte
         progress=Hooks(on_progress=attempt.set_progress, should_cancel=attempt.should_cancel),
         memory_budget=settings.memory_budget_bytes, grid_memory=settings.grid_memory_bytes,
         load_seconds=time.monotonic() - started,
-        started_at=record.started_at if landmarks and record.started_at else time.time() - (time.monotonic() - started),
-        block_runner=runner if landmarks else None,
-        work_dir=work_dir(store, record.id) if landmarks else None,
+        started_at=record.started_at if blocks and record.started_at else time.time() - (time.monotonic() - started),
+        block_runner=runner if blocks else None,
+        work_dir=work_dir(store, record.id) if blocks else None, dense_blocks=dense_blocks,
         provenance={"dataset_sha256": record.dataset_id, "job_id": record.id,
                     "request": record.model_dump(mode="json", include={"dataset_id", "config", "artifacts"})})
     return evaluate(dataset, config, out_dir=staged, grams=gram_mode, run=run)
@@ -290,9 +292,10 @@ def execute(store: Store, record: JobRecord, settings: Settings, watch: StallWat
     """Evaluate the job's dataset into a staged folder and install it; update the record.
     ``watch`` hears of every progress step (the heartbeat's stall watchdog reads it).
 
-    A landmark job's blocks fan out over the workers (:mod:`worker.fanout`): the first call
-    returns once they are sent, with the job still running; the chord's continuation calls
-    again with the blocks' ``resumed`` results, and that call finishes the job.
+    A landmark job's blocks, and a slow dense job's grid blocks, fan out over the workers
+    (:mod:`worker.fanout`): the first call returns once they are sent, with the job still
+    running; the chord's continuation calls again with the blocks' ``resumed`` results, and
+    that call finishes the job.
     ``worker``: this worker's name, for the report's blocks per worker."""
     from rntk_core.evaluation.scale.blocks import FannedOut
 

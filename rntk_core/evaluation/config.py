@@ -183,7 +183,8 @@ class EvaluationConfig(BaseModel):
         "training rows: uniformly within each class, or by k-means++ seeding in input space.")
     block_rows: Annotated[int, Field(strict=True, ge=16, le=1 << 20)] = Field(
         default=4096, description="With landmarks: rows of X per block of K(X, Z) (the unit of work "
-        "and of the zarr store's chunks).")
+        "and of the zarr store's chunks); likewise for a dense job whose grids a service fans out "
+        "over its workers, as blocks of K(X, X).")
     rnnp_orders: list[Annotated[list[NonNegativeInt], Field(min_length=1)]] = Field(
         max_length=MAX_GRID_VALUES,
         default_factory=list,

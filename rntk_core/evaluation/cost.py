@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = ["CostEstimate", "STAGES", "dense_host_bytes", "dtw_pair_cells", "estimate_cost", "eta_seconds",
-           "gigabytes", "landmark_host_bytes", "nearest_seconds", "overall_fraction", "N_FOLDS"]
+           "gigabytes", "grid_seconds", "landmark_host_bytes", "nearest_seconds", "overall_fraction", "N_FOLDS"]
 
 #: A job's progress stages in order, as the worker and evaluate_dataset report them.
 STAGES = ("loading", "kernels", "validation fits", "test folds", "report", "writing")
@@ -195,6 +195,14 @@ def nearest_seconds(n_samples: int, steps: int, config: Any, *, train_samples: i
     return seconds
 
 
+def grid_seconds(n_samples: int, steps: int, config: Any, *, seconds_per_cell: float = SECONDS_PER_CELL) -> float:
+    """Seconds of a dense job's recurrent Gram grids (the upper triangle of each grid pass)."""
+    grids = _recurrent_counts(config, steps)[0]
+    pairs = n_samples * (n_samples + 1) / 2
+    settings = len(config.sigma_u) * len(config.sigma_b) * max(config.layers)
+    return grids * pairs * steps * settings * 2 * seconds_per_cell  # fwd + rev sweeps
+
+
 def estimate_cost(n_samples: int, steps: int, config: Any, *,
                   seconds_per_cell: float = SECONDS_PER_CELL, train_samples: int | None = None,
                   lengths: Sequence[int] | np.ndarray | None = None) -> CostEstimate:
@@ -216,8 +224,7 @@ def estimate_cost(n_samples: int, steps: int, config: Any, *,
     grids, kernels, recurrent_fits = _recurrent_counts(config, steps)
     baseline_models, baseline_fits = _baseline_counts(config)
     pairs = n_samples * (n_samples + 1) / 2  # only tiles on or above the diagonal
-    settings = len(config.sigma_u) * len(config.sigma_b) * max(config.layers)
-    kernel_seconds = grids * pairs * steps * settings * 2 * seconds_per_cell  # fwd + rev sweeps
+    kernel_seconds = grid_seconds(n_samples, steps, config, seconds_per_cell=seconds_per_cell)
     kernel_seconds += baseline_models * pairs * 1e-8  # elementwise baseline kernels are cheap
     # 1-NN distances are computed on first use, in the validation fits.
     nearest = nearest_seconds(n_samples, steps, config, train_samples=train_samples, lengths=lengths)

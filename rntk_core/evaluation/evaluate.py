@@ -93,11 +93,16 @@ class RunOptions:
         started_at: when the run began (epoch seconds; default: now minus ``load_seconds``).
         provenance: recorded in the report's ``reproducibility`` (e.g. ``dataset_sha256``,
             ``command`` or ``request``, ``job_id``).
-        block_runner: where a landmark job's blocks run (:class:`.scale.blocks.BlockRunner`;
-            default: this process). One that fans them out raises
+        block_runner: where a landmark job's blocks, or a ``dense_blocks`` job's, run
+            (:class:`.scale.blocks.BlockRunner`; default: this process). One that fans them out raises
             :class:`.scale.blocks.FannedOut` out of :func:`evaluate`.
         work_dir: where a landmark job keeps its selection scores and blocks between calls,
-            so that a second call resumes it (after its blocks ran elsewhere).
+            so that a second call resumes it (after its blocks ran elsewhere); a dense job
+            with ``dense_blocks`` keeps its grids' blocks there.
+        dense_blocks: a dense job computes its recurrent grids as row blocks by
+            ``block_runner`` into zarr stores in ``work_dir`` (in memory without one), and its
+            fits read the kernels from there (:mod:`.scale.dense`); the report's
+            ``scale.blocks`` counts them.
     """
 
     progress: Progress = SILENT
@@ -110,6 +115,7 @@ class RunOptions:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     block_runner: Any = None
     work_dir: Path | None = None
+    dense_blocks: bool = False
 
 
 def evaluate(
@@ -154,10 +160,11 @@ def evaluate(
     from .report.timing import StageClock  # the kernels stage's steps, for the families' seconds
 
     clock = StageClock.around(progress)
+    blocks = _dense_blocks(config, run)
     with _timed(timings, "kernels"):
         plan = build_plan(names, X, dataset.lengths, config, max_iter=max_iter, progress=clock,
                           dtype=dtype, memory_budget=run.memory_budget, train_columns=train_columns,
-                          placement=run.placement, grid_memory=run.grid_memory)
+                          placement=run.placement, grid_memory=run.grid_memory, grids=blocks)
     solver = choose_solver(config.solver)
     fits: FitCache = {}
     fit_seconds: dict = {}  # busy seconds per (split, model), for the families' seconds
@@ -171,6 +178,8 @@ def evaluate(
     evaluation = Evaluation(dataset, config, names, protocol, splits, selection, x_scale, plan, outcomes,
                             fits, solver, kernel_marks=clock.marks.get("kernels", []), fit_seconds=fit_seconds)
     report = assemble(evaluation, timings, run.provenance, started_at)
+    if blocks is not None and blocks.summary is not None:
+        report["scale"]["blocks"] = blocks.summary
     out = Path(out_dir) if out_dir is not None else None
     gram = write_arrays(report, evaluation, out, X, grams) if out is not None else None
     if isinstance(plan.store, ChunkedKernelStore):
@@ -182,7 +191,7 @@ def evaluate(
         progress.report("report", 0, 1)
         with _timed(timings, "report"):
             drawn = draw_figures(report, gram, labels, check=progress.check)
-    timings["total"] = run.load_seconds + time.perf_counter() - start
+    timings["total"] = _total_seconds(run, start, started_at)
     report["reproducibility"]["finished_at"] = utc(time.time())
     typed = Report.model_validate(json_safe(report))  # a report that breaks the schema fails here
     if out is not None:
@@ -211,14 +220,29 @@ def _evaluate_landmarks(dataset: Dataset, config: EvaluationConfig, names: list[
         run.progress.report("report", 0, 1)
         with _timed(timings, "report"):
             drawn = draw_figures(report, None, labels, check=run.progress.check)
-    # a resumed run's total spans its earlier part too (and the blocks that ran meanwhile)
-    timings["total"] = time.time() - started_at if run.work_dir is not None \
-        else run.load_seconds + time.perf_counter() - start
+    timings["total"] = _total_seconds(run, start, started_at)
     report["reproducibility"]["finished_at"] = utc(time.time())
     typed = Report.model_validate(json_safe(report))
     if out is not None:
         save_report(_as_json(typed), out, None, labels, drawn)
     return typed
+
+
+def _dense_blocks(config: EvaluationConfig, run: RunOptions) -> Any:
+    """The grids' row blocks of a dense run with ``dense_blocks`` (:class:`.scale.dense.DenseBlocks`), else None."""
+    if not run.dense_blocks:
+        return None
+    from .scale.dense import DenseBlocks
+
+    return DenseBlocks(run.block_runner, run.work_dir, config.block_rows, run.progress.report)
+
+
+def _total_seconds(run: RunOptions, start: float, started_at: float) -> float:
+    """The run's seconds; with a ``work_dir`` from ``started_at``, so that a resumed run's
+    total spans its earlier part too (and the blocks that ran meanwhile)."""
+    if run.work_dir is not None:
+        return time.time() - started_at
+    return run.load_seconds + time.perf_counter() - start
 
 
 def validate(plan: Plan, y: np.ndarray, selection: Selection, cache: FitCache, *, solver: SolverStrategy,

@@ -56,6 +56,7 @@ __all__ = [
     "grid_bytes",
     "grid_chunks",
     "pair_bytes",
+    "place_grids",
     "recurrent_candidates",
     "resolve_placement",
 ]
@@ -344,6 +345,19 @@ def recurrent_candidates(
     return candidates
 
 
+def place_grids(n_samples: int, kernels: Sequence[RecurrentKernel], config: EvaluationConfig,
+                placement: Placement, grid_memory: int | None) -> tuple[Literal["host", "device"],
+                                                                     list[GridChunk] | None]:
+    """Where the grids of ``kernels`` live (:func:`resolve_placement`), and on the device the
+    chunks they are held in (:func:`grid_chunks`; None: all at once). ``grid_memory``: as
+    for :func:`compute_grids`."""
+    budget = free_device_bytes() // 2 if grid_memory is None else grid_memory
+    chunks = grid_chunks(n_samples, kernels, config, budget)
+    smallest = min(pair_bytes(n_samples, max(config.layers), chunk.source[2]) * len(chunk.pairs)
+                   for chunk in chunks) if chunks else grid_bytes(n_samples, kernels, config)
+    return resolve_placement(placement, smallest, free_bytes=2 * budget), chunks
+
+
 def compute_grids(
     X: np.ndarray, lengths: np.ndarray | None, kernels: Sequence[RecurrentKernel],
     config: EvaluationConfig, progress: Counter | None = None, memory_budget: int | None = None,
@@ -361,11 +375,7 @@ def compute_grids(
     """
     n_samples = X.shape[0]
     sources = list(dict.fromkeys(kernel.grid_source() for kernel in kernels))
-    budget = free_device_bytes() // 2 if grid_memory is None else grid_memory
-    chunks = grid_chunks(n_samples, kernels, config, budget)
-    smallest = min(pair_bytes(n_samples, max(config.layers), chunk.source[2]) * len(chunk.pairs)
-                   for chunk in chunks) if chunks else grid_bytes(n_samples, kernels, config)
-    placement = resolve_placement(placement, smallest, free_bytes=2 * budget)
+    placement, chunks = place_grids(n_samples, kernels, config, placement, grid_memory)
     on_tile = (lambda done, total: progress.check()) if progress is not None else None
 
     def grid(source: tuple, pairs: Sequence[tuple[float, float]], output: str) -> GramGrid:
@@ -437,6 +447,7 @@ def build_plan(
     *, max_iter: int = -1, progress: Progress = SILENT, dtype: str = "float32",
     memory_budget: int | None = None, train_columns: np.ndarray | None = None,
     placement: Placement = "auto", grid_memory: int | None = None,
+    grids: Callable[..., KernelStore] | None = None,
 ) -> Plan:
     """Candidates and models for ``families``; computes the recurrent grids and baseline kernels.
 
@@ -448,6 +459,8 @@ def build_plan(
     the kernels live and ``grid_memory`` what the recurrent grids may hold on the device
     (:func:`compute_grids`). The RBF, POLY and MLP kernels follow the recurrent ones (without
     any: the device when ``placement`` resolves there for one float64 N x N kernel).
+    ``grids``: what computes the recurrent grids, with :func:`compute_grids`'s arguments
+    (default: it; :class:`.scale.dense.DenseBlocks` computes them as row blocks).
     """
     recurrent = [name for name in families if name in RECURRENT_SPECS]
     baselines = [name for name in families if name not in RECURRENT_SPECS]
@@ -461,8 +474,8 @@ def build_plan(
     where = "host"
     with progress.stage("kernels", n_grids + len(baselines)) as counter:
         if kernels:
-            store = compute_grids(X, lengths, kernels, config, counter, memory_budget=memory_budget,
-                                  placement=placement, grid_memory=grid_memory)
+            store = (grids or compute_grids)(X, lengths, kernels, config, counter, memory_budget=memory_budget,
+                                             placement=placement, grid_memory=grid_memory)
             for kernel in kernels:
                 models[kernel] = KernelModel(kernel.name(), functools.partial(store.kernel, kernel),
                                              max_iter=max_iter)

@@ -18,19 +18,25 @@ rows as ``.npy`` files beside the store, and the input order), so
 the rows it reads. A :class:`BlockRunner` decides where the blocks run: here
 (:class:`InProcessRunner`), or elsewhere, raising :class:`FannedOut` to end the calling
 process's part until the blocks are done.
+
+A dense job's grids use the same stores with every row a column (``Z = X``, a
+:attr:`BlockPlan.symmetric` plan, :mod:`.dense`): a block then computes its rows only from
+its own first row on, and a reader mirrors the upper triangle, as the engine does for K(X, X).
 """
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
-__all__ = ["BlockInputs", "BlockPlan", "BlockRunner", "BlockStore", "FannedOut", "InProcessRunner", "StoreJob",
-           "compute_all", "compute_block", "compute_stored_block", "describe", "kernel_rows", "run_here"]
+__all__ = ["BlockInputs", "BlockPlan", "BlockRunner", "BlockStore", "FannedOut", "InProcessRunner", "InputFiles",
+           "StoreJob", "compute_all", "compute_block", "compute_stored_block", "describe", "input_files",
+           "kernel_rows", "run_blocks", "run_here", "save_once", "store_job"]
 
 #: Default rows per block: K(X_block, Z) for M = 4096 landmarks and 48 kernels in float32 is
 #: 4096 * 4096 * 48 * 4 bytes = 3 GiB of output per block at most; smaller M, less.
@@ -47,6 +53,8 @@ class BlockPlan:
         sigma_w, sigma_v: the engine's fixed weight scales.
         dtype: the engine's dtype.
         block_rows: rows per block.
+        symmetric: K(X, X) (the columns are the rows): a block computes its columns from its
+            first row on, the rest is the mirror of blocks above it (:meth:`BlockStore.kernel`).
     """
 
     kernels: tuple[tuple, ...]
@@ -55,9 +63,14 @@ class BlockPlan:
     sigma_v: float
     dtype: str
     block_rows: int = DEFAULT_BLOCK_ROWS
+    symmetric: bool = False
 
     def blocks(self, n_rows: int) -> list[tuple[int, int]]:
         return [(start, min(n_rows, start + self.block_rows)) for start in range(0, n_rows, self.block_rows)]
+
+    def first_column(self, start: int) -> int:
+        """The first column the block starting at row ``start`` computes."""
+        return start if self.symmetric else 0
 
     @property
     def pairs(self) -> list[tuple[float, float]]:
@@ -65,13 +78,15 @@ class BlockPlan:
 
 
 def kernel_rows(X: np.ndarray, Z: np.ndarray, plan: BlockPlan, *, lengths: np.ndarray | None = None,
-                z_lengths: np.ndarray | None = None, memory_budget: int | None = None) -> np.ndarray:
-    """(kernels, n, M) float64: every kernel of ``plan`` between the rows X and landmarks Z."""
+                z_lengths: np.ndarray | None = None, memory_budget: int | None = None,
+                tiles_as: tuple[int, int] | None = None) -> np.ndarray:
+    """(kernels, n, M) float64: every kernel of ``plan`` between the rows X and landmarks Z
+    (``tiles_as``: as :func:`rntk_core.gram_grid`'s)."""
     from rntk_core import gram_grid
 
     grid = gram_grid(X, Z, sigma_w=plan.sigma_w, sigma_v=plan.sigma_v, layers=plan.layers,
                      lengths=lengths, y_lengths=z_lengths, dtype=plan.dtype,
-                     memory_budget=memory_budget, pairs=plan.pairs)
+                     memory_budget=memory_budget, pairs=plan.pairs, tiles_as=tiles_as)
     return np.stack([np.asarray(grid[key], np.float64) for key in plan.kernels])
 
 
@@ -125,14 +140,30 @@ class BlockStore:
         return [(start, stop) for start, stop in self.plan.blocks(self.n_rows) if not self.done(start)]
 
     def write(self, start: int, values: np.ndarray) -> None:
-        self.array[:, start:start + values.shape[1], :] = values
+        column = self.plan.first_column(start)
+        self.array[:, start:start + values.shape[1], column:column + values.shape[2]] = values
 
     def done(self, start: int) -> bool:
-        """Whether the block starting at ``start`` was written (its first row holds numbers)."""
-        return bool(np.isfinite(self.array[0, start, 0]))
+        """Whether the block starting at ``start`` was written (its first computed value is a number)."""
+        return bool(np.isfinite(self.array[0, start, self.plan.first_column(start)]))
 
     def rows(self, kernel: int, start: int = 0, stop: int | None = None) -> np.ndarray:
         return np.asarray(self.array[kernel, start:stop, :])
+
+    def kernel(self, kernel: int) -> np.ndarray:
+        """The whole (N, M) matrix of one kernel; a symmetric store's lower triangle is its
+        upper one mirrored, so K[i, j] is computed with the smaller index as the row, as the
+        engine's K(X, X) is."""
+        matrix = self.rows(kernel)
+        if not self.plan.symmetric:
+            return matrix
+        if self.path is None:
+            matrix = matrix.copy()  # a view of the array held in memory: leave that as written
+        for start, stop in self.plan.blocks(self.n_rows):  # a block at a time: no N x N temporaries
+            matrix[start:stop, :start] = matrix[:start, start:stop].T
+            diagonal = matrix[start:stop, start:stop]
+            matrix[start:stop, start:stop] = np.triu(diagonal) + np.triu(diagonal, 1).T
+        return matrix
 
 
 def compute_block(store: BlockStore, X: np.ndarray, Z: np.ndarray, start: int, stop: int, *,
@@ -140,8 +171,12 @@ def compute_block(store: BlockStore, X: np.ndarray, Z: np.ndarray, start: int, s
                   memory_budget: int | None = None) -> None:
     """Fill one block's chunk: rows ``[start, stop)`` of X (an array or a memory map)."""
     block_lengths = None if lengths is None else np.asarray(lengths[start:stop])
-    values = kernel_rows(np.asarray(X[start:stop]), Z, store.plan, lengths=block_lengths,
-                         z_lengths=z_lengths, memory_budget=memory_budget)
+    column = store.plan.first_column(start)
+    # K(X, X)'s blocks are cut into the whole's tiles: the values of compute_grids' one pass
+    tiles_as = (store.n_rows, store.n_rows) if store.plan.symmetric else None
+    values = kernel_rows(np.asarray(X[start:stop]), Z[column:], store.plan, lengths=block_lengths,
+                         z_lengths=None if z_lengths is None else z_lengths[column:], memory_budget=memory_budget,
+                         tiles_as=tiles_as)
     store.write(start, values)
 
 
@@ -194,6 +229,49 @@ class _Ordered:
 
     def __getitem__(self, rows: slice) -> np.ndarray:
         return np.asarray(self.X[rows])[:, self.order]
+
+
+def save_once(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` unless a resumed run wrote it already (atomically)."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp.npy")
+    np.save(temporary, np.asarray(array))
+    os.replace(temporary, path)
+
+
+@dataclass(frozen=True)
+class InputFiles:
+    """The ``.npy`` files beside a job's stores that its blocks read, relative to their folder."""
+
+    inputs: str = "inputs.npy"
+    lengths: str | None = None
+
+
+def input_files(runner: "BlockRunner", folder: Path | None, inputs: BlockInputs) -> InputFiles | None:
+    """The rows (and lengths) saved in ``folder`` for a runner whose blocks run in other
+    processes; None for one that runs them here."""
+    if not runner.needs_files:
+        return None
+    if folder is None:
+        raise ValueError("blocks that run in other processes need a work_dir for their inputs")
+    files = InputFiles(lengths=None if inputs.lengths is None else "lengths.npy")
+    save_once(folder / files.inputs, inputs.X)
+    if files.lengths is not None:
+        save_once(folder / files.lengths, np.asarray(inputs.lengths))
+    return files
+
+
+def store_job(path: Path | None, n_rows: int, landmarks: np.ndarray, plan: BlockPlan, order: Sequence[int] | None,
+              *, files: InputFiles | None, landmarks_file: str) -> "StoreJob":
+    """The (existing or new) store of K(X, X[landmarks]) at ``path`` (in memory: None); with
+    ``files``, the landmark rows are saved beside it and its attributes name what it reads."""
+    store = BlockStore(path, n_rows, landmarks.size, plan)
+    if files is not None:
+        save_once(Path(path).parent / landmarks_file, landmarks)
+        describe(store, inputs=files.inputs, landmarks=landmarks_file, lengths=files.lengths, order=order)
+    return StoreJob(store, landmarks, order)
 
 
 def describe(store: BlockStore, *, inputs: str, landmarks: str, lengths: str | None,
@@ -269,6 +347,19 @@ def run_here(jobs: Sequence[StoreJob], inputs: BlockInputs, *, on_block: Callabl
         computed += compute_all(job.store, X, Z, lengths=lengths, z_lengths=z_lengths,
                                 memory_budget=inputs.memory_budget, on_block=counted, check_cancel=check_cancel)
     return computed
+
+
+def run_blocks(runner: BlockRunner, jobs: Iterable[StoreJob], inputs: BlockInputs, *,
+               report: Callable[[str, int, int], None], check_cancel: Callable[[], None] | None = None,
+               ) -> dict[str, Any]:
+    """Every block of ``jobs`` by ``runner``, counted as the progress stage ``blocks``; the
+    report's ``blocks``: their total and how many each worker computed."""
+    jobs = list(jobs)
+    total = sum(len(job.store.plan.blocks(job.store.n_rows)) for job in jobs)
+    by_worker = runner.run(jobs, inputs, on_block=lambda done, count: report("blocks", done, count),
+                           check_cancel=check_cancel)
+    report("blocks", total, total)
+    return {"total": total, "by_worker": dict(by_worker)}
 
 
 class InProcessRunner:

@@ -38,7 +38,17 @@ import numpy as np
 from ..config import LANDMARK_FAMILIES
 from ..protocol import Candidate, accuracy, normalise, resolve_splits, selection_pairs
 from ..solvers.linear_svm import LinearTask, fit_predict_linear
-from .blocks import BlockInputs, BlockPlan, BlockRunner, BlockStore, InProcessRunner, StoreJob, describe, kernel_rows
+from .blocks import (
+    BlockInputs,
+    BlockPlan,
+    BlockRunner,
+    InProcessRunner,
+    StoreJob,
+    input_files,
+    kernel_rows,
+    run_blocks,
+    store_job,
+)
 from .landmarks import choose_landmarks, nystrom_map, relative_error, stratified_sample
 
 __all__ = ["LANDMARK_FAMILIES", "evaluate_landmarks"]
@@ -98,6 +108,9 @@ class _Rows:
 
             self._flat = baseline_rows(self.X, self.lengths)
         return self._flat
+
+    def inputs_of_blocks(self) -> BlockInputs:
+        return BlockInputs(self.X, self.lengths, self.memory_budget)
 
     def inputs(self, model: Any) -> np.ndarray:
         order = getattr(model, "order", None)
@@ -328,12 +341,9 @@ def _test(run: _Run, splits: Any, chosen: Mapping[str, Candidate],
         fold_landmarks.append(_landmarks(np.asarray(train), y, run.rows.X, config, config.seed + 1 + fold))
         landmark_rows[f"fold{fold}"] = fold_landmarks[-1]
     stores = _block_stores(run, finals, fold_landmarks)
-    total = sum(len(job.store.plan.blocks(job.store.n_rows)) for job in stores.values())
     started = time.perf_counter()
-    by_worker = run.runner.run(list(stores.values()), BlockInputs(run.rows.X, run.rows.lengths, run.rows.memory_budget),
-                               on_block=lambda done, count: run.report("blocks", done, count),
-                               check_cancel=run.check_cancel)
-    run.report("blocks", total, total)
+    blocks = run_blocks(run.runner, stores.values(), run.rows.inputs_of_blocks(), report=run.report,
+                        check_cancel=run.check_cancel)
 
     fold_accuracy: dict[str, list[float]] = {family: [] for family in chosen}
     errors: dict[Any, float] = {}
@@ -356,8 +366,7 @@ def _test(run: _Run, splits: Any, chosen: Mapping[str, Candidate],
                     fold_accuracy[family].append(accuracy(result[candidate.C].predictions, y[test]))
         run.report("test", fold + 1, len(splits.folds))
     _install_stores(run, stores)
-    return fold_accuracy, errors, {"total": total, "by_worker": dict(by_worker),
-                                   "seconds": round(time.perf_counter() - started, 3)}
+    return fold_accuracy, errors, {**blocks, "seconds": round(time.perf_counter() - started, 3)}
 
 
 def _block_stores(run: _Run, models: Sequence[Any], fold_landmarks: Sequence[np.ndarray]) -> dict[tuple, StoreJob]:
@@ -366,40 +375,18 @@ def _block_stores(run: _Run, models: Sequence[Any], fold_landmarks: Sequence[np.
     run in other processes, their inputs go beside them as ``.npy`` files."""
     folder = run.work_dir if run.work_dir is not None else (
         Path(run.out_dir) / "scale" if run.out_dir is not None else None)
-    if run.runner.needs_files and folder is None:
-        raise ValueError("blocks that run in other processes need a work_dir for their inputs")
-    files = run.runner.needs_files
-    if files:
-        _save_once(folder / "inputs.npy", run.rows.X)
-        if run.rows.lengths is not None:
-            _save_once(folder / "lengths.npy", np.asarray(run.rows.lengths))
+    files = input_files(run.runner, folder, run.rows.inputs_of_blocks())
     n = run.rows.X.shape[0]
     stores: dict[tuple, StoreJob] = {}
     for fold, landmarks in enumerate(fold_landmarks):
-        if files:
-            _save_once(folder / f"landmarks-fold{fold}.npy", landmarks)
         for number, group in enumerate(_groups(models).values()):
             if isinstance(group[0], RbfKernel):
                 continue
-            plan = run.rows.plan(group, run.block_rows)
             path = folder / f"fold{fold}-k_xz-{number}.zarr" if folder is not None else None
-            store = BlockStore(path, n, landmarks.size, plan)
-            order = getattr(group[0], "order", None)
-            if files:
-                describe(store, inputs="inputs.npy", landmarks=f"landmarks-fold{fold}.npy",
-                         lengths="lengths.npy" if run.rows.lengths is not None else None, order=order)
-            stores[(fold, number)] = StoreJob(store, landmarks, order)
+            stores[(fold, number)] = store_job(path, n, landmarks, run.rows.plan(group, run.block_rows),
+                                               getattr(group[0], "order", None), files=files,
+                                               landmarks_file=f"landmarks-fold{fold}.npy")
     return stores
-
-
-def _save_once(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` unless a resumed run wrote it already (atomically)."""
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp.npy")
-    np.save(temporary, np.asarray(array))
-    os.replace(temporary, path)
 
 
 def _install_stores(run: _Run, stores: Mapping[tuple, StoreJob]) -> None:
