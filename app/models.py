@@ -33,6 +33,9 @@ _ERROR_TEXT = {
     400: "a malformed multipart body",
     415: "not a multipart/form-data body",
     507: "the service's data volume is full",
+    # an upload's own refusals (app.uploads)
+    408: "the body sent nothing for RNTK_UPLOAD_IDLE_TIMEOUT_S",
+    503: "RNTK_MAX_CONCURRENT_UPLOADS uploads are in progress; try again after Retry-After seconds",
 }
 ERRORS: dict[int, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text} for code, text in _ERROR_TEXT.items()

@@ -10,17 +10,10 @@ from fastapi import APIRouter, Request
 
 from app import service
 from app.deps import OwnerDep, SettingsDep, StoreDep
-from app.models import DatasetView, ErrorResponse, errors
+from app.models import DatasetView, errors
 from app.uploads import receive_upload
 
 router = APIRouter(prefix="/datasets", tags=["datasets"], responses=errors(401))
-
-#: What an upload can answer besides the usual errors (see app.uploads).
-_UPLOAD_REFUSALS = {
-    408: {"model": ErrorResponse, "description": "the body sent nothing for RNTK_UPLOAD_IDLE_TIMEOUT_S"},
-    503: {"model": ErrorResponse, "description": "RNTK_MAX_CONCURRENT_UPLOADS uploads are in progress; "
-                                                 "try again after Retry-After seconds"},
-}
 
 _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {
     "schema": {"type": "object", "required": ["file"],
@@ -29,7 +22,7 @@ _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-da
 
 @router.post("", status_code=201, summary="Upload a dataset (.csv, .npz, .ts, or .zip of a UCI folder or a .ts TRAIN/TEST pair)",
              openapi_extra=_UPLOAD_BODY, response_model=DatasetView,
-             responses={**errors(400, 413, 415, 422, 507), **_UPLOAD_REFUSALS})
+             responses=errors(400, 408, 413, 415, 422, 503, 507))
 async def upload_dataset(request: Request, owner: OwnerDep, store: StoreDep, settings: SettingsDep) -> DatasetView:
     meta, _ = await receive_upload(request, store, settings, owner)
     return DatasetView.from_meta(meta)

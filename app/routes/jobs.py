@@ -58,7 +58,7 @@ async def _json_body(request: Request) -> bytes:
 
 
 @router.post("", status_code=202, summary="Submit an evaluation job", openapi_extra=_JOB_BODY,
-             response_model=JobView, responses=errors(400, 404, 413, 415, 422, 429, 507))
+             response_model=JobView, responses=errors(400, 404, 408, 413, 415, 422, 429, 503, 507))
 async def submit_job(request: Request, response: Response, owner: OwnerDep, store: StoreDep,
                      settings: SettingsDep, celery: CeleryDep) -> JobView:
     content_type = request.headers.get("content-type", "")

@@ -42,8 +42,8 @@ def test_job_request_documents_every_config_field(spec):
 
 
 @pytest.mark.parametrize("path, method, codes", [
-    ("/jobs", "post", {"202", "401", "404", "413", "422", "429"}),
-    ("/datasets", "post", {"201", "401", "413", "422"}),
+    ("/jobs", "post", {"202", "401", "404", "408", "413", "422", "429", "503"}),  # multipart uploads too
+    ("/datasets", "post", {"201", "401", "408", "413", "422", "503"}),
     ("/jobs/{job_id}", "get", {"200", "401", "404"}),
     ("/jobs/{job_id}/cancel", "post", {"202", "401", "404", "409"}),
     ("/jobs/{job_id}/artifacts/{name}", "get", {"200", "401", "404", "416"}),
