@@ -64,7 +64,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"{family:>12}: test {100 * outcome['test_accuracy']:6.2f}%  "
               f"validation {100 * outcome['validation_accuracy']:6.2f}%  "
               f"({len(outcome['chosen'])} chosen)")
-    failed = report["non_converged"]
+    failed = report.get("non_converged") or []  # left out of the JSON when empty
     if failed:
         print(f"rntk evaluate: warning: {len(failed)} SVM fit(s) stopped before converging; "
               "see non_converged in report.json", file=sys.stderr)

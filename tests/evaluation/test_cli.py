@@ -35,3 +35,22 @@ def test_gram_command_reports_bad_input_in_one_line(tmp_path: Path):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 2
     assert "NaN" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_evaluate_command_runs_the_landmark_path(tmp_path: Path):
+    """``rntk evaluate`` with ``landmarks`` finished its 10^6-series run and then failed on the
+    report's missing ``non_converged`` (left out of the JSON when empty): exit 1 after an hour."""
+    import json
+
+    from benchmarks.sequences import write_archive
+
+    data = write_archive(tmp_path / "waves.zip", 600, 16, 3)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"families": ["RNN"], "kinds": ["ntk"], "sigma_u": [0.5], "sigma_b": [0.1],
+                                  "layers": [1], "C": [1.0], "landmarks": 32, "block_rows": 200}))
+    run = subprocess.run(RNTK + ["evaluate", str(data), "--out", str(tmp_path / "out"), "--config", str(config),
+                                 "--quiet"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["scale"]["method"] == "landmarks" and report["scale"]["blocks"]["total"] == 3
+    assert "RNN: test" in run.stdout and "wrote" in run.stdout
