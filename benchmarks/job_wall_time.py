@@ -165,7 +165,7 @@ def fanout(n: int, steps: int, landmarks: int, pin: bool, worker_counts: list[in
         for workers in worker_counts:
             prefix = f"rntk-bench-{uuid.uuid4().hex[:8]}:"
             with tempfile.TemporaryDirectory() as root:
-                service = _service(Path(root), broker_url=url, redis_key_prefix=prefix, max_samples=str(10 ** 7))
+                service = _service(Path(root), broker_url=url, redis_key_prefix=prefix)
                 try:
                     service.start_server()
                     procs = {f"worker{i}": service.start_worker(cpus={i} if pin else None).pid for i in range(workers)}
