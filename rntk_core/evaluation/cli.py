@@ -77,7 +77,8 @@ def _bench_uci(args: argparse.Namespace) -> int:
 
     config = _config(args.config, args.solver)
     results = run_bench(args.root, args.out, config, names=args.datasets, families=args.families,
-                        n_jobs=args.jobs, progress=not args.quiet, dtype=args.dtype, **_placement(args))
+                        n_jobs=args.jobs, progress=not args.quiet, dtype=args.dtype, resume=args.resume,
+                        **_placement(args))
     for name, message in results["errors"].items():
         print(f"rntk bench-uci: skipped {name}: {message}", file=sys.stderr)
     if results["summary"]:
@@ -144,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cmd.add_argument("--families", nargs="+",
                            help="families, e.g. RNN RNN-P RNN-P-CK RBF (default: the config's)")
     bench_cmd.add_argument("--out", required=True, help="results JSON path")
+    bench_cmd.add_argument("--resume", action="store_true",
+                           help="keep the datasets an earlier run wrote to --out and run only the rest")
     _add_run_options(bench_cmd)
     bench_cmd.set_defaults(handler=_bench_uci)
     return parser

@@ -133,30 +133,64 @@ def run_bench(
     dtype: str = "float32",
     placement: str = "auto",
     grid_memory: int | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run every dataset, write ``out`` (JSON) and return the results.
 
     A dataset that fails (bad files, too few samples) is recorded under ``errors`` and left
     out of the summary; the run goes on. ``out`` is rewritten (atomically) after every
     dataset, with ``"complete": false`` until the last, so a long run that is stopped keeps
-    what it finished.
+    what it finished. With ``resume``, the datasets an earlier run wrote to ``out`` are kept
+    and not run again; ``seconds`` then adds this run's time to the earlier one's.
+
+    Raises:
+        ValueError: ``resume`` and ``out`` holds another run's families, or is not a results file.
     """
     root = Path(root)
+    out = Path(out)
     datasets = list_datasets(root, names)
     families = check_families(list(families) if families else list(config.families))
     results: dict[str, Any] = {"datasets": {}, "summary": {}, "errors": {}, "families": families,
                                "complete": False}
+    earlier_seconds = 0.0
+    if resume and out.is_file():
+        earlier = _earlier_results(out, families)
+        results["datasets"] = {name: entry for name, entry in earlier["datasets"].items() if name in datasets}
+        earlier_seconds = float(earlier.get("seconds", 0.0))
+    todo = [name for name in datasets if name not in results["datasets"]]
     start = time.perf_counter()
-    for index, name in enumerate(tqdm(datasets, desc="datasets", unit="dataset", disable=not progress)):
+    if not todo:
+        _finish(results, families, earlier_seconds, complete=True)
+        atomic_write_text(out, json.dumps(results, indent=2) + "\n")
+    for index, name in enumerate(tqdm(todo, desc="datasets", unit="dataset", disable=not progress)):
         try:
             results["datasets"][name] = bench_dataset(root / name, config, families, n_jobs=n_jobs, dtype=dtype,
                                                       placement=placement, grid_memory=grid_memory)
         except ValueError as exc:
             results["errors"][name] = str(exc)
-        accuracies = {name: {family: entry["families"][family]["test_accuracy"] for family in families}
-                      for name, entry in results["datasets"].items()}
-        results["summary"] = table_metrics(accuracies)
-        results["seconds"] = time.perf_counter() - start
-        results["complete"] = index == len(datasets) - 1
-        atomic_write_text(Path(out), json.dumps(results, indent=2) + "\n")
+        _finish(results, families, earlier_seconds + time.perf_counter() - start,
+                complete=index == len(todo) - 1)
+        atomic_write_text(out, json.dumps(results, indent=2) + "\n")
     return results
+
+
+def _finish(results: dict[str, Any], families: Sequence[str], seconds: float, *, complete: bool) -> None:
+    accuracies = {name: {family: entry["families"][family]["test_accuracy"] for family in families}
+                  for name, entry in results["datasets"].items()}
+    results["summary"] = table_metrics(accuracies)
+    results["seconds"] = seconds
+    results["complete"] = complete
+
+
+def _earlier_results(out: Path, families: Sequence[str]) -> dict[str, Any]:
+    try:
+        earlier = json.loads(out.read_text(encoding="utf-8"))
+        done = earlier["datasets"]
+        if not isinstance(done, dict):
+            raise TypeError("datasets is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{out}: cannot resume, not a bench-uci results file ({exc})") from None
+    if list(earlier.get("families", [])) != list(families):
+        raise ValueError(f"{out}: cannot resume, it holds families {', '.join(earlier.get('families', []))}, "
+                         f"this run asks for {', '.join(families)}")
+    return earlier

@@ -127,6 +127,33 @@ def test_linear_solver_streams_rows_in_blocks(monkeypatch):
     assert np.allclose(blocked.weights, whole.weights, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("C", [1.0, 1e3])  # at 1e3 libsvm stops short of the optimum: whole solve only
+def test_linear_solver_on_working_sets_solves_the_whole_problem(monkeypatch, C):
+    """Past 2 x WORKING_SET_ROWS rows a problem is solved on growing working sets: the same
+    objectives (libsvm's, and the whole problem's) and predictions as one solve on every row,
+    with alpha = 0 outside the final set, after more than one round."""
+    from rntk_core.evaluation.solvers import linear_svm
+
+    rng = np.random.default_rng(7)
+    n, width = 1500, 12
+    y = np.arange(n) % 3
+    phi = rng.normal(size=(n, width)) + 0.9 * np.eye(width)[y]
+    evaluate = rng.normal(size=(200, width)) + 0.9 * np.eye(width)[rng.integers(0, 3, 200)]
+    [whole] = fit_predict_linear([LinearTask(phi, y, evaluate, [C])])
+    rounds = []
+    solve = linear_svm._solve_in_batches
+    monkeypatch.setattr(linear_svm, "_solve_in_batches", lambda *a: rounds.append(a[1]) or solve(*a))
+    monkeypatch.setattr(linear_svm, "WORKING_SET_ROWS", 128)
+    [split] = fit_predict_linear([LinearTask(phi, y, evaluate, [C])])
+    assert len(rounds) > 1 and (rounds[0] != 0).sum(axis=1).max() < 200  # it did start small
+    assert split[C].converged and whole[C].converged
+    if C == 1.0:
+        expected = [_libsvm_pair_objective(phi, y, C, i, j) for i, j in ovo_pairs(3)]
+        assert np.allclose(split[C].objectives, expected, rtol=1e-6, atol=0)
+    assert np.allclose(split[C].objectives, whole[C].objectives, rtol=1e-8, atol=0)
+    assert np.array_equal(split[C].predictions, whole[C].predictions)
+
+
 def test_linear_solver_on_few_rows_uses_the_kernel_and_matches_libsvm():
     """No more rows than features: the same dual is solved on the kernel Phi Phi'."""
     rng = np.random.default_rng(5)
@@ -214,3 +241,30 @@ def test_landmark_rbf_reads_unequal_lengths_as_the_dense_rbf_does():
     pairs = [(d["validation_accuracy"], l["validation_accuracy"])
              for d, l in zip(dense["configurations"], landmark["configurations"], strict=True)]
     assert all(abs(d - l) <= 1 / 45 + 1e-12 for d, l in pairs), pairs
+
+
+def test_features_read_the_stored_kernel_a_block_at_a_time(tmp_path):
+    """The test stage turns a stored K(X, Z) into features without holding it whole: every
+    read spans at most one block of rows, and the features equal those of the whole matrix."""
+    from rntk_core.evaluation.scale.blocks import BlockPlan, BlockStore
+    from rntk_core.evaluation.scale.pipeline import _KernelRows, _stored_rows
+
+    rng = np.random.default_rng(3)
+    n, m = 1000, 24
+    plan = BlockPlan(kernels=(("ntk", "last", 1, "fwd", 0.5, 0.1),), layers=1, sigma_w=2**0.5, sigma_v=1.0,
+                     dtype="float32", block_rows=128)
+    store = BlockStore(tmp_path / "k.zarr", n, m, plan)
+    whole = rng.normal(size=(n, m)).astype(np.float32)
+    store.array[0] = whole
+    spans = []
+    rows_of = store.rows
+    store.rows = lambda k, start=0, stop=None: spans.append(stop - start) or rows_of(k, start, stop)
+    k_xz = _KernelRows(n, m, _stored_rows(store, 0, 2.0))
+    landmarks = np.sort(rng.choice(n, m, replace=False))
+    mapping = nystrom_map(2.0 * whole[landmarks].astype(np.float64) @ whole[landmarks].T.astype(np.float64)
+                          + np.eye(m))
+    picked = rng.permutation(n)[:700]  # unsorted rows come back in their order
+    assert np.array_equal(k_xz[picked], 2.0 * whole[picked].astype(np.float64))
+    assert np.allclose(mapping.features(k_xz, np.sort(picked), rows_per_step=300),
+                       mapping.features(2.0 * whole.astype(np.float64), np.sort(picked)), rtol=1e-12)
+    assert max(spans) <= 128

@@ -353,7 +353,6 @@ def _test(run: _Run, splits: Any, chosen: Mapping[str, Candidate],
         for model, k_xz in _fold_kernels(run.rows, finals, fold_landmarks[fold], stores, fold):
             mapping = nystrom_map(k_xz[fold_landmarks[fold]], floor=run.floor)
             phi_train, phi_test = mapping.features(k_xz, train), mapping.features(k_xz, test)
-            del k_xz
             if fold == 0:
                 errors[model] = _nystrom_error(run.rows, model, phi_train, train, config.seed)
             Cs = sorted({c.C for c in chosen.values() if c.model == model})
@@ -408,14 +407,47 @@ def _configuration(candidate: Candidate) -> dict[str, Any]:
 
 
 def _fold_kernels(rows: _Rows, models: Sequence[Any], landmarks: np.ndarray, stores: Mapping[tuple, StoreJob],
-                  fold: int) -> Iterator[tuple[Any, np.ndarray]]:
-    """(model, K(X, Z)) for each model in turn: the recurrent ones read from their fold's
-    store, RBF computed here."""
-    n = rows.X.shape[0]
+                  fold: int) -> Iterator[tuple[Any, "_KernelRows"]]:
+    """(model, K(X, Z) read on demand) for each model in turn: the recurrent ones from their
+    fold's store, RBF computed from the rows."""
     for number, group in enumerate(_groups(models).values()):
         if isinstance(group[0], RbfKernel):
-            yield from zip(group, rows.block(group, np.arange(n), landmarks))
+            for model in group:
+                yield model, _KernelRows(rows.X.shape[0], landmarks.size,
+                                         lambda at, model=model: rows.block([model], at, landmarks)[0])
             continue
         store = stores[(fold, number)].store
         for k, model in enumerate(group):
-            yield model, store.rows(k) * model.sigma_v ** 2
+            yield model, _KernelRows(store.n_rows, landmarks.size, _stored_rows(store, k, model.sigma_v ** 2))
+
+
+class _KernelRows:
+    """K(X, Z) of one kernel as rows on demand (``k_xz[rows]`` for sorted row indices): the
+    features are made a slice of rows at a time, so the whole N x M matrix is never held."""
+
+    def __init__(self, n_rows: int, n_columns: int, read: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.shape = (n_rows, n_columns)
+        self._read = read
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows)
+        order = np.argsort(rows, kind="stable")
+        values = self._read(rows[order])
+        out = np.empty_like(values)
+        out[order] = values
+        return out
+
+
+def _stored_rows(store: Any, kernel: int, scale: float) -> Callable[[np.ndarray], np.ndarray]:
+    """Sorted rows of one kernel from a store, reading only the blocks they fall in."""
+
+    def read(rows: np.ndarray) -> np.ndarray:
+        out = np.empty((rows.size, store.array.shape[2]))
+        for start, stop in store.plan.blocks(store.n_rows):
+            low, high = np.searchsorted(rows, (start, stop))
+            if low < high:
+                span = slice(int(rows[low]), int(rows[high - 1]) + 1)
+                out[low:high] = store.rows(kernel, span.start, span.stop)[rows[low:high] - span.start]
+        return out * scale
+
+    return read

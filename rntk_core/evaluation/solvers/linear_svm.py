@@ -19,6 +19,17 @@ problems of a task are solved in batches of at most :data:`BATCH_BYTES` of rows.
 (``Phi' diag(a) Phi`` and the products) run over blocks of :data:`ROW_BLOCK` rows, so the
 temporaries stay bounded by the block, not by n.
 
+Large problems are solved on working sets (decomposition, as Osuna et al. and SVMlight do):
+a problem of more than ``2 * WORKING_SET_ROWS`` rows is first solved on a stratified sample
+of ``WORKING_SET_ROWS`` of them; every row outside the set whose margin ``y_i f(x_i)``
+falls below ``1 - KKT_TOL`` violates the optimality conditions of the whole problem (its
+``a_i = 0`` is not optimal), and the worst of them (at most as many as the set holds) join
+the set, which is solved again. When no row violates them, the set's solution with ``a = 0``
+elsewhere is the whole problem's solution: the same problem, solved to the same tolerance.
+Support vectors are few on data that a kernel separates well, so a fit on 10^5 rows costs
+a few fits on 10^4; where most rows are support vectors the set doubles each round, and the
+whole costs at most about twice one solve on every row.
+
 Then, as libsvm does (and :mod:`.jax_svm`): bounded variables are snapped to 0 or C, rho is
 the mean of ``y_i G_i`` over the free ones (or the midpoint of its bounds), and the decision
 value of a row x is ``Phi(x) . w - rho`` with ``w = Phi_train' (a * y)``; one-vs-one votes go
@@ -39,8 +50,8 @@ from .fit import Fit
 from .interior_point import DEFAULT_MAX_ITER, DEFAULT_TOL, finish, iterate, per_problem_on_cpu
 from .jax_svm import ovo_pairs
 
-__all__ = ["BATCH_BYTES", "LinearTask", "LinearSolution", "LowRankQ", "ROW_BLOCK", "fit_predict_linear",
-           "solve_linear_duals"]
+__all__ = ["BATCH_BYTES", "KKT_TOL", "LinearTask", "LinearSolution", "LowRankQ", "ROW_BLOCK", "WORKING_SET_ROWS",
+           "fit_predict_linear", "solve_linear_duals"]
 
 #: Rows per block of the sums over N (bounds the (B, block, M) temporaries); fewer rows are one block.
 ROW_BLOCK = 4096
@@ -262,8 +273,8 @@ def fit_predict_linear(
         Cs = np.repeat(np.asarray(task.Cs, float), len(pairs))
         for index, (i, j) in enumerate(pairs * len(task.Cs)):
             signs[index] = np.where(encoded == i, 1.0, np.where(encoded == j, -1.0, 0.0))
-        solution = _solve_in_batches(np.asarray(task.features, np.float64), signs, Cs, tol, max_iter,
-                                     check_cancel)
+        solution = _solve_on_working_sets(np.asarray(task.features, np.float64), signs, Cs, tol, max_iter,
+                                          check_cancel)
         decision = np.asarray(task.evaluate, np.float64) @ solution.weights.T - solution.rho  # (m, Cs * P)
         decision = decision.reshape(decision.shape[0], len(task.Cs), len(pairs))
         first = np.array([i for i, _ in pairs])
@@ -323,3 +334,68 @@ def _solve_in_batches(phi: np.ndarray, signs: np.ndarray, Cs: np.ndarray, tol: f
         return parts[0]
     return LinearSolution(*(np.concatenate([getattr(part, name) for part in parts])
                             for name in ("alpha", "rho", "weights", "objective", "converged", "iterations", "error")))
+
+
+#: Rows of a problem's first working set; problems of at most twice as many are solved whole.
+WORKING_SET_ROWS = 8192
+#: A row outside the working set with margin below 1 - KKT_TOL joins it (the IPM's own
+#: tolerance puts the set's free support vectors within ~1e-8 of margin 1).
+KKT_TOL = 1e-6
+#: Rows per block of the margins computed over all rows.
+_MARGIN_BLOCK = 65536
+
+
+def _solve_on_working_sets(phi: np.ndarray, signs: np.ndarray, Cs: np.ndarray, tol: float, max_iter: int,
+                           check_cancel: Callable[[], None] | None) -> LinearSolution:
+    """:func:`_solve_in_batches` on growing working sets (see the module's docstring)."""
+    sizes = (signs != 0).sum(axis=1)
+    if sizes.max() <= 2 * WORKING_SET_ROWS:
+        return _solve_in_batches(phi, signs, Cs, tol, max_iter, check_cancel)
+    rng = np.random.default_rng(0)
+    chosen = np.zeros(signs.shape, bool)
+    for b, labels in enumerate(signs):
+        for sign in (1.0, -1.0):  # stratified: each side in proportion
+            rows = np.flatnonzero(labels == sign)
+            share = int(round(WORKING_SET_ROWS * rows.size / max(sizes[b], 1)))
+            chosen[b, rng.choice(rows, min(rows.size, max(share, 1)), replace=False)] = True
+    fields = ("alpha", "rho", "weights", "objective", "converged", "iterations", "error")
+    result: dict[str, np.ndarray] = {}
+    active = np.arange(len(Cs))
+    while active.size:
+        part = _solve_in_batches(phi, signs[active] * chosen[active], Cs[active], tol, max_iter, check_cancel)
+        for name in fields:
+            value = getattr(part, name)
+            if name not in result:
+                result[name] = np.zeros((len(Cs),) + value.shape[1:], value.dtype)
+            if name == "iterations":
+                result[name][active] += value  # the whole cost, over rounds
+            else:
+                result[name][active] = value
+        grown = []
+        for b, worst in zip(active, _violators(phi, signs[active], chosen[active], part)):
+            if worst.size:
+                chosen[b, worst] = True
+                grown.append(b)
+        active = np.asarray(grown, np.int64)
+    return LinearSolution(*(result[name] for name in fields))
+
+
+def _violators(phi: np.ndarray, signs: np.ndarray, chosen: np.ndarray, part: LinearSolution) -> list[np.ndarray]:
+    """Per problem, its rows outside the working set that violate the whole problem's
+    optimality conditions, worst first, at most as many as the set holds."""
+    found: list[list[np.ndarray]] = [[] for _ in signs]
+    margins: list[list[np.ndarray]] = [[] for _ in signs]
+    for start in range(0, phi.shape[0], _MARGIN_BLOCK):
+        stop = min(phi.shape[0], start + _MARGIN_BLOCK)
+        decision = phi[start:stop] @ part.weights.T - part.rho  # (rows, problems)
+        for b in range(signs.shape[0]):
+            labels = signs[b, start:stop]
+            margin = labels * decision[:, b]
+            rows = np.flatnonzero((labels != 0) & ~chosen[b, start:stop] & (margin < 1.0 - KKT_TOL))
+            found[b].append(rows + start)
+            margins[b].append(margin[rows])
+    worst = []
+    for b in range(signs.shape[0]):
+        rows, margin = np.concatenate(found[b]), np.concatenate(margins[b])
+        worst.append(rows[np.argsort(margin, kind="stable")[:max(int(chosen[b].sum()), WORKING_SET_ROWS)]])
+    return worst
