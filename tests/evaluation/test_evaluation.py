@@ -257,6 +257,24 @@ def test_bench_uci_keeps_finished_datasets_when_stopped(tmp_path, monkeypatch):
         results["datasets"]["iris"]["families"]["RNN"]["test_accuracy"], abs=1e-12)
 
 
+def test_bench_uci_resume_runs_only_the_datasets_not_yet_done(tmp_path, monkeypatch):
+    from rntk_core.evaluation import uci_bench
+
+    out = tmp_path / "results.json"
+    config = EvaluationConfig(families=["RNN"], sigma_u=[0.5], sigma_b=[0.1], layers=[1], C=[1.0])
+    uci_bench.run_bench(UCI, out, config, names=["iris"], progress=False)
+    first = json.loads(out.read_text())
+    ran = []
+    finish = uci_bench.bench_dataset
+    monkeypatch.setattr(uci_bench, "bench_dataset", lambda path, *a, **k: ran.append(path.name) or finish(path, *a, **k))
+    results = uci_bench.run_bench(UCI, out, config, names=["iris", "seeds"], progress=False, resume=True)
+    assert ran == ["seeds"] and results["complete"] is True
+    assert results["datasets"]["iris"] == first["datasets"]["iris"]
+    assert results["seconds"] > first["seconds"] and set(results["datasets"]) == {"iris", "seeds"}
+    with pytest.raises(ValueError, match="families RNN, this run asks for BI-RNN"):
+        uci_bench.run_bench(UCI, out, config, names=["iris"], families=["BI-RNN"], progress=False, resume=True)
+
+
 def test_float64_kernels_are_recorded_in_params(iris, tmp_path):
     config = EvaluationConfig(families=["BI-RNN"], sigma_u=[0.5], sigma_b=[0.1], layers=[1], C=[1.0, 100.0])
     report = evaluation.evaluate_dataset(iris, config, out_dir=tmp_path, dtype="float64")
