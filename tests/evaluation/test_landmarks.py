@@ -196,6 +196,20 @@ def test_landmarks_on_every_training_row_score_like_the_dense_path(iris, tmp_pat
     assert any(name.startswith("scale/fold0-k_xz-0.zarr/") for name in files)
     for family, result in landmark["families"].items():
         assert abs(result["test_accuracy"] - dense["families"][family]["test_accuracy"]) < 0.05, family
+        # The report parts a dense report has: the confusion matrix of the chosen model's
+        # predictions over the 4 test folds (every test row once per fold), per-class accuracy
+        # consistent with it and the fold accuracies, and seconds per family adding up to the phases.
+        matrix = np.asarray(result["confusion_matrix"])
+        assert matrix.shape == (3, 3) and matrix.sum() == sum(len(test) for _, test in iris.splits.folds)
+        assert np.trace(matrix) / matrix.sum() == pytest.approx(
+            np.average(result["fold_accuracies"], weights=[len(t) for _, t in iris.splits.folds]), abs=1e-12)
+        assert set(result["per_class_accuracy"]) == {str(c) for c in iris.classes}
+        assert result["test_std"] == pytest.approx(np.std(result["fold_accuracies"]))
+    seconds = landmark["family_seconds"]
+    assert set(seconds) == set(GRID["families"])
+    for phase in ("kernels", "validation", "test"):
+        assert sum(entry[phase] for entry in seconds.values()) == pytest.approx(landmark["timings"][phase], abs=1e-3)
+    assert "proportion" in landmark["seconds_attribution"]
 
 
 def test_landmark_kernels_in_zarr_are_the_engines(iris, tmp_path):

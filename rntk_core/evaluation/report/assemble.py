@@ -123,7 +123,11 @@ def assemble_landmarks(dataset: Dataset, config: EvaluationConfig, families: lis
         "x_scale": parts["x_scale"],
         "avg_scaling": AVG_SCALING,
         "configurations": parts["configurations"],
-        "families": add_grid_edges(parts["configurations"], parts["families"]),
+        "families": add_grid_edges(parts["configurations"], _landmark_details(dataset, splits, parts)),
+        "family_seconds": family_seconds(
+            families, [f for f in families if f in RECURRENT_SPECS], timings, [], parts.get("fit_seconds", {}),
+            parts.get("users", {}), ["selection"]),
+        "seconds_attribution": LANDMARK_ATTRIBUTION,
         "grams": [],
         "solver": {"requested": config.solver, "used": "linear", "fits": {"linear": parts["fits"]},
                    "non_converged": parts.get("non_converged", 0)},
@@ -131,6 +135,29 @@ def assemble_landmarks(dataset: Dataset, config: EvaluationConfig, families: lis
         "scale": parts["scale"],
         **_run_facts(dataset, splits, provenance, started_at),
     }
+
+
+def _landmark_details(dataset: Dataset, splits: Splits, parts: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The landmark families' outcomes with what :func:`family_details` adds to dense ones:
+    the spread over test folds, and the confusion matrix and per-class accuracy of the chosen
+    model's predictions (one configuration per family, so no vote)."""
+    classes = [str(name) for name in dataset.classes]
+    families = {}
+    for family, outcome in parts["families"].items():
+        predicted = parts.get("predictions", {}).get(family)
+        extra: dict[str, Any] = {"test_std": spread(outcome["fold_accuracies"])}
+        if predicted:
+            matrix = confusion([dataset.y[test] for _, test in splits.folds], predicted, dataset.n_classes)
+            extra.update(confusion_matrix=matrix.tolist(), per_class_accuracy=per_class_accuracy(matrix, classes))
+        families[family] = {**outcome, **extra}
+    return families
+
+
+LANDMARK_ATTRIBUTION = ("Each phase's wall time (timings: kernels, validation, test) is divided among the families. "
+                        "Kernels (the selection's features): evenly. Validation: in proportion to each family's "
+                        "linear C-SVM seconds on the subsample. Test: in proportion to the seconds of each "
+                        "family's chosen kernel (its features from the stored K(X, Z), and its fit), a kernel that "
+                        "several families chose split evenly among them; the blocks count in test.")
 
 
 def _run_facts(dataset: Dataset, splits: Splits, provenance: Mapping[str, Any], started_at: float) -> dict[str, Any]:

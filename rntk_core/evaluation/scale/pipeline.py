@@ -182,13 +182,15 @@ def _landmarks(rows: np.ndarray, y: np.ndarray, X: np.ndarray, config: Any, seed
 
 def _validate(found: Sequence[Candidate], features: Mapping[Any, np.ndarray], wanted: np.ndarray,
               y: np.ndarray, selection: Any, check_cancel: Callable[[], None] | None,
-              on_fit: Callable[[], None]) -> dict[tuple, float]:
-    """Mean validation accuracy of every (model, C) over the selection pairs."""
+              on_fit: Callable[[], None], seconds: dict[tuple, float]) -> dict[tuple, float]:
+    """Mean validation accuracy of every (model, C) over the selection pairs; each model's
+    fit seconds go to ``seconds[("selection", model)]``."""
     Cs_of: dict[Any, list[float]] = {}
     for candidate in found:
         Cs_of.setdefault(candidate.model, []).append(candidate.C)
     scores: dict[tuple, list[float]] = {}
     for model, Cs in Cs_of.items():
+        started = time.perf_counter()
         phi = features[model]
         for fit, score in selection.pairs:
             fit_at, score_at = np.searchsorted(wanted, fit), np.searchsorted(wanted, score)
@@ -196,6 +198,7 @@ def _validate(found: Sequence[Candidate], features: Mapping[Any, np.ndarray], wa
                                           check_cancel=check_cancel)
             for C in Cs:
                 scores.setdefault((model, C), []).append(accuracy(result[C].predictions, y[score]))
+        seconds[("selection", model)] = time.perf_counter() - started
         on_fit()
     return {key: float(np.mean(values)) for key, values in scores.items()}
 
@@ -225,6 +228,8 @@ class _Run:
     work_dir: Path | None = None
     runner: BlockRunner = dataclasses.field(default_factory=InProcessRunner)
     fits: int = 0
+    #: busy seconds per (split, model): "selection", or "fold<k>" (features and fit)
+    fit_seconds: dict = dataclasses.field(default_factory=dict)
 
 
 def evaluate_landmarks(
@@ -264,7 +269,7 @@ def evaluate_landmarks(
         if best is None or scores[(candidate.model, candidate.C)] > scores[(best.model, best.C)]:
             chosen[candidate.family] = candidate
     test_started = time.perf_counter()
-    fold_accuracy, errors, blocks = _test(run, splits, chosen, landmark_rows)
+    fold_accuracy, predictions, errors, blocks = _test(run, splits, chosen, landmark_rows)
     timings["test"] = time.perf_counter() - test_started
     names = {c.model: c.model.name(family) for family, c in chosen.items()}
     return {
@@ -290,6 +295,11 @@ def evaluate_landmarks(
                   "blocks": {"rows_per_block": run.block_rows, **blocks}},
         "fits": run.fits,
         "timings": timings,
+        "predictions": predictions,  # per family, per test fold
+        "fit_seconds": run.fit_seconds,
+        "users": {"validation": {c.model: [f for f in families if any(d.model == c.model and d.family == f
+                                                                       for d in found)] for c in found},
+                  "test": {c.model: [f for f, d in chosen.items() if d.model == c.model] for c in chosen.values()}},
     }
 
 
@@ -304,6 +314,9 @@ def _select(run: _Run, found: Sequence[Candidate], selection: Any, wanted: np.nd
             timings.update(state["timings"])
             run.fits += state["fits"]
             scores = {(c.model, c.C): score for c, score in zip(found, state["scores"])}
+            models = list(dict.fromkeys(candidate.model for candidate in found))
+            run.fit_seconds.update({("selection", model): seconds
+                                    for model, seconds in zip(models, state.get("model_seconds", []))})
             return scores, {"selection": np.asarray(state["landmarks"], dtype=np.int64)}
     started = time.perf_counter()
     models = list(dict.fromkeys(candidate.model for candidate in found))
@@ -315,7 +328,7 @@ def _select(run: _Run, found: Sequence[Candidate], selection: Any, wanted: np.nd
     timings["kernels"] = time.perf_counter() - started
     done = iter(range(1, len(models) + 1))
     scores = _validate(found, features, wanted, run.y, selection, run.check_cancel,
-                       lambda: run.report("validation", next(done), len(models)))
+                       lambda: run.report("validation", next(done), len(models)), run.fit_seconds)
     fits = len(scores) * len(selection.pairs)
     run.fits += fits
     timings["validation"] = time.perf_counter() - started - timings["kernels"]
@@ -324,16 +337,19 @@ def _select(run: _Run, found: Sequence[Candidate], selection: Any, wanted: np.nd
         temporary = saved.with_suffix(".tmp")
         temporary.write_text(json.dumps({
             "scores": [scores[(c.model, c.C)] for c in found], "landmarks": landmarks.tolist(),
-            "fits": fits, "timings": {key: timings[key] for key in ("kernels", "validation")}}))
+            "fits": fits, "timings": {key: timings[key] for key in ("kernels", "validation")},
+            "model_seconds": [run.fit_seconds[("selection", model)] for model in models]}))
         os.replace(temporary, saved)
     return scores, {"selection": landmarks}
 
 
 def _test(run: _Run, splits: Any, chosen: Mapping[str, Candidate],
-          landmark_rows: dict[str, np.ndarray]) -> tuple[dict[str, list[float]], dict[Any, float], dict[str, Any]]:
+          landmark_rows: dict[str, np.ndarray]) -> tuple[dict[str, list[float]], dict[str, list[np.ndarray]],
+                                                         dict[Any, float], dict[str, Any]]:
     """Stage 2: the chosen kernels on every row in blocks (every fold's blocks first, by the
-    runner), then per test fold each kernel fitted and scored. Returns the fold accuracies per
-    family, the Nystrom error per kernel, and the blocks (total and by worker)."""
+    runner), then per test fold each kernel fitted and scored. Returns the fold accuracies and
+    the test predictions per family, the Nystrom error per kernel, and the blocks (total and
+    by worker)."""
     y, config = run.y, run.config
     finals = list(dict.fromkeys(candidate.model for candidate in chosen.values()))
     fold_landmarks = []
@@ -346,11 +362,13 @@ def _test(run: _Run, splits: Any, chosen: Mapping[str, Candidate],
                         check_cancel=run.check_cancel)
 
     fold_accuracy: dict[str, list[float]] = {family: [] for family in chosen}
+    predictions: dict[str, list[np.ndarray]] = {family: [] for family in chosen}
     errors: dict[Any, float] = {}
     for fold, (train, test) in enumerate(splits.folds):
         train, test = np.asarray(train), np.asarray(test)
         # One kernel's K(X, Z) and features at a time: memory is one kernel's, not the grid's.
         for model, k_xz in _fold_kernels(run.rows, finals, fold_landmarks[fold], stores, fold):
+            model_started = time.perf_counter()
             mapping = nystrom_map(k_xz[fold_landmarks[fold]], floor=run.floor)
             phi_train, phi_test = mapping.features(k_xz, train), mapping.features(k_xz, test)
             if fold == 0:
@@ -363,9 +381,11 @@ def _test(run: _Run, splits: Any, chosen: Mapping[str, Candidate],
             for family, candidate in chosen.items():
                 if candidate.model == model:
                     fold_accuracy[family].append(accuracy(result[candidate.C].predictions, y[test]))
+                    predictions[family].append(result[candidate.C].predictions)
+            run.fit_seconds[(f"fold{fold}", model)] = time.perf_counter() - model_started
         run.report("test", fold + 1, len(splits.folds))
     _install_stores(run, stores)
-    return fold_accuracy, errors, {**blocks, "seconds": round(time.perf_counter() - started, 3)}
+    return fold_accuracy, predictions, errors, {**blocks, "seconds": round(time.perf_counter() - started, 3)}
 
 
 def _block_stores(run: _Run, models: Sequence[Any], fold_landmarks: Sequence[np.ndarray]) -> dict[tuple, StoreJob]:
