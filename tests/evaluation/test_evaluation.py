@@ -295,3 +295,21 @@ def test_standardize_grams_are_reproduced_from_splits(iris, tmp_path):
     assert np.allclose(X[:, :, 0].std(axis=0), X[:, :, 0].std(axis=0)[0])  # every feature one scale
     K = rntk_core.gram(X, **entry["params"])
     assert np.allclose(K, np.load(tmp_path / entry["file"]), rtol=1e-5, atol=1e-6)
+
+
+def test_uci_results_page_and_csv_from_a_partial_bench(tmp_path):
+    """benchmarks.uci_results: docs/results.csv has a dataset column and one column per family;
+    results.md puts this run's Table I beside the paper's and says when the run is partial."""
+    from benchmarks.uci_results import main
+
+    entry = lambda accuracies: {"N": 10, "T": 3, "families": {f: {"test_accuracy": a} for f, a in accuracies.items()}}
+    results = {"families": ["RNN", "RBF"], "complete": False, "seconds": 7200.0, "errors": {},
+               "datasets": {"a": entry({"RNN": 0.9, "RBF": 0.8}), "b": entry({"RNN": 0.5, "RBF": 0.6})}}
+    source = tmp_path / "bench.json"
+    source.write_text(json.dumps(results))
+    main([str(source), "--out", str(tmp_path / "docs")])
+    rows = (tmp_path / "docs" / "results.csv").read_text().splitlines()
+    assert rows == ["dataset,N,T,RNN,RBF", "a,10,3,90.00,80.00", "b,10,3,50.00,60.00"]
+    page = (tmp_path / "docs" / "results.md").read_text()
+    assert "partial: 2 of 90 datasets" in page and "| Acc. mean ↑ | 70.00% | 70.00% |" in page
+    assert "| Friedman rank ↓ | 1.50 | 1.50 |" in page and "82.34%" in page  # the paper's RNN-P
