@@ -3,7 +3,9 @@
 1. ``gram_grid`` N=5000, T=64, L=2 (the paper grid, 64 kernels): end to end with
    ``output="device"`` (until the result is ready on the device), with ``output="host"``, and
    the device compute alone (every tile's ``fused_tile`` call, results dropped). Medians of
-   timed repeats after a compiling run.
+   timed repeats after a compiling run. On a GPU, the device compute again with the Pallas
+   tile kernel (rntk_core/pallas_tile.py) in place of XLA's ``fused_tile``, and their ratio;
+   the end-to-end ratios then refer to the path gram_grid takes (Pallas unless RNTK_PALLAS=0).
 2. float32 against float64 on the device: relative Frobenius error of ``gram(X, Y)``, m = 3,
    for every kind / pool / direction at L = 2.
 
@@ -21,6 +23,7 @@ import numpy as np
 
 import rntk_core
 from rntk_core.inputs import as_sequences
+from rntk_core.pallas_tile import pallas_enabled, pallas_fused_tile
 from rntk_core.recurrent import Sigmas, fused_tile
 from rntk_core.tiling import (
     DEFAULT_MEMORY_BUDGET, _prepare, _round_up, _tile_origins, default_arccos, plan_tiles,
@@ -40,8 +43,9 @@ def median_seconds(fn, repeats: int) -> float:
     return statistics.median(seconds)
 
 
-def device_compute(X: np.ndarray, layers: int) -> None:
-    """The grid's tiles as gram_grid plans them, computed and dropped: the device's share."""
+def device_compute(X: np.ndarray, layers: int, tile=fused_tile) -> None:
+    """The grid's tiles as gram_grid plans them, computed and dropped: the device's share.
+    ``tile``: ``fused_tile`` (XLA) or ``pallas_fused_tile``."""
     x = as_sequences(X, None, "X")
     pairs = [(u, b) for u in SIGMA_U for b in SIGMA_B]
     dtype = np.dtype("float32")
@@ -55,7 +59,7 @@ def device_compute(X: np.ndarray, layers: int) -> None:
     for r, c in _tile_origins(x.n, x.n, plan.side, True):
         rows = jax.device_put(side.rows(slice(r, r + plan.side)))
         cols = jax.device_put(side.rows(slice(c, c + plan.side)))
-        results.append(fused_tile(rows, cols, sigmas, layers=layers, masked=False, arccos_method=arccos))
+        results.append(tile(rows, cols, sigmas, layers=layers, masked=False, arccos_method=arccos))
     jax.block_until_ready(results)
 
 
@@ -76,6 +80,18 @@ def main() -> None:
         jax.block_until_ready(grid._readouts)
 
     compute = median_seconds(lambda: device_compute(X, args.layers), args.repeats)
+    if jax.default_backend() == "gpu":
+        try:
+            pallas = median_seconds(lambda: device_compute(X, args.layers, pallas_fused_tile), args.repeats)
+        except Exception as exc:  # a lowering/compile failure: report it, time the rest
+            print(f"Pallas tile kernel failed: {type(exc).__name__}: {exc}", flush=True)
+        else:
+            print(f"device compute N={args.n} T={args.steps} L={args.layers}: XLA fused_tile {compute:.3f} s, "
+                  f"Pallas {pallas:.3f} s (XLA / Pallas = {compute / pallas:.2f}x)", flush=True)
+            if pallas_enabled(jax.devices()[0], np.float32):
+                compute = pallas  # what gram_grid below runs
+    else:
+        print(f"no GPU ({jax.default_backend()}): skipping the Pallas vs XLA tile timing", flush=True)
     device = median_seconds(on_device, args.repeats)
     print(f"gram_grid N={args.n} T={args.steps} L={args.layers}: device compute {compute:.3f} s, "
           f"output='device' {device:.3f} s ({device / compute:.2f}x compute)", flush=True)

@@ -97,8 +97,44 @@ class Sigmas(NamedTuple):
 def _norms(values: jnp.ndarray) -> jnp.ndarray:
     """|x| over the last axis; |x| itself for one feature (exact, so x/|x| is exactly +-1)."""
     if values.shape[-1] == 1:
-        return jnp.abs(values[..., 0])
+        return jnp.abs(jnp.squeeze(values, -1))  # a squeeze, not a slice: Triton lowers it
     return jnp.sqrt(jnp.sum(values * values, axis=-1))
+
+
+def inputs_defect(xa: jnp.ndarray, xb: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """|x|, |x'| and the inputs' defect |x||x'| - x.x' = |x||x'| |x/|x| - x'/|x'||^2 / 2 for
+    every pair: exactly 0 for equal or parallel steps, 2 |x x'| or 0 for one feature.
+
+    xa: (..., na, m), xb: (..., nb, m). Returns (..., na), (..., nb), (..., na, nb).
+    Shared by :func:`fused_tile` and the Pallas kernel (pallas_tile.py).
+    """
+    norm_a, norm_b = _norms(xa), _norms(xb)
+    unit_a = xa / jnp.where(norm_a > 0, norm_a, 1.0)[..., None]
+    unit_b = xb / jnp.where(norm_b > 0, norm_b, 1.0)[..., None]
+    spread = jnp.sum(jnp.square(unit_a[..., :, None, :] - unit_b[..., None, :, :]), axis=-1)
+    return norm_a, norm_b, 0.5 * norm_a[..., :, None] * norm_b[..., None, :] * spread
+
+
+def next_q(cov, q_prev, below_q, dvphi, sw2, su2):
+    """P only ever appears as P(l,t) Vphi'(l,t), so the recursion carries Q = P Vphi'."""
+    return (cov + sw2 * q_prev + su2 * below_q) * dvphi
+
+
+def defect_layer(below_input, below_q, state_prev, q_prev, scale, ra, rb, ia, ib, parts_a, parts_b,
+                 sw2, su2, arccos_method: ArccosMethod):
+    """One (layer, step) of the float32 recursion, for arrays that broadcast per pair.
+
+    E = sqrt(a b) - s, from a = |u|^2, b = |v|^2 over the three parts of each variance
+    (``parts_*``: input, recurrent, bias roots): the gap |u||v| - u.v plus each part's own
+    defect (input: ``scale * below_input``, recurrent: ``sw2 * state_prev``; the bias's is 0).
+    Every term is >= 0, so nothing cancels; a pair not both started gets E = 0.
+    Returns the carried state Ephi, Vphi and Q. Shared by :func:`fused_tile` and the Pallas
+    kernel (pallas_tile.py).
+    """
+    defect = cauchy_schwarz_gap(parts_a, parts_b, ra * rb) + scale * below_input + sw2 * state_prev
+    vphi, state, dvphi = relu_dual_defect(defect, ra, rb, ia, ib, arccos_method)
+    cov = ra * rb - defect  # 0 for a pair not both started (both terms are 0)
+    return state, vphi, next_q(cov, q_prev, below_q, dvphi, sw2, su2)
 
 
 @partial(jax.jit, static_argnames=("layers", "masked", "arccos_method"))
@@ -162,17 +198,12 @@ def fused_tile(
                 cov = cov * pair_started
             vphi, dvphi = relu_dual(ra, rb, cov, identical)
             state = vphi
+            q = next_q(cov, q_prev, below_q, dvphi, sw2, su2)
         else:
-            # E = sqrt(a b) - s, from a = |u|^2, b = |v|^2 over the three parts: the gap
-            # |u||v| - u.v plus each part's own defect (input, recurrent; the bias's is 0).
-            # Every term is >= 0, so nothing cancels; a pair not both started gets E = 0.
             parts_a = (input_a[:, :, :, None], root_w * prev_a[:, :, :, None], bias_a[:, :, :, None])
             parts_b = (input_b[:, :, None, :], root_w * prev_b[:, :, None, :], bias_b[:, :, None, :])
-            defect = cauchy_schwarz_gap(parts_a, parts_b, ra * rb) + scale * below_input + sw2 * state_prev
-            vphi, state, dvphi = relu_dual_defect(defect, ra, rb, ia, ib, arccos_method)
-            cov = ra * rb - defect  # 0 for a pair not both started (both terms are 0)
-        # P only ever appears as P(l,t) Vphi'(l,t), so the recursion carries Q = P Vphi'.
-        q = (cov + sw2 * q_prev + su2 * below_q) * dvphi
+            state, vphi, q = defect_layer(below_input, below_q, state_prev, q_prev, scale, ra, rb, ia, ib,
+                                          parts_a, parts_b, sw2, su2, arccos_method)
         if not exact:  # the next layer's input part: su^2 a(l, t)/2
             input_a, input_b = su * half_root * ra[..., 0], su * half_root * rb[:, :, 0, :]
         return (state, input_a, input_b, q, pair_started, identical), (state, vphi, q)
@@ -191,13 +222,7 @@ def fused_tile(
             identical = identical & same_step[:, None]
             input_a = input_b = bias_a = bias_b = jnp.zeros((layers, 1, 1, 1), dtype)
         else:
-            # The inputs' defect |x||x'| - x.x' = |x||x'| |x/|x| - x'/|x'||^2 / 2: exactly 0
-            # for equal or parallel steps, 2 |x x'| or 0 for one feature.
-            norm_a, norm_b = _norms(xa), _norms(xb)  # (D, n)
-            unit_a = xa / jnp.where(norm_a > 0, norm_a, 1.0)[..., None]
-            unit_b = xb / jnp.where(norm_b > 0, norm_b, 1.0)[..., None]
-            spread = jnp.sum(jnp.square(unit_a[:, :, None, :] - unit_b[:, None, :, :]), axis=-1)
-            inputs_term = 0.5 * norm_a[:, :, None] * norm_b[:, None, :] * spread
+            norm_a, norm_b, inputs_term = inputs_defect(xa, xb)  # (D, n), (D, n), (D, ta, tb)
             started_a = sa[:, None, :] if masked else jnp.ones((), dtype)
             started_b = sb[:, None, :] if masked else jnp.ones((), dtype)
             input_a = su * (norm_a[:, None, :] / math.sqrt(features)) * started_a  # (D, G, ta)

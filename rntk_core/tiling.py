@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .inputs import Sequences
-from .recurrent import Operand, Sigmas, fused_tile, sample_variances, variance_scales
+from .pallas_tile import tile_function
+from .recurrent import Operand, Sigmas, sample_variances, variance_scales
 
 #: The working set's default device memory; callers pass their own ``memory_budget``.
 DEFAULT_MEMORY_BUDGET = 1024 * 2**20
@@ -346,8 +347,9 @@ def _run_tiles(
         device = devices[index % len(devices)]
         rows = jax.device_put(side_x.rows(slice(r, r + side)), device)
         cols = jax.device_put(side_y.rows(slice(c, c + side)), device)
-        result = fused_tile(rows, cols, placed[device], layers=layers, masked=masked,
-                            arccos_method=arccos_method)
+        # fused_tile, or on a GPU in float32 its Pallas kernel (pallas_tile.py; RNTK_PALLAS=0: off).
+        tile = tile_function(device, side_x.values.dtype)
+        result = tile(rows, cols, placed[device], layers=layers, masked=masked, arccos_method=arccos_method)
         in_flight.append(((r, c), result))
         if len(in_flight) >= window:
             collect()
