@@ -16,6 +16,9 @@ workers. What ``GET /metrics`` exposes:
 - ``rntk_gpu_memory_bytes_in_use{worker,device}``: device memory in use by running jobs, as
   JAX's ``memory_stats()`` reports it in the heartbeat. Absent where the worker cannot
   read it (CPU devices).
+- ``rntk_worker_seconds_per_cell{worker,device}``, ``rntk_worker_calibration_factor{worker,device,rate}``:
+  each live worker's rates for the cost model, measured when it started
+  (:mod:`worker.calibration`; ``rate`` is ``grid`` or ``svm_fit``, the factor over the 2-core CPU).
 - ``rntk_job_requeues_total``: jobs re-queued after their worker died mid-job;
   ``rntk_jobs_retried``: jobs that needed more than one attempt;
   ``rntk_jobs_worker_lost_total``: jobs failed because their worker died too often.
@@ -35,8 +38,9 @@ DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 12 * 
 PHASE_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, float("inf"))
 
 
-def render_metrics(store: Store) -> bytes:
-    """The Prometheus text exposition of the store's current state."""
+def render_metrics(store: Store, workers: list[dict] | None = None) -> bytes:
+    """The Prometheus text exposition of the store's current state; ``workers``: the live
+    workers' calibrations (:func:`worker.calibration.workers_view`)."""
     registry = CollectorRegistry()
     jobs = Gauge("rntk_jobs", "Jobs by state", ["state"], registry=registry)
     depth = Gauge("rntk_queue_depth", "Jobs queued and not yet running", registry=registry)
@@ -88,6 +92,18 @@ def render_metrics(store: Store) -> bytes:
             for device in beat.get("device_memory") or []:
                 if isinstance(device, dict) and isinstance(device.get("bytes_in_use"), (int, float)):
                     gpu_memory.labels(host, str(device.get("device"))).set(device["bytes_in_use"])
+    per_cell = Gauge("rntk_worker_seconds_per_cell",
+                     "A live worker's Gram grid seconds per cell, measured at its start",
+                     ["worker", "device"], registry=registry)
+    factor = Gauge("rntk_worker_calibration_factor", "A live worker's rate over the cost model's 2-core CPU constant",
+                   ["worker", "device", "rate"], registry=registry)
+    for view in workers or []:
+        labels = (str(view.get("worker")), str(view.get("device")))
+        for gauge, value, extra in ((per_cell, view.get("seconds_per_cell"), ()),
+                                    (factor, view.get("factor"), ("grid",)),
+                                    (factor, view.get("fit_factor"), ("svm_fit",))):
+            if isinstance(value, (int, float)):
+                gauge.labels(*labels, *extra).set(value)
     for state, count in counts.items():
         jobs.labels(state).set(count)
     depth.set(counts.get("queued", 0))

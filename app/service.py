@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from app.models import JobRequest
 from rntk_core.evaluation.config import AUTO_LANDMARKS, LANDMARK_FAMILIES, EvaluationConfig, error_message
-from rntk_core.evaluation.cost import CostEstimate, estimate_cost, gigabytes
+from rntk_core.evaluation.cost import DEFAULT_CONSTANTS, CostConstants, CostEstimate, estimate_cost, gigabytes
+from worker.calibration import fleet_constants
 from worker.jobs import DatasetMeta, JobCost, JobRecord, JobState, Store, now
 from worker.queue import enqueue, fan_out_task_id
 from worker.settings import Settings
@@ -177,11 +178,15 @@ def find_artifact(store: Store, job_id: str, name: str) -> tuple[Path, dict[str,
     return path, entry
 
 
-def estimate_job(store: Store, owner: str, job: JobRequest) -> CostEstimate:
-    """What ``job`` would compute, from its dataset's stored shape (nothing is submitted)."""
+def estimate_job(store: Store, owner: str, job: JobRequest, settings: Settings | None = None) -> CostEstimate:
+    """What ``job`` would compute, from its dataset's stored shape (nothing is submitted); its
+    seconds at the live workers' rates given ``settings`` (as :func:`create_job`), else at
+    the 2-core CPU's."""
     meta = get_dataset(store, owner, job.dataset_id)
     config = job.config
-    return estimate_cost(int(meta.n_samples or 1), steps_with(meta, config.features_per_step), config)
+    constants = fleet_constants(settings) if settings is not None else DEFAULT_CONSTANTS
+    return estimate_cost(int(meta.n_samples or 1), steps_with(meta, config.features_per_step), config,
+                         constants=constants)
 
 
 def submit_job(store: Store, settings: Settings, celery: Any, owner: str, body: Any) -> JobRecord:
@@ -205,11 +210,12 @@ def steps_with(meta: DatasetMeta, features_per_step: int) -> int:
                   f"feature(s) per step")
 
 
-def fit_to_worker(config: EvaluationConfig, n_samples: int, steps: int,
-                  settings: Settings) -> tuple[EvaluationConfig, CostEstimate]:
-    """The config to run and its cost, refused (422) when its memory estimate is over a
-    worker's: a dense job too large goes to landmarks under ``scale: auto``."""
-    cost = estimate_cost(n_samples, steps, config)
+def fit_to_worker(config: EvaluationConfig, n_samples: int, steps: int, settings: Settings,
+                  constants: CostConstants = DEFAULT_CONSTANTS) -> tuple[EvaluationConfig, CostEstimate]:
+    """The config to run and its cost (seconds at ``constants``' rates), refused (422) when
+    its memory estimate is over a worker's: a dense job too large goes to landmarks under
+    ``scale: auto``."""
+    cost = estimate_cost(n_samples, steps, config, constants=constants)
     limit = settings.worker_memory_bytes
     if cost.method == "dense" and cost.host_bytes > limit:
         if config.scale == "dense" or not set(config.families) <= set(LANDMARK_FAMILIES):
@@ -221,7 +227,7 @@ def fit_to_worker(config: EvaluationConfig, n_samples: int, steps: int,
                           f"it with \"landmarks\": {AUTO_LANDMARKS} (Nystrom features: memory linear in N) and "
                           f"the families {', '.join(LANDMARK_FAMILIES)}")
         config = config.model_copy(update={"landmarks": AUTO_LANDMARKS})
-        cost = estimate_cost(n_samples, steps, config)
+        cost = estimate_cost(n_samples, steps, config, constants=constants)
     if cost.host_bytes > limit:
         raise Invalid(f"the job needs about {gigabytes(cost.host_bytes)} of memory, over a worker's "
                       f"{gigabytes(limit)} (RNTK_WORKER_MEMORY_MB); use fewer landmarks or smaller block_rows")
@@ -234,7 +240,8 @@ def create_job(store: Store, settings: Settings, celery: Any, owner: str, job: J
     meta = get_dataset(store, owner, job.dataset_id)
     config = job.config
     n_samples, steps = meta.n_samples, steps_with(meta, config.features_per_step)
-    config, cost = fit_to_worker(config, n_samples, steps, settings)
+    # the live workers' rates (the slowest's: any of them may take the job), else the 2-core CPU's
+    config, cost = fit_to_worker(config, n_samples, steps, settings, fleet_constants(settings))
     if not cost.seconds <= settings.max_job_seconds:
         raise Invalid(f"the job's estimated cost, {cost.describe()}, is over the limit of "
                       f"{settings.max_job_seconds:g} s (RNTK_MAX_JOB_SECONDS); use smaller grids")

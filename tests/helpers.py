@@ -34,7 +34,7 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, rtol: float, what: ob
     error = relative_error(actual, expected)
     assert error <= rtol, f"{what}: relative Frobenius error {error:.3g} > {rtol:g}"
 
-#: What the worker sets for JAX's compilation cache (worker.tasks.use_compile_cache): kept out
+#: What the worker sets for JAX's compilation cache (worker.jax_env.use_compile_cache): kept out
 #: of the environment services inherit, so each test's worker caches under its own data_dir.
 CACHE_VARIABLES = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
                    "JAX_COMPILATION_CACHE_MAX_SIZE")

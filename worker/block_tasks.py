@@ -6,17 +6,17 @@ cycle (they call back into it)."""
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from typing import Any
 
 from worker.celery_app import celery_app
 from worker.fanout import drop_work, work_dir
+from worker.jax_env import prepare_jax
 from worker.jobs import JobError, JobRecord, JobState, Progress, Store
 from worker.logs import job_context
 from worker.queue import Heartbeat, StallWatch
 from worker.settings import BLOCK_TASK_NAME, CONTINUE_TASK_NAME, get_settings
-from worker.tasks import execute, fail_stalled, scrub, use_compile_cache
+from worker.tasks import execute, fail_stalled, scrub
 
 __all__ = ["continue_job", "run_block"]
 
@@ -72,8 +72,7 @@ def run_block(self: Any, job_id: str, message_id: str, name: str, start: int) ->
         if record.cancel_requested or store.cancel_requested(job_id):
             _stop(store, job_id, message_id, JobState.cancelled)
             return result
-        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-        use_compile_cache(settings)
+        prepare_jax(settings)
         try:
             with Heartbeat(store, job_id, settings.heartbeat_s, {"block": f"{name}@{start}", "message_id": message_id}):
                 from rntk_core.evaluation.scale.blocks import compute_stored_block

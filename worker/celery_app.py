@@ -10,6 +10,8 @@
   serves only the chords of a job spread over the workers (:mod:`worker.fanout`,
   :mod:`worker.block_tasks`): Redis in broker mode, files under ``RNTK_DATA_DIR/broker/results`` in the embedded mode
   (:mod:`worker.results`, a counter under ``flock`` so chords finish natively there too).
+- each worker measures its own rates for the cost model when its pool child starts, and its
+  main process keeps that record alive (:mod:`worker.calibration`).
 
 This module must stay free of JAX (and of ``rntk_core``, which imports it): the worker's
 main process imports it before forking its pool child, and JAX must only be imported in
@@ -22,8 +24,8 @@ kombu "filesystem" transport with its folders under ``RNTK_DATA_DIR/broker``.
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import (setup_logging, task_received, worker_init, worker_process_init, worker_ready,
-                            worker_shutdown)
+from celery.signals import (setup_logging, task_prerun, task_received, worker_init, worker_process_init,
+                            worker_ready, worker_shutdown)
 
 from worker.settings import Settings, get_settings
 
@@ -87,13 +89,46 @@ def _json_logs_in_child(**_: object) -> None:
     setup_json_logging(logging.getLogger().level or "INFO")
 
 
+@worker_process_init.connect
+def _calibrate_in_child(sender: object = None, **_: object) -> None:
+    """Measure this worker's rates for the cost model in the background (JAX may load in the
+    child only; readiness does not wait): see :mod:`worker.calibration`."""
+    import socket
+
+    from worker import calibration
+
+    settings = get_settings()
+    if settings.calibrate:
+        calibration.start(settings, str(sender or socket.gethostname()))
+
+
+@task_prerun.connect
+def _await_calibration(**_: object) -> None:
+    """A task does not share the device with the calibration (both would be skewed)."""
+    from worker import calibration
+
+    calibration.wait(calibration.wait_s(get_settings()))
+
+
 @worker_init.connect
 def _worker_dirs(**_: object) -> None:
     ensure_broker_dirs(get_settings())
     _die_with_parent()
 
 
-_sweepers: list = []
+_background: list = []  # the main process's threads (sweeper, worker beat), stopped at shutdown
+
+
+@worker_ready.connect
+def _start_worker_beat(sender: object = None, **_: object) -> None:
+    """Keep this worker's calibration record alive while the worker is (:mod:`worker.calibration`)."""
+    import socket
+
+    from worker.calibration import WorkerBeat
+
+    beat = WorkerBeat(get_settings(), str(getattr(sender, "hostname", None) or socket.gethostname()))
+    beat.start()
+    _background.append(beat)
 
 
 @worker_ready.connect
@@ -107,7 +142,7 @@ def _start_sweeper(**_: object) -> None:
     settings = get_settings()
     sweeper = Sweeper(Store(settings.data_dir), make_celery(settings), settings)
     sweeper.start()
-    _sweepers.append(sweeper)
+    _background.append(sweeper)
 
 
 @task_received.connect
@@ -133,9 +168,9 @@ def _stamp_delivery(request: object = None, **_: object) -> None:
 
 
 @worker_shutdown.connect
-def _stop_sweeper(**_: object) -> None:
-    while _sweepers:
-        _sweepers.pop().stop()
+def _stop_background(**_: object) -> None:
+    while _background:
+        _background.pop().stop()
 
 
 def _die_with_parent() -> None:

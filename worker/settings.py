@@ -35,7 +35,8 @@ class Settings(BaseSettings):
                                          "worker_memory_mb; larger ones run with landmarks).")
     max_steps: int = Field(default=10_000, ge=1, description="Largest T of an uploaded dataset.")
     job_time_limit_s: float = Field(default=6 * 3600, gt=0, description="Soft time limit of one job attempt.")
-    heartbeat_s: float = Field(default=10, gt=0, description="How often a running job refreshes its heartbeat.")
+    heartbeat_s: float = Field(default=10, gt=0, description="How often a running job refreshes its heartbeat, "
+                                                            "and a worker its calibration (worker.calibration).")
     # 100 s plus one sweep period (15 s) keeps detection of a dead job under 2 minutes.
     dead_after_s: float = Field(default=100, gt=0, description="A running job whose heartbeat is older is re-run.")
     # A hang in native code (a deadlocked thread pool) keeps the heartbeat alive; a job whose
@@ -57,8 +58,11 @@ class Settings(BaseSettings):
                                      description="A queued job delivered but unclaimed this long is re-sent.")
     max_queued_jobs: int = Field(default=100, ge=1, description="Queued + running jobs per owner (429 past it).")
     max_job_seconds: float = Field(default=7 * 86400, gt=0,
-                                   description="Largest estimated job time (rntk_core.evaluation.cost, 2-core CPU "
+                                   description="Largest estimated job time (rntk_core.evaluation.cost, at the "
+                                               "slowest live worker's calibrated rates, else 2-core CPU "
                                                "seconds) accepted at submit time (422 past it).")
+    calibrate: bool = Field(default=True, description="Measure the worker's rates for the cost model when "
+                                                      "it starts (worker.calibration); off: the 2-core CPU constants.")
     queue: str = Field(default="rntk-jobs", description="The Celery queue name.")
     redis_key_prefix: str = Field(default="", description="kombu global_keyprefix for the Redis broker.")
     memory_budget_mb: int = Field(default=1024, ge=1, description="Device memory for the engine's working set (tiles).")

@@ -13,7 +13,6 @@ import errno
 import hashlib
 import logging
 import mimetypes
-import importlib.util
 import os
 import re
 import shutil
@@ -27,8 +26,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from rntk_core.evaluation.cancel import Cancelled
 from rntk_core.evaluation.files import atomic_write_json
+from worker import calibration
 from worker.celery_app import celery_app
 from worker.fanout import ChordRunner, dense_fans_out, drop_work, work_dir
+from worker.jax_env import prepare_jax
 from worker.jobs import FamilySummary, JobCost, JobError, JobRecord, JobState, Progress, Store, now
 from worker.logs import job_context
 from worker.queue import Heartbeat, StallWatch
@@ -37,7 +38,7 @@ from worker.settings import TASK_NAME, Settings, get_settings
 if TYPE_CHECKING:  # the worker's main process must not import JAX (nor what might bring it)
     from rntk_core.evaluation.report.model import Report
 
-__all__ = ["run_job", "claim", "execute", "fail_stalled", "scrub"]
+__all__ = ["run_job", "claim", "execute", "fail_stalled", "own_estimate", "scrub"]
 
 log = logging.getLogger("rntk.tasks")
 
@@ -171,6 +172,23 @@ def summarise(report: Report) -> dict[str, FamilySummary]:
             for family, result in report.families.items()}
 
 
+def own_estimate(record: JobRecord) -> JobCost | None:
+    """The record's estimate made again with this worker's own rates (its calibration), for
+    the ETAs; the submit-time one (the slowest worker's) when this worker has none."""
+    constants = calibration.local_constants()
+    if record.cost is None or constants is None:
+        return record.cost
+    from rntk_core.evaluation.config import parse_config
+    from rntk_core.evaluation.cost import estimate_cost
+
+    try:
+        config = parse_config(record.config.model_dump())
+        cost = estimate_cost(record.cost.n_samples, record.cost.steps, config, constants=constants)
+    except (ValueError, TypeError):  # a record older than today's config bounds
+        return record.cost
+    return JobCost.model_validate(cost.as_dict())
+
+
 class OverallProgress:
     """The job's overall fraction and ETA from the stage counts, weighted by the estimate."""
 
@@ -189,18 +207,6 @@ class OverallProgress:
         return round(self.fraction, 4), eta_seconds(elapsed, self.fraction, self.expected)
 
 
-def use_compile_cache(settings: Settings) -> None:
-    """JAX's persistent compilation cache for this worker process (read when JAX loads; the
-    environment's own JAX_* settings win). Entries are keyed by program and device kind, so
-    worker hosts may share the data volume's cache."""
-    if settings.compile_cache_mb <= 0:
-        return
-    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(settings.compile_cache_dir))
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-    if importlib.util.find_spec("filelock") is not None:  # JAX refuses a size limit without it
-        os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(settings.compile_cache_mb << 20))
-
-
 class Attempt:
     """One attempt's bookkeeping: progress into the record (at most every 0.5 s within a
     stage), seconds per stage, and the cancel and deadline checks.
@@ -214,7 +220,7 @@ class Attempt:
                  resumed: bool = False) -> None:
         self.store, self.job_id, self.watch = store, record.id, watch
         self.phases = PhaseClock(record.phase_seconds if resumed else None)
-        self.overall = OverallProgress(record.cost)
+        self.overall = OverallProgress(own_estimate(record))
         self.deadline = time.monotonic() + settings.job_time_limit_s
         self._last_write = 0.0
 
@@ -251,10 +257,7 @@ def _evaluate(store: Store, record: JobRecord, settings: Settings, attempt: Atte
     where the blocks of a landmark job, or of a dense job's slow grids, run
     (:class:`worker.fanout.ChordRunner`)."""
     attempt.set_progress("loading", 0, 1, force=True)
-    # JAX arrives with rntk_core: only here, in the pool child. Allocate device memory as
-    # needed rather than 75% up front, so the engine's tile budget is what bounds it.
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    use_compile_cache(settings)
+    prepare_jax(settings)  # JAX arrives with rntk_core: only here, in the pool child
     from rntk_core.evaluation.config import parse_config
     from rntk_core.evaluation.datasets import DatasetLimits, load_for_job
     from rntk_core.evaluation.evaluate import RunOptions, evaluate

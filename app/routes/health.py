@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from app.deps import CeleryDep, SettingsDep, StoreDep, current_owner
 from app.metrics import render_metrics
+from worker.calibration import workers_view
 from worker.jobs import Store
 from worker.settings import Settings
 
@@ -26,6 +27,17 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+class WorkerRates(BaseModel):
+    """One live worker's rates for the cost model, measured when it started."""
+
+    device: str | None = Field(default=None, description="its default JAX device, e.g. 'gpu: NVIDIA H100 80GB HBM3'")
+    seconds_per_cell: float | None = Field(default=None, description="Gram grid seconds per cell")
+    factor: float | None = Field(default=None, description="seconds_per_cell over the 2-core CPU constant")
+    seconds_per_fit_sample2: float | None = Field(default=None, description="SVM fit seconds per squared sample")
+    fit_factor: float | None = Field(default=None, description="the same over the 2-core CPU constant")
+    measured_at: float | None = Field(default=None, description="Unix time of the measurement")
+
+
 class Readiness(BaseModel):
     """Whether jobs can be accepted and run: the broker and the data dir, each with a note."""
 
@@ -35,6 +47,10 @@ class Readiness(BaseModel):
     mode: Literal["embedded", "broker"] = Field(
         description="embedded: the filesystem broker of `rntk serve`; broker: an external one (Redis)")
     detail: str | None = Field(default=None, description="'not ready' with a 503, absent otherwise")
+    # no worker names here (this endpoint needs no key): /metrics has them
+    workers: list[WorkerRates] = Field(
+        default_factory=list, description="The live workers' calibrations, which the estimates at submission "
+                                          "use (the slowest); empty: none recorded, 2-core CPU constants")
 
 
 @router.get("/healthz", summary="Alive", response_model=Health)
@@ -70,9 +86,11 @@ def _data_dir_ok(store: Store) -> tuple[bool, str]:
 async def readyz(store: StoreDep, settings: SettingsDep, celery: CeleryDep) -> JSONResponse:
     broker, broker_note = await run_in_threadpool(_broker_ok, settings, celery)
     data, data_note = await run_in_threadpool(_data_dir_ok, store)
+    workers = await run_in_threadpool(workers_view, settings) if broker else []
     body = {"status": "ready" if broker and data else "not ready",
             "broker": broker_note, "data_dir": data_note,
-            "mode": "embedded" if settings.embedded else "broker"}
+            "mode": "embedded" if settings.embedded else "broker",
+            "workers": [{key: value for key, value in view.items() if key != "worker"} for view in workers]}
     return JSONResponse(body if broker and data else {**body, "detail": "not ready"},
                         status_code=200 if broker and data else 503)
 
@@ -82,6 +100,7 @@ async def readyz(store: StoreDep, settings: SettingsDep, celery: CeleryDep) -> J
             dependencies=[Depends(current_owner)], response_class=PlainTextResponse,
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                              "description": "Prometheus text exposition format"}})
-async def metrics(store: StoreDep) -> Response:
-    body = await run_in_threadpool(render_metrics, store)
+async def metrics(store: StoreDep, settings: SettingsDep) -> Response:
+    workers = await run_in_threadpool(workers_view, settings)
+    body = await run_in_threadpool(render_metrics, store, workers)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -23,13 +23,14 @@ _MAX_JSON_BYTES = 1 << 20
 
 @router.post("/estimate", summary="What a job would compute: kernels, SVM fits, expected seconds",
              response_model=dict[str, Any], responses=errors(400, 404, 422))
-def estimate_job(job: JobRequest, owner: OwnerDep, store: StoreDep) -> dict[str, Any]:
+def estimate_job(job: JobRequest, owner: OwnerDep, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     """The cost estimate of ``POST /jobs`` with this body, without submitting anything.
 
     Counts follow the protocol exactly (Gram grid passes, recurrent kernels, baseline models,
-    validation and test fits); seconds are for a 2-core CPU, an order of magnitude.
+    validation and test fits); seconds, an order of magnitude, are at the rates the slowest
+    live worker measured when it started (``basis`` names them), else a 2-core CPU's.
     """
-    return service.estimate_job(store, owner, job).as_dict()
+    return service.estimate_job(store, owner, job, settings).as_dict()
 
 
 _JOB_BODY = {"requestBody": {"required": True, "content": {

@@ -6,9 +6,10 @@ call per sigma_w and RNN-P step order; one SVM fit per distinct (kernel, C) on t
 validation split; the chosen ones again on each of the 4 test folds), and turns the counts
 into seconds with throughput constants measured on a 2-core CPU (``gram_grid`` at N=400,
 T=16, L=2, 4 (sigma_u, sigma_b) pairs: 0.21 s median of 3; libsvm on a precomputed
-200x200 kernel: about 1.2 ms). A GPU computes kernels far faster; pass
-``seconds_per_cell`` to rescale. The time is an order of magnitude, not a promise: large C
-values can make single fits much slower.
+200x200 kernel: about 1.2 ms). A GPU computes kernels far faster: a worker measures its own
+two rates when it starts (:mod:`.calibrate`, :mod:`worker.calibration`), and callers pass them
+as :class:`CostConstants`. The time is an order of magnitude, not a promise: large C values can
+make single fits much slower.
 
 The 1-NN families cost their distances, computed once per job from every series to the
 training columns (all N under cross-validation, ``train_samples`` for a TRAIN/TEST split):
@@ -21,12 +22,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["CostEstimate", "STAGES", "dense_host_bytes", "dtw_pair_cells", "estimate_cost", "eta_seconds",
-           "gigabytes", "grid_seconds", "landmark_host_bytes", "nearest_seconds", "overall_fraction", "N_FOLDS"]
+__all__ = ["CostConstants", "CostEstimate", "DEFAULT_CONSTANTS", "STAGES", "dense_host_bytes", "dtw_pair_cells",
+           "estimate_cost", "eta_seconds", "gigabytes", "grid_cells", "grid_seconds", "landmark_host_bytes",
+           "nearest_seconds", "overall_fraction", "N_FOLDS"]
 
 #: A job's progress stages in order, as the worker and evaluate_dataset report them.
 STAGES = ("loading", "kernels", "validation fits", "test folds", "report", "writing")
@@ -48,6 +50,33 @@ SECONDS_PER_ED_VALUE = 2.0e-9
 #: A 1-NN fit: the argmin over one block of distances, per (row, column).
 SECONDS_PER_ARGMIN = 2.0e-9
 _NEAREST = ("1NN-ED", "1NN-DTW")
+
+
+@dataclass(frozen=True)
+class CostConstants:
+    """The rates that turn counts into seconds: the Gram grids' (device) and the dense SVM
+    fits' (libsvm, host CPU). The defaults are the 2-core CPU's above; the other terms (1-NN,
+    baselines, start-up) keep that CPU's constants everywhere, as nothing measures them."""
+
+    seconds_per_cell: float = SECONDS_PER_CELL
+    seconds_per_fit_sample2: float = SECONDS_PER_FIT_SAMPLE2
+    basis: str = "a 2-core CPU"  #: where the rates come from, for :meth:`CostEstimate.describe`
+
+    @classmethod
+    def from_calibration(cls, calibration: Mapping[str, Any], basis: str | None = None) -> "CostConstants":
+        """The rates a worker measured (``worker.calibration``'s record); a missing or
+        unusable one keeps its default."""
+        def rate(name: str, default: float) -> float:
+            value = calibration.get(name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+            return float(value) if ok else default
+
+        return cls(rate("seconds_per_cell", SECONDS_PER_CELL),
+                   rate("seconds_per_fit_sample2", SECONDS_PER_FIT_SAMPLE2),
+                   basis or f"{calibration.get('device') or 'a worker'} (calibrated)")
+
+
+DEFAULT_CONSTANTS = CostConstants()
 
 _RECURRENT = {  # family: (pool, directions, permutations)
     "RNN": ("last", ("fwd",), False),
@@ -75,6 +104,7 @@ class CostEstimate:
     seconds: float  #: total, with a fixed start-up cost
     method: str = "dense"  #: "dense" Gram matrices or "landmarks" (Nystrom features)
     host_bytes: int = 0  #: peak memory of the job's process, estimated
+    basis: str = "a 2-core CPU"  #: whose rates the seconds assume (:attr:`CostConstants.basis`)
 
     @property
     def fit_seconds(self) -> float:
@@ -99,7 +129,7 @@ class CostEstimate:
         how = "landmark features" if self.method == "landmarks" else "Gram grid pass(es)"
         return (f"N={self.n_samples}, T={self.steps}: {self.grids} {how}, "
                 f"{self.kernels} recurrent kernel(s), {self.baseline_kernels} baseline model(s), "
-                f"{self.fits} SVM fit(s); about {_duration(self.seconds)} on a 2-core CPU and "
+                f"{self.fits} SVM fit(s); about {_duration(self.seconds)} on {self.basis} and "
                 f"{gigabytes(self.host_bytes)} of memory")
 
 
@@ -195,16 +225,21 @@ def nearest_seconds(n_samples: int, steps: int, config: Any, *, train_samples: i
     return seconds
 
 
+def grid_cells(n_samples: int, steps: int, sigma_pairs: int, layers: int, grids: int = 1) -> float:
+    """The cells :data:`SECONDS_PER_CELL` prices: (sample pair on or above the diagonal, step,
+    layer, (sigma_u, sigma_b) pair, sweep) of ``grids`` Gram grid passes."""
+    return grids * n_samples * (n_samples + 1) / 2 * steps * sigma_pairs * layers * 2  # fwd + rev sweeps
+
+
 def grid_seconds(n_samples: int, steps: int, config: Any, *, seconds_per_cell: float = SECONDS_PER_CELL) -> float:
     """Seconds of a dense job's recurrent Gram grids (the upper triangle of each grid pass)."""
     grids = _recurrent_counts(config, steps)[0]
-    pairs = n_samples * (n_samples + 1) / 2
-    settings = len(config.sigma_u) * len(config.sigma_b) * max(config.layers)
-    return grids * pairs * steps * settings * 2 * seconds_per_cell  # fwd + rev sweeps
+    pairs = len(config.sigma_u) * len(config.sigma_b)
+    return grid_cells(n_samples, steps, pairs, max(config.layers), grids) * seconds_per_cell
 
 
 def estimate_cost(n_samples: int, steps: int, config: Any, *,
-                  seconds_per_cell: float = SECONDS_PER_CELL, train_samples: int | None = None,
+                  constants: CostConstants = DEFAULT_CONSTANTS, train_samples: int | None = None,
                   lengths: Sequence[int] | np.ndarray | None = None) -> CostEstimate:
     """Count the grids, kernels and fits of evaluating (N, T) data with ``config``.
 
@@ -212,7 +247,8 @@ def estimate_cost(n_samples: int, steps: int, config: Any, *,
         n_samples: N, the number of sequences.
         steps: T, the number of steps per sequence (the longest, for unequal lengths).
         config: an :class:`~rntk_core.evaluation.config.EvaluationConfig` (only read).
-        seconds_per_cell: kernel throughput; the default is a 2-core CPU.
+        constants: the grids' and the SVM fits' rates; the default is a 2-core CPU's, a
+            worker's own come from :meth:`CostConstants.from_calibration`.
         train_samples: the training series of a predefined TRAIN/TEST split (1-NN distances
             go to those only); None: cross-validation over all N.
         lengths: the series' lengths, when unequal (1NN-DTW's pairs cost their own).
@@ -220,11 +256,11 @@ def estimate_cost(n_samples: int, steps: int, config: Any, *,
     if n_samples < 1 or steps < 1:
         raise ValueError(f"need N >= 1 and T >= 1, got N={n_samples}, T={steps}")
     if getattr(config, "landmarks", 0):
-        return _landmark_cost(n_samples, steps, config, seconds_per_cell)
+        return _landmark_cost(n_samples, steps, config, constants)
     grids, kernels, recurrent_fits = _recurrent_counts(config, steps)
     baseline_models, baseline_fits = _baseline_counts(config)
     pairs = n_samples * (n_samples + 1) / 2  # only tiles on or above the diagonal
-    kernel_seconds = grid_seconds(n_samples, steps, config, seconds_per_cell=seconds_per_cell)
+    kernel_seconds = grid_seconds(n_samples, steps, config, seconds_per_cell=constants.seconds_per_cell)
     kernel_seconds += baseline_models * pairs * 1e-8  # elementwise baseline kernels are cheap
     # 1-NN distances are computed on first use, in the validation fits.
     nearest = nearest_seconds(n_samples, steps, config, train_samples=train_samples, lengths=lengths)
@@ -232,8 +268,8 @@ def estimate_cost(n_samples: int, steps: int, config: Any, *,
     nearest_families = sum(1 for family in config.families if family in _NEAREST)
     test_fits = N_FOLDS * len(config.families)
     train = n_samples / 2
-    per_fit = max(SECONDS_PER_FIT_MIN, SECONDS_PER_FIT_SAMPLE2 * train * train)
-    fold_fit = max(SECONDS_PER_FIT_MIN, SECONDS_PER_FIT_SAMPLE2 * (0.75 * n_samples) ** 2)
+    per_fit = max(SECONDS_PER_FIT_MIN, constants.seconds_per_fit_sample2 * train * train)
+    fold_fit = max(SECONDS_PER_FIT_MIN, constants.seconds_per_fit_sample2 * (0.75 * n_samples) ** 2)
     argmin = SECONDS_PER_ARGMIN * n_samples * n_samples  # one 1-NN fit, at most N x N
     validation_seconds = validation_fits * per_fit + nearest + nearest_families * argmin
     test_seconds = (test_fits - N_FOLDS * nearest_families) * fold_fit + N_FOLDS * nearest_families * argmin
@@ -241,7 +277,7 @@ def estimate_cost(n_samples: int, steps: int, config: Any, *,
     return CostEstimate(n_samples, steps, grids, kernels, baseline_models, validation_fits,
                         test_fits, round(kernel_seconds, 3), round(validation_seconds, 3),
                         round(test_seconds, 3), round(total, 3) if math.isfinite(total) else float("inf"),
-                        "dense", dense_host_bytes(n_samples, steps, config, grids))
+                        "dense", dense_host_bytes(n_samples, steps, config, grids), constants.basis)
 
 
 #: Dense baselines hold about this many N x N float64 arrays at their peak (distances, the
@@ -278,13 +314,13 @@ def landmark_host_bytes(n_samples: int, steps: int, config: Any) -> int:
     return int(block + features + solver + inputs + _PROCESS_BYTES)
 
 
-def _landmark_cost(n_samples: int, steps: int, config: Any, seconds_per_cell: float) -> CostEstimate:
+def _landmark_cost(n_samples: int, steps: int, config: Any, constants: CostConstants) -> CostEstimate:
     """Landmarks: the grid on the selection subsample against M landmarks, then the chosen
     kernels (one per family) on all N rows, per test fold; linear fits cost O(n M^2) per
     interior-point iteration (about 25 of them)."""
     grids, kernels, recurrent_fits = _recurrent_counts(config, steps)
     baseline_models, baseline_fits = _baseline_counts(config)
-    m = config.landmarks
+    m, seconds_per_cell = config.landmarks, constants.seconds_per_cell
     selection = min(n_samples, config.selection_samples)
     settings = len(config.sigma_u) * len(config.sigma_b) * max(config.layers)
     kernel_seconds = grids * selection * m * steps * settings * 2 * seconds_per_cell
@@ -298,7 +334,8 @@ def _landmark_cost(n_samples: int, steps: int, config: Any, seconds_per_cell: fl
     total = SECONDS_FIXED + kernel_seconds + validation_seconds + test_seconds + SECONDS_REPORT
     return CostEstimate(n_samples, steps, grids, kernels, baseline_models, validation_fits, test_fits,
                         round(kernel_seconds, 3), round(validation_seconds, 3), round(test_seconds, 3),
-                        round(total, 3), "landmarks", landmark_host_bytes(n_samples, steps, config))
+                        round(total, 3), "landmarks", landmark_host_bytes(n_samples, steps, config),
+                        constants.basis)
 
 
 def overall_fraction(stage_seconds: dict[str, float], stage: str, done: int, total: int) -> float:

@@ -71,6 +71,51 @@ def test_eta_moves_from_the_estimate_to_the_pace():
     assert eta_seconds(10.0, 0.5, 100.0) == pytest.approx(10.0)  # past 20%: pace only
 
 
+@pytest.mark.parametrize("k", [0.01, 0.5, 3.0])
+def test_a_calibration_factor_scales_the_grid_term_only(k):
+    """A worker k times the 2-core CPU's grid rate: the Gram grids' seconds times k; the
+    baselines' kernels and the fits keep theirs (the dense and the landmark paths)."""
+    from rntk_core.evaluation.cost import SECONDS_PER_CELL, CostConstants, grid_seconds
+
+    constants = CostConstants(seconds_per_cell=k * SECONDS_PER_CELL, basis="gpu: test (calibrated)")
+    recurrent = parse_config({"families": ["RNN", "BI-RNN"]})
+    base, scaled = (estimate_cost(3000, 20, recurrent, constants=c) for c in (CostConstants(), constants))
+    assert scaled.kernel_seconds == pytest.approx(k * base.kernel_seconds, rel=1e-3)
+    assert (scaled.validation_seconds, scaled.test_seconds) == (base.validation_seconds, base.test_seconds)
+    assert "on gpu: test (calibrated)" in scaled.describe() and "on a 2-core CPU" in base.describe()
+
+    mixed = parse_config({"families": ["RNN", "RBF"]})
+    grid = grid_seconds(3000, 20, mixed)
+    base, scaled = (estimate_cost(3000, 20, mixed, constants=c) for c in (CostConstants(), constants))
+    assert base.kernel_seconds - scaled.kernel_seconds == pytest.approx((1 - k) * grid, rel=1e-3)
+
+    landmarks = parse_config({"families": ["RNN"], "landmarks": 256})
+    base, scaled = (estimate_cost(50_000, 20, landmarks, constants=c) for c in (CostConstants(), constants))
+    assert scaled.kernel_seconds == pytest.approx(k * base.kernel_seconds, rel=1e-3)
+
+
+def test_the_svm_fit_rate_scales_the_fits():
+    from rntk_core.evaluation.cost import SECONDS_PER_FIT_SAMPLE2, CostConstants
+
+    config = parse_config({"families": ["RNN", "RBF"]})
+    base = estimate_cost(3000, 20, config)
+    doubled = CostConstants(seconds_per_fit_sample2=2 * SECONDS_PER_FIT_SAMPLE2)
+    slower = estimate_cost(3000, 20, config, constants=doubled)
+    assert slower.kernel_seconds == base.kernel_seconds
+    assert slower.validation_seconds == pytest.approx(2 * base.validation_seconds, rel=1e-3)  # above the floor
+    assert slower.test_seconds == pytest.approx(2 * base.test_seconds, rel=1e-3)
+
+
+def test_constants_from_a_calibration_record_keep_defaults_for_bad_values():
+    from rntk_core.evaluation.cost import SECONDS_PER_CELL, SECONDS_PER_FIT_SAMPLE2, CostConstants
+
+    constants = CostConstants.from_calibration({"seconds_per_cell": 3.1e-10, "seconds_per_fit_sample2": float("nan"),
+                                                "device": "gpu: NVIDIA H100"})
+    assert constants == CostConstants(3.1e-10, SECONDS_PER_FIT_SAMPLE2, "gpu: NVIDIA H100 (calibrated)")
+    for bad in (0, -1.0, "1e-9", None, True):
+        assert CostConstants.from_calibration({"seconds_per_cell": bad}).seconds_per_cell == SECONDS_PER_CELL
+
+
 def test_dtw_cells_follow_the_band_and_the_lengths():
     from rntk_core.evaluation.cost import dtw_pair_cells
     from rntk_core.evaluation.nearest import dtw_cells

@@ -150,7 +150,9 @@ def service_factory(tmp_path: Path) -> Iterator[Callable[..., Service]]:
         env = {key: value for key, value in os.environ.items()
                if not key.startswith("RNTK_") and key not in CACHE_VARIABLES}
         env.update({"RNTK_HEARTBEAT_S": "1", "RNTK_SWEEP_S": "1", "PYTHONUNBUFFERED": "1",
-                    "JAX_PLATFORMS": "cpu", "RNTK_QUEUE": f"rntk-test-{uuid.uuid4().hex[:8]}"})
+                    "JAX_PLATFORMS": "cpu", "RNTK_QUEUE": f"rntk-test-{uuid.uuid4().hex[:8]}",
+                    # 2 s of measuring per worker start, off but where a test asks (test_calibration)
+                    "RNTK_CALIBRATE": "false"})
         env.update({f"RNTK_{key.upper()}": str(value) for key, value in settings.items()})
         root = tmp_path / f"service{len(made)}"
         (root / "logs").mkdir(parents=True)
