@@ -35,8 +35,15 @@ test-reliability: $(STAMP)
 	RNTK_RELIABILITY=full RNTK_RELIABILITY_FIGURES=build/reliability.jsonl \
 	  $(PY) -m pytest -q -s -p no:cacheprovider tests/reliability tests/service/test_reliability_defects.py
 
+# The fused grid against the per-configuration baseline; DTW cells/s against dtaidistance; the
+# small-job latency (iris) with a fresh and a warm pool child; on a GPU, the Pallas tile kernel
+# against XLA's (benchmarks.gpu_grid).
 bench: $(STAMP)
 	$(PY) -m benchmarks.grid_benchmark
+	$(PY) -m benchmarks.dtw_benchmark
+	$(PY) -m benchmarks.job_wall_time small --jobs 4
+	@if $(PY) -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu')"; then $(PY) -m benchmarks.gpu_grid; \
+	  else echo "no GPU: the Pallas tile kernel against XLA (benchmarks.gpu_grid) needs one"; fi
 
 # The SVM stage of the default protocol on yeast and abalone, per solver (minutes on a CPU).
 bench-svm: $(STAMP)
