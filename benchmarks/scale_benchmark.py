@@ -5,11 +5,15 @@ Three parts, each printing one JSON line per run and a summary:
 - ``accuracy``: dense vs landmark test accuracy per family on UCI sets with N >= 2000 and the
   archive problems in tests/data/ts, with the Nystrom error of the chosen kernels.
 - ``methods``: the Nystrom error of stratified vs k-means++ landmarks for the same kernels.
+- ``solvers``: the landmark path's linear C-SVMs under ``solver="jax"`` (interior point only)
+  and ``"auto"`` (libsvm on Phi Phi' first), in one process: seconds per stage, the ratio,
+  and whether the chosen models' test accuracies agree.
 - ``scale``: generated sequences (benchmarks.sequences) at growing N, one sigma pair, in a
   fresh process each (``rntk evaluate``'s code path), timing each stage and the peak RSS;
   the summary gives the cost per sample relative to the smallest N (1.0 = linear).
 
     python -m benchmarks.scale_benchmark accuracy --landmarks 512
+    python -m benchmarks.scale_benchmark solvers --datasets cardiotocography-3clases waveform
     python -m benchmarks.scale_benchmark scale --n 25000 50000 100000
 """
 
@@ -87,6 +91,33 @@ def methods(names: list[str], landmarks: int) -> None:
         print(json.dumps({"dataset": name, "M": landmarks, "nystrom_error": errors}), flush=True)
 
 
+def solvers(names: list[str], landmarks: int, selection: int) -> None:
+    from rntk_core.evaluation.config import parse_config
+    from rntk_core.evaluation.evaluate import evaluate_dataset
+
+    ratios = []
+    for name in names:
+        dataset = _dataset(name)
+        runs = {}
+        for solver in ("jax", "auto"):  # the baseline first, in the same process (its compiles are warm)
+            config = parse_config({**GRID, "landmarks": landmarks, "selection_samples": selection, "solver": solver})
+            started = time.perf_counter()
+            report = evaluate_dataset(dataset, config)
+            runs[solver] = (time.perf_counter() - started, report)
+        (base, slow), (seconds, fast) = runs["jax"], runs["auto"]
+        ratios.append(base / seconds)
+        print(json.dumps({
+            "dataset": name, "n": dataset.n_samples, "M": landmarks,
+            "seconds": {"jax": round(base, 1), "auto": round(seconds, 1)}, "speedup": round(base / seconds, 1),
+            "stages": {solver: {k: round(v, 1) for k, v in report["timings"].items()}
+                       for solver, (_, report) in runs.items()},
+            "fits": {solver: report["solver"]["fits"] for solver, (_, report) in runs.items()},
+            "test_accuracy": {f: {"jax": round(slow["families"][f]["test_accuracy"], 4),
+                                  "auto": round(fast["families"][f]["test_accuracy"], 4)} for f in fast["families"]}}),
+              flush=True)
+    print(json.dumps({"summary": "solvers", "median_speedup": round(float(np.median(ratios)), 1)}))
+
+
 CHILD = r"""
 import json, resource, sys, time, tempfile
 start = time.perf_counter()
@@ -143,6 +174,10 @@ def main(argv: list[str] | None = None) -> None:
     two = sub.add_parser("methods")
     two.add_argument("--datasets", nargs="+", default=list(LARGE_UCI))
     two.add_argument("--landmarks", type=int, default=128)
+    solver = sub.add_parser("solvers")
+    solver.add_argument("--datasets", nargs="+", default=["cardiotocography-3clases", "waveform"])
+    solver.add_argument("--landmarks", type=int, default=512)
+    solver.add_argument("--selection-samples", type=int, default=4096)
     three = sub.add_parser("scale")
     three.add_argument("--n", type=int, nargs="+", default=[25_000, 50_000, 100_000])
     three.add_argument("--steps", type=int, default=32)
@@ -150,6 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.part == "accuracy":
         accuracy(args.datasets, args.landmarks, args.selection_samples)
+    elif args.part == "solvers":
+        solvers(args.datasets, args.landmarks, args.selection_samples)
     elif args.part == "methods":
         methods(args.datasets, args.landmarks)
     else:

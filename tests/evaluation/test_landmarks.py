@@ -100,7 +100,7 @@ def test_linear_solver_matches_libsvm_on_the_same_features(C):
     y = np.arange(n) % 3
     phi = rng.normal(size=(n, width)) + 0.7 * np.eye(width)[y]
     evaluate = rng.normal(size=(90, width)) + 0.7 * np.eye(width)[rng.integers(0, 3, 90)]
-    [fit] = fit_predict_linear([LinearTask(phi, y, evaluate, [C])])
+    [fit] = fit_predict_linear([LinearTask(phi, y, evaluate, [C])], solver="jax")
     result = fit[C]
     assert result.converged and result.error <= 1e-9
     reference = SVC(kernel="linear", C=C, tol=1e-9, max_iter=10**7).fit(phi, y)
@@ -139,12 +139,12 @@ def test_linear_solver_on_working_sets_solves_the_whole_problem(monkeypatch, C):
     y = np.arange(n) % 3
     phi = rng.normal(size=(n, width)) + 0.9 * np.eye(width)[y]
     evaluate = rng.normal(size=(200, width)) + 0.9 * np.eye(width)[rng.integers(0, 3, 200)]
-    [whole] = fit_predict_linear([LinearTask(phi, y, evaluate, [C])])
+    [whole] = fit_predict_linear([LinearTask(phi, y, evaluate, [C])], solver="jax")
     rounds = []
     solve = linear_svm._solve_in_batches
     monkeypatch.setattr(linear_svm, "_solve_in_batches", lambda *a: rounds.append(a[1]) or solve(*a))
     monkeypatch.setattr(linear_svm, "WORKING_SET_ROWS", 128)
-    [split] = fit_predict_linear([LinearTask(phi, y, evaluate, [C])])
+    [split] = fit_predict_linear([LinearTask(phi, y, evaluate, [C])], solver="jax")
     assert len(rounds) > 1 and (rounds[0] != 0).sum(axis=1).max() < 200  # it did start small
     assert split[C].converged and whole[C].converged
     if C == 1.0:
@@ -161,10 +161,41 @@ def test_linear_solver_on_few_rows_uses_the_kernel_and_matches_libsvm():
     y = np.arange(n) % 2
     phi = rng.normal(size=(n, width)) * 0.1 + 0.3 * y[:, None]
     evaluate = rng.normal(size=(30, width)) * 0.1
-    [fit] = fit_predict_linear([LinearTask(phi, y, evaluate, [1.0])])
+    [fit] = fit_predict_linear([LinearTask(phi, y, evaluate, [1.0])], solver="jax")
     expected = _libsvm_pair_objective(phi, y, 1.0, 0, 1)
     assert fit[1.0].solver == "linear" and fit[1.0].converged
     assert np.isclose(fit[1.0].objectives[0], expected, rtol=1e-6)
+
+
+def test_auto_fits_libsvm_on_the_kernel_first_and_the_interior_point_only_what_it_leaves(monkeypatch):
+    """``auto``: libsvm on Phi Phi' (capped), the same classifier as SVC(kernel="linear") on Phi;
+    a C it does not finish within the cap goes to the interior point; past KERNEL_ROWS rows only
+    the interior point runs."""
+    from rntk_core.evaluation.solvers import linear_svm, strategy
+
+    rng = np.random.default_rng(3)
+    n, width = 600, 24
+    y = np.arange(n) % 3
+    phi = rng.normal(size=(n, width)) + 0.6 * np.eye(width)[y]
+    evaluate = rng.normal(size=(150, width)) + 0.6 * np.eye(width)[rng.integers(0, 3, 150)]
+    Cs = [0.1, 10.0]
+    [auto] = fit_predict_linear([LinearTask(phi, y, evaluate, Cs)])
+    [interior] = fit_predict_linear([LinearTask(phi, y, evaluate, Cs)], solver="jax")
+    for C in Cs:
+        reference = SVC(kernel="linear", C=C).fit(phi, y)
+        assert auto[C].solver == "libsvm" and auto[C].converged
+        assert np.array_equal(auto[C].predictions, reference.predict(evaluate))
+        clear = np.min(np.abs(reference.decision_function(evaluate)), axis=1) > 1e-3
+        assert np.array_equal(interior[C].predictions[clear], auto[C].predictions[clear])
+    monkeypatch.setattr(strategy, "hybrid_iteration_cap", lambda n_train: 5)  # no fit finishes in 5 steps
+    [capped] = fit_predict_linear([LinearTask(phi, y, evaluate, Cs)])
+    assert all(capped[C].solver == "linear" and capped[C].converged for C in Cs)
+    assert all(np.array_equal(capped[C].predictions, interior[C].predictions) for C in Cs)
+    monkeypatch.setattr(linear_svm, "KERNEL_ROWS", n - 1)
+    [large] = fit_predict_linear([LinearTask(phi, y, evaluate, Cs)], solver="libsvm")
+    assert all(large[C].solver == "linear" for C in Cs)
+    with pytest.raises(ValueError, match="unknown solver"):
+        fit_predict_linear([LinearTask(phi, y, evaluate, Cs)], solver="smo")
 
 
 GRID = dict(families=["RNN", "BI-RNN-AVG", "RBF"], sigma_u=[0.5], sigma_b=[0.1], layers=[1, 2],

@@ -129,7 +129,7 @@ def assemble_landmarks(dataset: Dataset, config: EvaluationConfig, families: lis
             parts.get("users", {}), ["selection"]),
         "seconds_attribution": LANDMARK_ATTRIBUTION,
         "grams": [],
-        "solver": {"requested": config.solver, "used": "linear", "fits": {"linear": parts["fits"]},
+        "solver": {"requested": config.solver, "used": "linear", "fits": dict(parts["fits"]),
                    "non_converged": parts.get("non_converged", 0)},
         "timings": timings,
         "scale": parts["scale"],

@@ -181,10 +181,11 @@ def _landmarks(rows: np.ndarray, y: np.ndarray, X: np.ndarray, config: Any, seed
 
 
 def _validate(found: Sequence[Candidate], features: Mapping[Any, np.ndarray], wanted: np.ndarray,
-              y: np.ndarray, selection: Any, check_cancel: Callable[[], None] | None,
-              on_fit: Callable[[], None], seconds: dict[tuple, float]) -> dict[tuple, float]:
-    """Mean validation accuracy of every (model, C) over the selection pairs; each model's
-    fit seconds go to ``seconds[("selection", model)]``."""
+              y: np.ndarray, selection: Any, solver: str, check_cancel: Callable[[], None] | None,
+              on_fit: Callable[[], None], seconds: dict[tuple, float]) -> tuple[dict[tuple, float], dict[str, int]]:
+    """Mean validation accuracy of every (model, C) over the selection pairs, and the fits
+    by solver; each model's fit seconds go to ``seconds[("selection", model)]``."""
+    fits: dict[str, int] = {}
     Cs_of: dict[Any, list[float]] = {}
     for candidate in found:
         Cs_of.setdefault(candidate.model, []).append(candidate.C)
@@ -195,12 +196,13 @@ def _validate(found: Sequence[Candidate], features: Mapping[Any, np.ndarray], wa
         for fit, score in selection.pairs:
             fit_at, score_at = np.searchsorted(wanted, fit), np.searchsorted(wanted, score)
             [result] = fit_predict_linear([LinearTask(phi[fit_at], y[fit], phi[score_at], Cs)],
-                                          check_cancel=check_cancel)
+                                          solver=solver, check_cancel=check_cancel)
             for C in Cs:
+                fits[result[C].solver] = fits.get(result[C].solver, 0) + 1
                 scores.setdefault((model, C), []).append(accuracy(result[C].predictions, y[score]))
         seconds[("selection", model)] = time.perf_counter() - started
         on_fit()
-    return {key: float(np.mean(values)) for key, values in scores.items()}
+    return {key: float(np.mean(values)) for key, values in scores.items()}, fits
 
 
 def _nystrom_error(rows: _Rows, model: Any, phi_train: np.ndarray, train: np.ndarray, seed: int) -> float:
@@ -227,9 +229,17 @@ class _Run:
     check_cancel: Callable[[], None] | None
     work_dir: Path | None = None
     runner: BlockRunner = dataclasses.field(default_factory=InProcessRunner)
-    fits: int = 0
+    fits: dict = dataclasses.field(default_factory=dict)  # solver -> fits
     #: busy seconds per (split, model): "selection", or "fold<k>" (features and fit)
     fit_seconds: dict = dataclasses.field(default_factory=dict)
+
+    def add_fits(self, by_solver: Mapping[str, int]) -> None:
+        for solver, count in by_solver.items():
+            self.fits[solver] = self.fits.get(solver, 0) + count
+
+    def count_fits(self, fits: Any) -> None:
+        for fit in fits:
+            self.add_fits({fit.solver: 1})
 
 
 def evaluate_landmarks(
@@ -312,7 +322,8 @@ def _select(run: _Run, found: Sequence[Candidate], selection: Any, wanted: np.nd
         state = json.loads(saved.read_text())
         if len(state["scores"]) == len(found):
             timings.update(state["timings"])
-            run.fits += state["fits"]
+            # An int: written before fits were counted by solver, all by the interior point.
+            run.add_fits(state["fits"] if isinstance(state["fits"], dict) else {"linear": state["fits"]})
             scores = {(c.model, c.C): score for c, score in zip(found, state["scores"])}
             models = list(dict.fromkeys(candidate.model for candidate in found))
             run.fit_seconds.update({("selection", model): seconds
@@ -327,10 +338,9 @@ def _select(run: _Run, found: Sequence[Candidate], selection: Any, wanted: np.nd
     run.report("kernels", 1, 1)
     timings["kernels"] = time.perf_counter() - started
     done = iter(range(1, len(models) + 1))
-    scores = _validate(found, features, wanted, run.y, selection, run.check_cancel,
-                       lambda: run.report("validation", next(done), len(models)), run.fit_seconds)
-    fits = len(scores) * len(selection.pairs)
-    run.fits += fits
+    scores, fits = _validate(found, features, wanted, run.y, selection, run.config.solver, run.check_cancel,
+                             lambda: run.report("validation", next(done), len(models)), run.fit_seconds)
+    run.add_fits(fits)
     timings["validation"] = time.perf_counter() - started - timings["kernels"]
     if saved is not None:
         saved.parent.mkdir(parents=True, exist_ok=True)
@@ -375,9 +385,9 @@ def _test(run: _Run, splits: Any, chosen: Mapping[str, Candidate],
                 errors[model] = _nystrom_error(run.rows, model, phi_train, train, config.seed)
             Cs = sorted({c.C for c in chosen.values() if c.model == model})
             [result] = fit_predict_linear([LinearTask(phi_train, y[train], phi_test, Cs)],
-                                          check_cancel=run.check_cancel)
+                                          solver=config.solver, check_cancel=run.check_cancel)
             del phi_train, phi_test
-            run.fits += len(Cs)
+            run.count_fits(result.values())
             for family, candidate in chosen.items():
                 if candidate.model == model:
                     fold_accuracy[family].append(accuracy(result[candidate.C].predictions, y[test]))

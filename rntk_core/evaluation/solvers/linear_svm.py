@@ -14,6 +14,16 @@ dense solver) with Q as :class:`LowRankQ`: Q has rank M, so the Newton system
 and no n x n matrix is ever formed. Where a pair has no more rows than Phi has columns, the
 dense solver on ``Phi Phi'`` is the cheaper one and is used instead.
 
+``solver="auto"`` (the configs' default) first hands a task of at most :data:`KERNEL_ROWS`
+training rows to libsvm on the kernel ``Phi Phi'`` (the same dual), capped at the dense
+path's :func:`.strategy.hybrid_iteration_cap` SMO steps, in threads, one per C; only the Cs
+it does not finish go to the interior point. On a selection subsample SMO is far cheaper:
+cardiotocography-3clases' 1,063 rows x M = 512, three Cs, took 8.7 s on the interior point
+and 0.07 s in libsvm with identical predictions; waveform's 4,000 rows 18.8 s and 2.0 s
+(``python -m benchmarks.scale_benchmark solvers``). ``"jax"`` keeps every fit on the interior point;
+``"libsvm"`` runs libsvm without a cap up to KERNEL_ROWS rows (past them the n x n kernel is
+not formed, and the interior point solves).
+
 A problem (C value x class pair) holds its own rows of Phi, gathered and zero-padded; the
 problems of a task are solved in batches of at most :data:`BATCH_BYTES` of rows. Row sums
 (``Phi' diag(a) Phi`` and the products) run over blocks of :data:`ROW_BLOCK` rows, so the
@@ -47,10 +57,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from .fit import Fit
+from .libsvm import fit_svc, run_parallel
 from .interior_point import DEFAULT_MAX_ITER, DEFAULT_TOL, finish, iterate, per_problem_on_cpu
 from .jax_svm import ovo_pairs
 
-__all__ = ["BATCH_BYTES", "KKT_TOL", "LinearTask", "LinearSolution", "LowRankQ", "ROW_BLOCK", "WORKING_SET_ROWS",
+__all__ = ["BATCH_BYTES", "KERNEL_ROWS", "KKT_TOL", "LinearTask", "LinearSolution", "LowRankQ", "ROW_BLOCK", "WORKING_SET_ROWS",
            "fit_predict_linear", "solve_linear_duals"]
 
 #: Rows per block of the sums over N (bounds the (B, block, M) temporaries); fewer rows are one block.
@@ -245,9 +256,16 @@ class LinearTask:
     Cs: Sequence[float]
 
 
+#: Training rows up to which ``auto`` and ``libsvm`` fit on the kernel Phi Phi' in libsvm (its
+#: n x n float64 is 512 MiB at the limit; past it only the interior point runs, on Phi).
+KERNEL_ROWS = 8192
+
+
 def fit_predict_linear(
     tasks: Sequence[LinearTask],
     *,
+    solver: str = "auto",
+    n_jobs: int | None = None,
     tol: float = DEFAULT_TOL,
     max_iter: int = DEFAULT_MAX_ITER,
     check_cancel: Callable[[], None] | None = None,
@@ -256,44 +274,76 @@ def fit_predict_linear(
     """One-vs-one linear C-SVMs for every task and C, as ``SVC(kernel="linear", C=C)`` on the
     task's features would fit; each task's C values and class pairs are one batch.
 
-    Returns, per task, ``{C: Fit}``.
+    ``solver``: ``auto``, ``jax`` or ``libsvm`` (see the module's docstring); ``n_jobs``:
+    libsvm's threads (default: every core). Returns, per task, ``{C: Fit}``; a fit's
+    ``solver`` is ``"libsvm"`` or ``"linear"`` (the interior point).
     """
+    if solver not in ("auto", "jax", "libsvm"):
+        raise ValueError(f"unknown solver {solver!r}; allowed: auto, jax, libsvm")
     fits: list[dict[float, Fit]] = []
     for number, task in enumerate(tasks):
         classes, encoded = np.unique(np.asarray(task.y_train), return_inverse=True)
         if classes.size < 2:
             raise ValueError(f"the number of classes has to be greater than one; got {classes.size} class")
-        if _dense_is_cheaper(encoded, np.shape(task.features)[1]):
-            fits.append(_fit_dense(task, tol, max_iter, check_cancel))
-            if on_progress is not None:
-                on_progress(number + 1, len(tasks))
-            continue
-        pairs = ovo_pairs(classes.size)
-        signs = np.zeros((len(task.Cs) * len(pairs), encoded.size))
-        Cs = np.repeat(np.asarray(task.Cs, float), len(pairs))
-        for index, (i, j) in enumerate(pairs * len(task.Cs)):
-            signs[index] = np.where(encoded == i, 1.0, np.where(encoded == j, -1.0, 0.0))
-        solution = _solve_on_working_sets(np.asarray(task.features, np.float64), signs, Cs, tol, max_iter,
-                                          check_cancel)
-        decision = np.asarray(task.evaluate, np.float64) @ solution.weights.T - solution.rho  # (m, Cs * P)
-        decision = decision.reshape(decision.shape[0], len(task.Cs), len(pairs))
-        first = np.array([i for i, _ in pairs])
-        second = np.array([j for _, j in pairs])
-        winner = np.where(decision > 0, first, second)  # (m, Cs, P)
-        votes = (winner[..., None] == np.arange(classes.size)).sum(axis=2)  # (m, Cs, classes)
-        predicted = votes.argmax(axis=-1)  # argmax takes the first of equal maxima
         per_C: dict[float, Fit] = {}
-        for c_index, C in enumerate(task.Cs):
-            mine = slice(c_index * len(pairs), (c_index + 1) * len(pairs))
-            per_C[C] = Fit(predictions=classes[predicted[:, c_index]].astype(np.int64), solver="linear",
-                           converged=bool(solution.converged[mine].all()),
-                           iterations=int(solution.iterations[mine].max()),
-                           error=float(solution.error[mine].max()),
-                           objectives=tuple(float(o) for o in solution.objective[mine]))
-        fits.append(per_C)
+        if solver != "jax" and encoded.size <= KERNEL_ROWS:
+            per_C = _fit_libsvm(task, solver == "auto", n_jobs, check_cancel)
+        rest = [C for C in task.Cs if C not in per_C or not per_C[C].converged]
+        if rest:
+            per_C.update(_fit_interior_point(dataclasses.replace(task, Cs=rest), classes, encoded, tol, max_iter,
+                                             check_cancel))
+        fits.append({C: per_C[C] for C in task.Cs})
         if on_progress is not None:
             on_progress(number + 1, len(tasks))
     return fits
+
+
+def _fit_libsvm(task: LinearTask, capped: bool, n_jobs: int | None,
+                check_cancel: Callable[[], None] | None) -> dict[float, Fit]:
+    """libsvm on the kernel Phi Phi' at every C, in threads (the largest C first); capped at the
+    hybrid's SMO steps when ``capped``, so a fit it does not finish goes to the interior point."""
+    from .strategy import hybrid_iteration_cap
+
+    features = np.asarray(task.features, np.float64)
+    kernel = features @ features.T
+    evaluate = np.asarray(task.evaluate, np.float64) @ features.T
+    y = np.asarray(task.y_train)
+    limit = hybrid_iteration_cap(y.size) if capped else -1
+    Cs = sorted(task.Cs, reverse=True)
+    done = run_parallel([lambda C=C: fit_svc(kernel, y, evaluate, C, max_iter=limit) for C in Cs], n_jobs,
+                        check_cancel=check_cancel)
+    return dict(zip(Cs, done))
+
+
+def _fit_interior_point(task: LinearTask, classes: np.ndarray, encoded: np.ndarray, tol: float, max_iter: int,
+                        check_cancel: Callable[[], None] | None) -> dict[float, Fit]:
+    """The batched interior point over the task's Cs x class pairs (on the kernel Phi Phi'
+    where the largest pair has no more rows than Phi has columns)."""
+    if _dense_is_cheaper(encoded, np.shape(task.features)[1]):
+        return _fit_dense(task, tol, max_iter, check_cancel)
+    pairs = ovo_pairs(classes.size)
+    signs = np.zeros((len(task.Cs) * len(pairs), encoded.size))
+    Cs = np.repeat(np.asarray(task.Cs, float), len(pairs))
+    for index, (i, j) in enumerate(pairs * len(task.Cs)):
+        signs[index] = np.where(encoded == i, 1.0, np.where(encoded == j, -1.0, 0.0))
+    solution = _solve_on_working_sets(np.asarray(task.features, np.float64), signs, Cs, tol, max_iter,
+                                      check_cancel)
+    decision = np.asarray(task.evaluate, np.float64) @ solution.weights.T - solution.rho  # (m, Cs * P)
+    decision = decision.reshape(decision.shape[0], len(task.Cs), len(pairs))
+    first = np.array([i for i, _ in pairs])
+    second = np.array([j for _, j in pairs])
+    winner = np.where(decision > 0, first, second)  # (m, Cs, P)
+    votes = (winner[..., None] == np.arange(classes.size)).sum(axis=2)  # (m, Cs, classes)
+    predicted = votes.argmax(axis=-1)  # argmax takes the first of equal maxima
+    per_C: dict[float, Fit] = {}
+    for c_index, C in enumerate(task.Cs):
+        mine = slice(c_index * len(pairs), (c_index + 1) * len(pairs))
+        per_C[C] = Fit(predictions=classes[predicted[:, c_index]].astype(np.int64), solver="linear",
+                       converged=bool(solution.converged[mine].all()),
+                       iterations=int(solution.iterations[mine].max()),
+                       error=float(solution.error[mine].max()),
+                       objectives=tuple(float(o) for o in solution.objective[mine]))
+    return per_C
 
 
 def _dense_is_cheaper(encoded: np.ndarray, width: int) -> bool:
