@@ -313,3 +313,25 @@ def test_uci_results_page_and_csv_from_a_partial_bench(tmp_path):
     page = (tmp_path / "docs" / "results.md").read_text()
     assert "partial: 2 of 90 datasets" in page and "| Acc. mean ↑ | 70.00% | 70.00% |" in page
     assert "| Friedman rank ↓ | 1.50 | 1.50 |" in page and "82.34%" in page  # the paper's RNN-P
+    assert "RNN -11.73, RBF -11.03" in page  # this run's mean minus the paper's, per family
+    assert "Partial runs" in page and "so far" in page
+
+
+def test_uci_results_page_of_a_complete_bench_compares_with_the_reference_table(tmp_path):
+    """A complete run is labelled complete, and the twelve datasets of PROTOCOL-uci.md's
+    reference table are compared with this run's accuracies per family."""
+    from benchmarks.uci_results import main, reference_accuracies
+
+    reference = reference_accuracies()
+    assert len(reference) == 12 and reference["iris"]["RNN"] == 97.97 and reference["yeast"]["RBF"] == 60.18
+    datasets = {f"set{k}": {"N": 10, "T": 3, "families": {"RNN": {"test_accuracy": 0.5}}} for k in range(90)}
+    datasets["iris"] = {"N": 150, "T": 4, "families": {"RNN": {"test_accuracy": 0.9797}}}
+    datasets["wine"] = {"N": 178, "T": 13, "families": {"RNN": {"test_accuracy": 0.9686}}}  # reference 98.86
+    del datasets["set0"], datasets["set1"]
+    source = tmp_path / "bench.json"
+    source.write_text(json.dumps({"families": ["RNN"], "complete": True, "seconds": 3600.0, "errors": {},
+                                  "datasets": datasets}))
+    main([str(source), "--out", str(tmp_path / "docs")])
+    page = (tmp_path / "docs" / "results.md").read_text()
+    assert "complete: all 90 datasets ran" in page and "Partial runs" not in page and "so far" not in page
+    assert "| RNN | 2 | 1.00 | wine (-2.00) |" in page
