@@ -165,8 +165,8 @@ class EvaluationConfig(BaseModel):
         default="auto",
         description="C-SVM solver: libsvm (scikit-learn's SVC), jax (the batched interior-point "
         "solver, same classifier, bounded time at any C) or auto (libsvm first, capped in SMO steps, "
-        "then jax for the fits libsvm does not finish; on every backend). With landmarks, libsvm "
-        "fits on the features' kernel up to 8,192 training rows and jax beyond.",
+        "then jax for the fits libsvm does not finish; on every backend). With landmarks, on a CPU, "
+        "libsvm fits on the features' kernel up to 8,192 training rows first; jax beyond, and on a GPU.",
     )
 
     landmarks: Annotated[int, Field(strict=True, ge=0, le=65_536)] = Field(

@@ -191,6 +191,9 @@ def test_auto_fits_libsvm_on_the_kernel_first_and_the_interior_point_only_what_i
     [capped] = fit_predict_linear([LinearTask(phi, y, evaluate, Cs)])
     assert all(capped[C].solver == "linear" and capped[C].converged for C in Cs)
     assert all(np.array_equal(capped[C].predictions, interior[C].predictions) for C in Cs)
+    monkeypatch.setattr(linear_svm.jax, "default_backend", lambda: "gpu")  # auto keeps a GPU's fits on it
+    [on_gpu] = fit_predict_linear([LinearTask(phi, y, evaluate, Cs)])
+    assert all(on_gpu[C].solver == "linear" for C in Cs)
     monkeypatch.setattr(linear_svm, "KERNEL_ROWS", n - 1)
     [large] = fit_predict_linear([LinearTask(phi, y, evaluate, Cs)], solver="libsvm")
     assert all(large[C].solver == "linear" for C in Cs)

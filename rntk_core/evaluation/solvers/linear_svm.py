@@ -14,8 +14,8 @@ dense solver) with Q as :class:`LowRankQ`: Q has rank M, so the Newton system
 and no n x n matrix is ever formed. Where a pair has no more rows than Phi has columns, the
 dense solver on ``Phi Phi'`` is the cheaper one and is used instead.
 
-``solver="auto"`` (the configs' default) first hands a task of at most :data:`KERNEL_ROWS`
-training rows to libsvm on the kernel ``Phi Phi'`` (the same dual), capped at the dense
+``solver="auto"`` (the configs' default), on a CPU backend, first hands a task of at most
+:data:`KERNEL_ROWS` training rows to libsvm on the kernel ``Phi Phi'`` (the same dual), capped at the dense
 path's :func:`.strategy.hybrid_iteration_cap` SMO steps, in threads, one per C; only the Cs
 it does not finish go to the interior point. On a selection subsample SMO is far cheaper:
 cardiotocography-3clases' 1,063 rows x M = 512, three Cs, took 8.7 s on the interior point
@@ -286,7 +286,7 @@ def fit_predict_linear(
         if classes.size < 2:
             raise ValueError(f"the number of classes has to be greater than one; got {classes.size} class")
         per_C: dict[float, Fit] = {}
-        if solver != "jax" and encoded.size <= KERNEL_ROWS:
+        if _libsvm_first(solver) and encoded.size <= KERNEL_ROWS:
             per_C = _fit_libsvm(task, solver == "auto", n_jobs, check_cancel)
         rest = [C for C in task.Cs if C not in per_C or not per_C[C].converged]
         if rest:
@@ -296,6 +296,12 @@ def fit_predict_linear(
         if on_progress is not None:
             on_progress(number + 1, len(tasks))
     return fits
+
+
+def _libsvm_first(solver: str) -> bool:
+    """``libsvm`` always; ``auto`` on a CPU backend only: on a GPU the interior point runs on
+    the device, as the whole job should (libsvm on the host there is not measured yet)."""
+    return solver == "libsvm" or (solver == "auto" and jax.default_backend() == "cpu")
 
 
 def _fit_libsvm(task: LinearTask, capped: bool, n_jobs: int | None,
