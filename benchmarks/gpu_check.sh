@@ -11,7 +11,9 @@
 #    1-pair chunks (200 MB; the 4-pair grid is 655 MB), auto (hybrid) and jax;
 # 6. the landmark path (issue 19): generated sequences, one sigma pair, N = 10^5 then 10^6,
 #    T = 100, M = 1024 then 4096 (K(X, Z) and the whole job; features are formed on the host
-#    today, so the 10^6 run shows what still has to move to the device).
+#    today, so the 10^6 run shows what still has to move to the device);
+# 7. the landmark path's linear fits on a mid-sized set: the device's interior point (what auto
+#    does on a GPU) against libsvm on the host (what auto does on a CPU), same process.
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu_check}
@@ -34,3 +36,4 @@ step chunked 150 python -m benchmarks.svm_benchmark --data "$DATA" --datasets wi
 step placement 150 python -m benchmarks.placement_benchmark --data "$DATA" --datasets ecoli wine-quality-red --repeats 2 --json "$OUT/placement.json"
 step landmarks 240 python -m benchmarks.scale_benchmark scale --n 100000 --steps 100 --landmarks 1024
 step landmarks-1e6 560 python -m benchmarks.scale_benchmark scale --n 1000000 --steps 100 --landmarks 4096
+RNTK_UCI_DATA=$DATA step linear-solvers 200 python -m benchmarks.scale_benchmark solvers --datasets cardiotocography-3clases --solvers jax libsvm

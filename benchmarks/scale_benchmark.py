@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-UCI = REPO.parent / "shared" / "data" / "uci"
+UCI = Path(os.environ.get("RNTK_UCI_DATA", REPO.parent / "shared" / "data" / "uci"))  # elsewhere on a GPU host
 ARCHIVES = REPO / "tests" / "data" / "ts"
 LARGE_UCI = ("abalone", "waveform", "wine-quality-white")
 GRID = {"families": ["RNN", "BI-RNN-AVG", "RBF"], "sigma_u": [0.5, 1.0], "sigma_b": [0.1], "layers": [1, 2],
@@ -91,7 +92,7 @@ def methods(names: list[str], landmarks: int) -> None:
         print(json.dumps({"dataset": name, "M": landmarks, "nystrom_error": errors}), flush=True)
 
 
-def solvers(names: list[str], landmarks: int, selection: int) -> None:
+def solvers(names: list[str], landmarks: int, selection: int, compared: tuple[str, str] = ("jax", "auto")) -> None:
     from rntk_core.evaluation.config import parse_config
     from rntk_core.evaluation.evaluate import evaluate_dataset
 
@@ -99,21 +100,22 @@ def solvers(names: list[str], landmarks: int, selection: int) -> None:
     for name in names:
         dataset = _dataset(name)
         runs = {}
-        for solver in ("jax", "auto"):  # the baseline first, in the same process (its compiles are warm)
+        for solver in compared:  # the baseline first, in the same process
             config = parse_config({**GRID, "landmarks": landmarks, "selection_samples": selection, "solver": solver})
             started = time.perf_counter()
             report = evaluate_dataset(dataset, config)
             runs[solver] = (time.perf_counter() - started, report)
-        (base, slow), (seconds, fast) = runs["jax"], runs["auto"]
+        first, second = compared
+        (base, slow), (seconds, fast) = runs[first], runs[second]
         ratios.append(base / seconds)
         print(json.dumps({
             "dataset": name, "n": dataset.n_samples, "M": landmarks,
-            "seconds": {"jax": round(base, 1), "auto": round(seconds, 1)}, "speedup": round(base / seconds, 1),
+            "seconds": {first: round(base, 1), second: round(seconds, 1)}, "speedup": round(base / seconds, 1),
             "stages": {solver: {k: round(v, 1) for k, v in report["timings"].items()}
                        for solver, (_, report) in runs.items()},
             "fits": {solver: report["solver"]["fits"] for solver, (_, report) in runs.items()},
-            "test_accuracy": {f: {"jax": round(slow["families"][f]["test_accuracy"], 4),
-                                  "auto": round(fast["families"][f]["test_accuracy"], 4)} for f in fast["families"]}}),
+            "test_accuracy": {f: {first: round(slow["families"][f]["test_accuracy"], 4),
+                                  second: round(fast["families"][f]["test_accuracy"], 4)} for f in fast["families"]}}),
               flush=True)
     print(json.dumps({"summary": "solvers", "median_speedup": round(float(np.median(ratios)), 1)}))
 
@@ -178,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     solver.add_argument("--datasets", nargs="+", default=["cardiotocography-3clases", "waveform"])
     solver.add_argument("--landmarks", type=int, default=512)
     solver.add_argument("--selection-samples", type=int, default=4096)
+    solver.add_argument("--solvers", nargs=2, default=["jax", "auto"], metavar=("BASELINE", "OTHER"),
+                        help="the two config solvers compared (on a GPU: jax libsvm)")
     three = sub.add_parser("scale")
     three.add_argument("--n", type=int, nargs="+", default=[25_000, 50_000, 100_000])
     three.add_argument("--steps", type=int, default=32)
@@ -186,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.part == "accuracy":
         accuracy(args.datasets, args.landmarks, args.selection_samples)
     elif args.part == "solvers":
-        solvers(args.datasets, args.landmarks, args.selection_samples)
+        solvers(args.datasets, args.landmarks, args.selection_samples, tuple(args.solvers))
     elif args.part == "methods":
         methods(args.datasets, args.landmarks)
     else:
