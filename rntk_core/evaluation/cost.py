@@ -26,6 +26,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .solvers import LINEAR_KERNEL_ROWS
+
 __all__ = ["CostConstants", "CostEstimate", "DEFAULT_CONSTANTS", "STAGES", "dense_host_bytes", "dtw_pair_cells",
            "estimate_cost", "eta_seconds", "gigabytes", "grid_cells", "grid_seconds", "landmark_host_bytes",
            "nearest_seconds", "overall_fraction", "N_FOLDS"]
@@ -310,14 +312,41 @@ def landmark_host_bytes(n_samples: int, steps: int, config: Any) -> int:
     block = kernels_per_pass * config.block_rows * m * 8 * 2
     features = 2 * n_samples * m * 8
     solver = min(2 * (256 << 20), 3 * n_samples * m * 8)  # a batch of rows, host and device
+    rows = _libsvm_rows(n_samples, config)
+    if rows:  # libsvm on Phi Phi': the kernel, its evaluated rows, and libsvm's cache per thread
+        solver = max(solver, 8 * rows * 2 * rows + 2 * min(_LIBSVM_CACHE_BYTES, 4 * rows * rows))
     inputs = 4 * n_samples * steps * max(1, config.features_per_step) * 8
     return int(block + features + solver + inputs + _PROCESS_BYTES)
 
 
+#: scikit-learn's SVC cache_size (200 MB), per fitting thread (libsvm caches float32 rows of Q).
+_LIBSVM_CACHE_BYTES = 200 << 20
+
+
+def _libsvm_rows(n_samples: int, config: Any) -> int:
+    """The most training rows of a landmark fit that goes to libsvm on Phi Phi' (0: none)."""
+    if getattr(config, "solver", "auto") == "jax":
+        return 0
+    rows = [r for r in (min(n_samples, config.selection_samples), math.ceil(0.75 * n_samples))
+            if r <= LINEAR_KERNEL_ROWS]
+    return max(rows, default=0)
+
+
+def _linear_fit_seconds(rows: float, m: int, config: Any, constants: CostConstants) -> float:
+    """One linear fit of ``rows`` training rows on M features: the interior point's ~25
+    iterations of O(rows M^2), or, where libsvm takes it (on a CPU), forming Phi Phi' and one
+    precomputed-kernel fit, whichever is less (the estimate does not know the backend)."""
+    interior = rows * min(m, rows) ** 2 * 25 * 2 * 3e-10
+    if getattr(config, "solver", "auto") == "jax" or rows > LINEAR_KERNEL_ROWS:
+        return interior
+    libsvm = 2 * rows * rows * m * 1e-10 + max(SECONDS_PER_FIT_MIN, constants.seconds_per_fit_sample2 * rows * rows)
+    return min(interior, libsvm)
+
+
 def _landmark_cost(n_samples: int, steps: int, config: Any, constants: CostConstants) -> CostEstimate:
     """Landmarks: the grid on the selection subsample against M landmarks, then the chosen
-    kernels (one per family) on all N rows, per test fold; linear fits cost O(n M^2) per
-    interior-point iteration (about 25 of them)."""
+    kernels (one per family) on all N rows, per test fold; linear fits as
+    :func:`_linear_fit_seconds`."""
     grids, kernels, recurrent_fits = _recurrent_counts(config, steps)
     baseline_models, baseline_fits = _baseline_counts(config)
     m, seconds_per_cell = config.landmarks, constants.seconds_per_cell
@@ -326,11 +355,10 @@ def _landmark_cost(n_samples: int, steps: int, config: Any, constants: CostConst
     kernel_seconds = grids * selection * m * steps * settings * 2 * seconds_per_cell
     families = len(config.families)
     kernel_seconds += N_FOLDS * families * n_samples * m * steps * max(config.layers) * 2 * seconds_per_cell
-    iteration = 25 * 2 * 3e-10  # flop-seconds per (row, M^2) of one interior-point iteration
     validation_fits = recurrent_fits + baseline_fits
-    validation_seconds = validation_fits * (selection / 2) * min(m, selection / 2) ** 2 * iteration
+    validation_seconds = validation_fits * _linear_fit_seconds(selection / 2, m, config, constants)
     test_fits = N_FOLDS * families
-    test_seconds = test_fits * 0.75 * n_samples * m * m * iteration
+    test_seconds = test_fits * _linear_fit_seconds(0.75 * n_samples, m, config, constants)
     total = SECONDS_FIXED + kernel_seconds + validation_seconds + test_seconds + SECONDS_REPORT
     return CostEstimate(n_samples, steps, grids, kernels, baseline_models, validation_fits, test_fits,
                         round(kernel_seconds, 3), round(validation_seconds, 3), round(test_seconds, 3),

@@ -187,3 +187,19 @@ def test_one_nn_estimates_are_within_3x_of_real_jobs(tmp_path):
     estimate = estimate_cost(150, 4, parse_config(iris_config)).seconds
     real = _measured_job(str(UCI / "iris"), iris_config)
     assert real / 3 <= estimate <= 3 * real, (estimate, real)
+
+
+def test_landmark_fits_on_a_small_kernel_are_costed_as_libsvm_and_its_kernel_counted_in_memory():
+    """Landmark fits of at most LINEAR_KERNEL_ROWS rows go to libsvm on Phi Phi' (auto, on a
+    CPU): far cheaper than the interior point's 25 O(n M^2) iterations, and the n x n kernel
+    joins the peak memory; past the limit, and with solver=jax, the interior point's term."""
+    from rntk_core.evaluation.solvers import LINEAR_KERNEL_ROWS
+
+    grid = {"families": ["RNN"], "landmarks": 512, "selection_samples": 4096}
+    auto, jax_only = (parse_config({**grid, "solver": solver}) for solver in ("auto", "jax"))
+    mid_auto, mid_jax = estimate_cost(2126, 21, auto), estimate_cost(2126, 21, jax_only)
+    assert mid_auto.validation_seconds < mid_jax.validation_seconds / 10
+    assert mid_auto.test_seconds < mid_jax.test_seconds
+    assert mid_auto.host_bytes > mid_jax.host_bytes  # the selection's 4096 x 4096 kernel, and more
+    large = 4 * LINEAR_KERNEL_ROWS  # test folds past the limit: the interior point either way
+    assert estimate_cost(large, 21, auto).test_seconds == estimate_cost(large, 21, jax_only).test_seconds

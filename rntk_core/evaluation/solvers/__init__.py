@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-__all__ = ["SOLVERS", "ResolvedSolver", "Solver"]
+__all__ = ["LINEAR_KERNEL_ROWS", "SOLVERS", "ResolvedSolver", "Solver"]
 
 #: What a config or ``--solver`` may ask for.
 Solver = Literal["auto", "jax", "libsvm"]
 SOLVERS: tuple[str, ...] = get_args(Solver)
 #: What runs: ``auto`` resolves to ``hybrid`` (see :mod:`.strategy`).
 ResolvedSolver = Literal["libsvm", "jax", "hybrid"]
+#: The landmark path's linear fits of up to this many training rows go to libsvm on the kernel
+#: Phi Phi' first (``auto`` on a CPU, and ``libsvm``): its n x n float64 is 512 MiB at the limit.
+LINEAR_KERNEL_ROWS = 8192

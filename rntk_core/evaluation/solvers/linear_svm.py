@@ -56,6 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import LINEAR_KERNEL_ROWS
 from .fit import Fit
 from .libsvm import fit_svc, run_parallel
 from .interior_point import DEFAULT_MAX_ITER, DEFAULT_TOL, finish, iterate, per_problem_on_cpu
@@ -256,9 +257,9 @@ class LinearTask:
     Cs: Sequence[float]
 
 
-#: Training rows up to which ``auto`` and ``libsvm`` fit on the kernel Phi Phi' in libsvm (its
-#: n x n float64 is 512 MiB at the limit; past it only the interior point runs, on Phi).
-KERNEL_ROWS = 8192
+#: Training rows up to which ``auto`` and ``libsvm`` fit on the kernel Phi Phi' in libsvm (past
+#: it only the interior point runs, on Phi).
+KERNEL_ROWS = LINEAR_KERNEL_ROWS
 
 
 def fit_predict_linear(
