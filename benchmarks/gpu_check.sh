@@ -1,6 +1,7 @@
 #!/bin/bash
 # Every GPU check of issue 9 in one run, each step under its own time limit. From the repo root:
 #   OUT=/tmp/out bash benchmarks/gpu_check.sh
+#   OUT=/tmp/out ONLY="tests grid" bash benchmarks/gpu_check.sh    # some steps only
 # 1. the JAX solver against sklearn's SVC (tests/evaluation/test_jax_svm.py) on the GPU;
 # 2. gram_grid N=5000 T=64 L=2 kept on the device vs its device compute, float32 vs float64;
 # 3. whole jobs (all default families): wine-quality-red with jax and with libsvm on the host's
@@ -21,8 +22,12 @@ mkdir -p "$OUT"
 DATA=${DATA:-../shared/data/uci}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 nproc | tee -a "$OUT/gpu.txt"
+# The steps' limits add up to ~40 minutes, more than one device call (600 s) or a session's
+# budget: ONLY="grid wine linear-solvers" runs just the named steps.
+ONLY=${ONLY:-}
 step() {  # name, seconds, command...
   local name=$1 limit=$2; shift 2
+  if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
   local started=$SECONDS
   timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
   echo "== $name: exit $? after $((SECONDS - started)) s"
