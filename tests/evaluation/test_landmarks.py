@@ -169,7 +169,7 @@ def test_linear_solver_on_few_rows_uses_the_kernel_and_matches_libsvm():
 
 def test_auto_fits_libsvm_on_the_kernel_first_and_the_interior_point_only_what_it_leaves(monkeypatch):
     """``auto``: libsvm on Phi Phi' (capped), the same classifier as SVC(kernel="linear") on Phi;
-    a C it does not finish within the cap goes to the interior point; past KERNEL_ROWS rows only
+    a C it does not finish within the cap goes to the interior point; past LINEAR_KERNEL_ROWS rows only
     the interior point runs."""
     from rntk_core.evaluation.solvers import linear_svm, strategy
 
@@ -194,7 +194,7 @@ def test_auto_fits_libsvm_on_the_kernel_first_and_the_interior_point_only_what_i
     monkeypatch.setattr(linear_svm.jax, "default_backend", lambda: "gpu")  # auto keeps a GPU's fits on it
     [on_gpu] = fit_predict_linear([LinearTask(phi, y, evaluate, Cs)])
     assert all(on_gpu[C].solver == "linear" for C in Cs)
-    monkeypatch.setattr(linear_svm, "KERNEL_ROWS", n - 1)
+    monkeypatch.setattr(linear_svm, "LINEAR_KERNEL_ROWS", n - 1)
     [large] = fit_predict_linear([LinearTask(phi, y, evaluate, Cs)], solver="libsvm")
     assert all(large[C].solver == "linear" for C in Cs)
     with pytest.raises(ValueError, match="unknown solver"):

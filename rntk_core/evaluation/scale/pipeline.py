@@ -30,6 +30,7 @@ import json
 import os
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -182,10 +183,10 @@ def _landmarks(rows: np.ndarray, y: np.ndarray, X: np.ndarray, config: Any, seed
 
 def _validate(found: Sequence[Candidate], features: Mapping[Any, np.ndarray], wanted: np.ndarray,
               y: np.ndarray, selection: Any, solver: str, check_cancel: Callable[[], None] | None,
-              on_fit: Callable[[], None], seconds: dict[tuple, float]) -> tuple[dict[tuple, float], dict[str, int]]:
+              on_fit: Callable[[], None], seconds: dict[tuple, float]) -> tuple[dict[tuple, float], Counter]:
     """Mean validation accuracy of every (model, C) over the selection pairs, and the fits
     by solver; each model's fit seconds go to ``seconds[("selection", model)]``."""
-    fits: dict[str, int] = {}
+    fits: Counter = Counter()
     Cs_of: dict[Any, list[float]] = {}
     for candidate in found:
         Cs_of.setdefault(candidate.model, []).append(candidate.C)
@@ -197,8 +198,8 @@ def _validate(found: Sequence[Candidate], features: Mapping[Any, np.ndarray], wa
             fit_at, score_at = np.searchsorted(wanted, fit), np.searchsorted(wanted, score)
             [result] = fit_predict_linear([LinearTask(phi[fit_at], y[fit], phi[score_at], Cs)],
                                           solver=solver, check_cancel=check_cancel)
+            fits.update(fit.solver for fit in result.values())
             for C in Cs:
-                fits[result[C].solver] = fits.get(result[C].solver, 0) + 1
                 scores.setdefault((model, C), []).append(accuracy(result[C].predictions, y[score]))
         seconds[("selection", model)] = time.perf_counter() - started
         on_fit()
@@ -229,17 +230,9 @@ class _Run:
     check_cancel: Callable[[], None] | None
     work_dir: Path | None = None
     runner: BlockRunner = dataclasses.field(default_factory=InProcessRunner)
-    fits: dict = dataclasses.field(default_factory=dict)  # solver -> fits
+    fits: Counter = dataclasses.field(default_factory=Counter)  # solver -> fits
     #: busy seconds per (split, model): "selection", or "fold<k>" (features and fit)
     fit_seconds: dict = dataclasses.field(default_factory=dict)
-
-    def add_fits(self, by_solver: Mapping[str, int]) -> None:
-        for solver, count in by_solver.items():
-            self.fits[solver] = self.fits.get(solver, 0) + count
-
-    def count_fits(self, fits: Any) -> None:
-        for fit in fits:
-            self.add_fits({fit.solver: 1})
 
 
 def evaluate_landmarks(
@@ -323,7 +316,7 @@ def _select(run: _Run, found: Sequence[Candidate], selection: Any, wanted: np.nd
         if len(state["scores"]) == len(found):
             timings.update(state["timings"])
             # An int: written before fits were counted by solver, all by the interior point.
-            run.add_fits(state["fits"] if isinstance(state["fits"], dict) else {"linear": state["fits"]})
+            run.fits.update(state["fits"] if isinstance(state["fits"], dict) else {"linear": state["fits"]})
             scores = {(c.model, c.C): score for c, score in zip(found, state["scores"])}
             models = list(dict.fromkeys(candidate.model for candidate in found))
             run.fit_seconds.update({("selection", model): seconds
@@ -340,7 +333,7 @@ def _select(run: _Run, found: Sequence[Candidate], selection: Any, wanted: np.nd
     done = iter(range(1, len(models) + 1))
     scores, fits = _validate(found, features, wanted, run.y, selection, run.config.solver, run.check_cancel,
                              lambda: run.report("validation", next(done), len(models)), run.fit_seconds)
-    run.add_fits(fits)
+    run.fits.update(fits)
     timings["validation"] = time.perf_counter() - started - timings["kernels"]
     if saved is not None:
         saved.parent.mkdir(parents=True, exist_ok=True)
@@ -387,7 +380,7 @@ def _test(run: _Run, splits: Any, chosen: Mapping[str, Candidate],
             [result] = fit_predict_linear([LinearTask(phi_train, y[train], phi_test, Cs)],
                                           solver=config.solver, check_cancel=run.check_cancel)
             del phi_train, phi_test
-            run.count_fits(result.values())
+            run.fits.update(fit.solver for fit in result.values())
             for family, candidate in chosen.items():
                 if candidate.model == model:
                     fold_accuracy[family].append(accuracy(result[candidate.C].predictions, y[test]))

@@ -15,8 +15,9 @@ and no n x n matrix is ever formed. Where a pair has no more rows than Phi has c
 dense solver on ``Phi Phi'`` is the cheaper one and is used instead.
 
 ``solver="auto"`` (the configs' default), on a CPU backend, first hands a task of at most
-:data:`KERNEL_ROWS` training rows to libsvm on the kernel ``Phi Phi'`` (the same dual), capped at the dense
-path's :func:`.strategy.hybrid_iteration_cap` SMO steps, in threads, one per C; only the Cs
+:data:`~rntk_core.evaluation.solvers.LINEAR_KERNEL_ROWS` training rows to libsvm on the kernel
+``Phi Phi'`` (the same dual), capped at the dense path's
+:func:`.strategy.hybrid_iteration_cap` SMO steps, in threads, one per C; only the Cs
 it does not finish go to the interior point. On a selection subsample SMO is far cheaper:
 cardiotocography-3clases' 1,063 rows x M = 512, three Cs, took 8.7 s on the interior point
 and 0.07 s in libsvm with identical predictions; whole landmark jobs (``python -m
@@ -26,7 +27,7 @@ on top of the interior point: on wine-quality-white's RBF features (2,048 rows, 
 at C = 1e4, 9.3 s of SMO, then 22 s (a lower cap would send fits that SMO finishes in
 100-1000 n steps, such as waveform's at C = 1e4, to the slower interior point).
 ``"jax"`` keeps every fit on the interior point;
-``"libsvm"`` runs libsvm without a cap up to KERNEL_ROWS rows (past them the n x n kernel is
+``"libsvm"`` runs libsvm without a cap up to that many rows (past them the n x n kernel is
 not formed, and the interior point solves).
 
 A problem (C value x class pair) holds its own rows of Phi, gathered and zero-padded; the
@@ -61,13 +62,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import LINEAR_KERNEL_ROWS
+from . import LINEAR_KERNEL_ROWS, SOLVERS
 from .fit import Fit
 from .libsvm import fit_svc, run_parallel
 from .interior_point import DEFAULT_MAX_ITER, DEFAULT_TOL, finish, iterate, per_problem_on_cpu
 from .jax_svm import ovo_pairs
 
-__all__ = ["BATCH_BYTES", "KERNEL_ROWS", "KKT_TOL", "LinearTask", "LinearSolution", "LowRankQ", "ROW_BLOCK", "WORKING_SET_ROWS",
+__all__ = ["BATCH_BYTES", "KKT_TOL", "LinearTask", "LinearSolution", "LowRankQ", "ROW_BLOCK", "WORKING_SET_ROWS",
            "fit_predict_linear", "solve_linear_duals"]
 
 #: Rows per block of the sums over N (bounds the (B, block, M) temporaries); fewer rows are one block.
@@ -262,11 +263,6 @@ class LinearTask:
     Cs: Sequence[float]
 
 
-#: Training rows up to which ``auto`` and ``libsvm`` fit on the kernel Phi Phi' in libsvm (past
-#: it only the interior point runs, on Phi).
-KERNEL_ROWS = LINEAR_KERNEL_ROWS
-
-
 def fit_predict_linear(
     tasks: Sequence[LinearTask],
     *,
@@ -284,15 +280,15 @@ def fit_predict_linear(
     libsvm's threads (default: every core). Returns, per task, ``{C: Fit}``; a fit's
     ``solver`` is ``"libsvm"`` or ``"linear"`` (the interior point).
     """
-    if solver not in ("auto", "jax", "libsvm"):
-        raise ValueError(f"unknown solver {solver!r}; allowed: auto, jax, libsvm")
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; allowed: {', '.join(SOLVERS)}")
     fits: list[dict[float, Fit]] = []
     for number, task in enumerate(tasks):
         classes, encoded = np.unique(np.asarray(task.y_train), return_inverse=True)
         if classes.size < 2:
             raise ValueError(f"the number of classes has to be greater than one; got {classes.size} class")
         per_C: dict[float, Fit] = {}
-        if _libsvm_first(solver) and encoded.size <= KERNEL_ROWS:
+        if _libsvm_first(solver) and encoded.size <= LINEAR_KERNEL_ROWS:
             per_C = _fit_libsvm(task, solver == "auto", n_jobs, check_cancel)
         rest = [C for C in task.Cs if C not in per_C or not per_C[C].converged]
         if rest:
@@ -316,9 +312,7 @@ def _fit_libsvm(task: LinearTask, capped: bool, n_jobs: int | None,
     hybrid's SMO steps when ``capped``, so a fit it does not finish goes to the interior point."""
     from .strategy import hybrid_iteration_cap
 
-    features = np.asarray(task.features, np.float64)
-    kernel = features @ features.T
-    evaluate = np.asarray(task.evaluate, np.float64) @ features.T
+    kernel, evaluate = _kernels(task)
     y = np.asarray(task.y_train)
     limit = hybrid_iteration_cap(y.size) if capped else -1
     Cs = sorted(task.Cs, reverse=True)
@@ -366,14 +360,18 @@ def _dense_is_cheaper(encoded: np.ndarray, width: int) -> bool:
     return largest_pair <= width
 
 
+def _kernels(task: LinearTask) -> tuple[np.ndarray, np.ndarray]:
+    """The task's kernel Phi Phi' and its evaluated rows' Phi_e Phi', float64."""
+    features = np.asarray(task.features, np.float64)
+    return features @ features.T, np.asarray(task.evaluate, np.float64) @ features.T
+
+
 def _fit_dense(task: LinearTask, tol: float, max_iter: int,
                check_cancel: Callable[[], None] | None) -> dict[float, Fit]:
     """The same problem on the kernel Phi Phi' (the dual sees only the kernel)."""
     from .jax_svm import SvmTask, fit_predict_many
 
-    features = np.asarray(task.features, np.float64)
-    kernel = features @ features.T
-    evaluate = np.asarray(task.evaluate, np.float64) @ features.T
+    kernel, evaluate = _kernels(task)
     [per_C] = fit_predict_many([SvmTask(kernel, np.asarray(task.y_train), evaluate, list(task.Cs))],
                                tol=tol, max_iter=max_iter, check_cancel=check_cancel)
     return {C: dataclasses.replace(fit, solver="linear") for C, fit in per_C.items()}
