@@ -49,11 +49,12 @@ bench: $(STAMP)
 bench-svm: $(STAMP)
 	$(PY) -m benchmarks.svm_benchmark
 
-# The landmark path: accuracy against dense, landmark choice, cost in N, and one job over 1 and
+# The landmark path: accuracy against dense, landmark schemes, cost in N, and one job over 1 and
 # 2 Redis-mode workers of one core each (long on a CPU).
 bench-scale: $(STAMP)
 	$(PY) -m benchmarks.scale_benchmark accuracy
 	$(PY) -m benchmarks.scale_benchmark methods
+	$(PY) -m benchmarks.scale_benchmark schemes
 	$(PY) -m benchmarks.scale_benchmark scale
 	$(PY) -m benchmarks.job_wall_time fanout --n 100000 --pin
 

@@ -1,10 +1,13 @@
 """`make bench-scale`: the landmark (Nystrom) path against the dense one, and its cost in N.
 
-Three parts, each printing one JSON line per run and a summary:
+Five parts, each printing one JSON line per run (and most a summary):
 
 - ``accuracy``: dense vs landmark test accuracy per family on UCI sets with N >= 2000 and the
   archive problems in tests/data/ts, with the Nystrom error of the chosen kernels.
 - ``methods``: the Nystrom error of stratified vs k-means++ landmarks for the same kernels.
+- ``schemes``: test accuracy of a C-SVM on the Nystrom features of one kernel from five
+  landmark schemes (the service's two, distinct rows only, and two chosen on the kernel itself:
+  randomly pivoted and greedy pivoted Cholesky), against the dense C-SVM, on every fold.
 - ``solvers``: the landmark path's linear C-SVMs under ``solver="jax"`` (interior point only)
   and ``"auto"`` (libsvm on Phi Phi' first), in one process: seconds per stage, the ratio,
   and whether the chosen models' test accuracies agree.
@@ -13,6 +16,7 @@ Three parts, each printing one JSON line per run and a summary:
   the summary gives the cost per sample relative to the smallest N (1.0 = linear).
 
     python -m benchmarks.scale_benchmark accuracy --landmarks 512
+    python -m benchmarks.scale_benchmark schemes --datasets wine-quality-white --landmarks 512 1024
     python -m benchmarks.scale_benchmark solvers --datasets cardiotocography-3clases waveform
     python -m benchmarks.scale_benchmark scale --n 25000 50000 100000
 """
@@ -90,6 +94,68 @@ def methods(names: list[str], landmarks: int) -> None:
             phi = nystrom_map(k_zz).features(k_xz)
             errors[method] = round(relative_error(exact, phi, phi), 6)
         print(json.dumps({"dataset": name, "M": landmarks, "nystrom_error": errors}), flush=True)
+
+
+def _pivoted_cholesky(K: np.ndarray, count: int, rng: np.random.Generator, *, randomly: bool) -> np.ndarray:
+    """Pivots of a partial Cholesky factorisation of K: each next one drawn in proportion to the
+    residual diagonal (randomly pivoted, Chen et al. 2022) or the largest of it (greedy)."""
+    residual, factor, pivots = np.diag(K).astype(np.float64).copy(), np.zeros((K.shape[0], count)), []
+    for column in range(count):
+        weights = np.maximum(residual, 0.0)
+        pick = int(rng.choice(weights.size, p=weights / weights.sum())) if randomly else int(np.argmax(weights))
+        pivots.append(pick)
+        g = K[:, pick] - factor[:, :column] @ factor[pick, :column]
+        factor[:, column] = g / np.sqrt(max(g[pick], 1e-300))
+        residual -= factor[:, column] ** 2
+        residual[pivots] = 0.0
+    return np.sort(np.asarray(pivots))
+
+
+def schemes(names: list[str], sizes: list[int], C: float = 100.0) -> None:
+    """Landmark schemes on one kernel (BI-RNN-AVG's NTK, L = 1), scored by the test accuracy of
+    libsvm on the features' Phi Phi' against libsvm on the exact K, fold by fold."""
+    from sklearn.svm import SVC
+
+    from rntk_core import gram
+    from rntk_core.evaluation.protocol import normalise, resolve_splits
+    from rntk_core.evaluation.scale.landmarks import choose_landmarks, nystrom_map
+
+    def score(K, y, train, test, landmarks=None):
+        if landmarks is None:
+            fit_k, test_k = K[np.ix_(train, train)], K[np.ix_(test, train)]
+        else:
+            projection = nystrom_map(K[np.ix_(landmarks, landmarks)])
+            phi_train = projection.features(K[np.ix_(train, landmarks)])
+            fit_k, test_k = phi_train @ phi_train.T, projection.features(K[np.ix_(test, landmarks)]) @ phi_train.T
+        model = SVC(kernel="precomputed", C=C).fit(fit_k, y[train])
+        return float(np.mean(model.predict(test_k) == y[test]))
+
+    for name in names:
+        dataset = _dataset(name)
+        X, _ = normalise(dataset.X)
+        y = dataset.y
+        splits, _ = resolve_splits(dataset, "auto", 0)
+        K = gram(X, kind="ntk", pool="avg", layers=1, direction="bi", sigma_u=1.0, sigma_b=0.1, dtype="float64")
+        flat = X.reshape(len(X), -1)
+        for M in sizes:
+            scores: dict[str, list[float]] = {}
+            for train, test in splits.folds:
+                train, test = np.asarray(train), np.asarray(test)
+                rng = np.random.default_rng(0)
+                distinct = np.sort(np.unique(flat[train], axis=0, return_index=True)[1])
+                chosen = {
+                    "dense": None,
+                    "stratified": train[choose_landmarks(y[train], M)],
+                    "kmeans++": train[choose_landmarks(y[train], M, method="kmeans++", X=X[train])],
+                    "distinct rows": train[distinct[choose_landmarks(y[train][distinct], M)]],
+                    "randomly pivoted Cholesky": train[_pivoted_cholesky(K[np.ix_(train, train)], M, rng, randomly=True)],
+                    "greedy pivoted Cholesky": train[_pivoted_cholesky(K[np.ix_(train, train)], M, rng, randomly=False)],
+                }
+                for scheme, landmarks in chosen.items():
+                    scores.setdefault(scheme, []).append(score(K, y, train, test, landmarks))
+            print(json.dumps({"dataset": name, "n": dataset.n_samples, "M": M, "C": C, "folds": len(splits.folds),
+                              "test_accuracy": {k: round(float(np.mean(v)), 4) for k, v in scores.items()}}),
+                  flush=True)
 
 
 def solvers(names: list[str], landmarks: int, selection: int, compared: tuple[str, str] = ("jax", "auto")) -> None:
@@ -176,6 +242,9 @@ def main(argv: list[str] | None = None) -> None:
     two = sub.add_parser("methods")
     two.add_argument("--datasets", nargs="+", default=list(LARGE_UCI))
     two.add_argument("--landmarks", type=int, default=128)
+    schemes_part = sub.add_parser("schemes")
+    schemes_part.add_argument("--datasets", nargs="+", default=["wine-quality-white"])
+    schemes_part.add_argument("--landmarks", type=int, nargs="+", default=[512, 1024])
     solver = sub.add_parser("solvers")
     solver.add_argument("--datasets", nargs="+", default=["cardiotocography-3clases", "waveform"])
     solver.add_argument("--landmarks", type=int, default=512)
@@ -191,6 +260,8 @@ def main(argv: list[str] | None = None) -> None:
         accuracy(args.datasets, args.landmarks, args.selection_samples)
     elif args.part == "solvers":
         solvers(args.datasets, args.landmarks, args.selection_samples, tuple(args.solvers))
+    elif args.part == "schemes":
+        schemes(args.datasets, args.landmarks)
     elif args.part == "methods":
         methods(args.datasets, args.landmarks)
     else:
