@@ -22,8 +22,10 @@ mkdir -p "$OUT"
 DATA=${DATA:-../shared/data/uci}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 nproc | tee -a "$OUT/gpu.txt"
-# The steps' limits add up to ~40 minutes, more than one device call (600 s) or a session's
-# budget: ONLY="grid wine linear-solvers" runs just the named steps.
+# The steps' limits add up to ~27 minutes, more than one device call (600 s) or a session's
+# 15-minute budget: ONLY="grid wine linear-solvers" runs just the named steps. A 15-minute
+# session fits one call of ONLY="grid wine chunked landmarks" (limits 560 s): issue 20's two
+# goals and the 10^5 landmark job; landmarks-1e6 (560 s) alone fills a second session.
 ONLY=${ONLY:-}
 step() {  # name, seconds, command...
   local name=$1 limit=$2; shift 2
