@@ -1,6 +1,6 @@
 """`make bench-scale`: the landmark (Nystrom) path against the dense one, and its cost in N.
 
-Five parts, each printing one JSON line per run (and most a summary):
+Six parts, each printing one JSON line per run (and most a summary):
 
 - ``accuracy``: dense vs landmark test accuracy per family on UCI sets with N >= 2000 and the
   archive problems in tests/data/ts, with the Nystrom error of the chosen kernels; the summary
@@ -12,6 +12,9 @@ Five parts, each printing one JSON line per run (and most a summary):
 - ``solvers``: the landmark path's linear C-SVMs under ``solver="jax"`` (interior point only)
   and ``"auto"`` (libsvm on Phi Phi' first), in one process: seconds per stage, the ratio,
   and whether the chosen models' test accuracies agree.
+- ``fits``: the linear C-SVMs of generated sequences' landmark features past LINEAR_KERNEL_ROWS
+  training rows, ``solver="jax"`` (the interior point on working sets) against ``"auto"``
+  (libsvm on the working sets), in one process: seconds, ratio, and agreement.
 - ``scale``: generated sequences (benchmarks.sequences) at growing N, one sigma pair, in a
   fresh process each (``rntk evaluate``'s code path), timing each stage and the peak RSS;
   the summary gives the cost per sample relative to the smallest N (1.0 = linear).
@@ -19,6 +22,7 @@ Five parts, each printing one JSON line per run (and most a summary):
     python -m benchmarks.scale_benchmark accuracy --landmarks 1024
     python -m benchmarks.scale_benchmark schemes --datasets wine-quality-white --landmarks 512 1024
     python -m benchmarks.scale_benchmark solvers --datasets cardiotocography-3clases waveform
+    python -m benchmarks.scale_benchmark fits --n 25000 100000
     python -m benchmarks.scale_benchmark scale --n 25000 50000 100000
 """
 
@@ -195,6 +199,43 @@ def solvers(names: list[str], landmarks: int, selection: int, compared: tuple[st
     print(json.dumps({"summary": "solvers", "median_speedup": round(float(np.median(ratios)), 1)}))
 
 
+def fits(sizes: list[int], landmarks: int, Cs: tuple[float, ...] = (1.0, 100.0)) -> None:
+    """Both solvers on the same features: an 80/20 split of ``n`` generated sequences (T = 32,
+    4 classes), RNN NTK L = 1 against ``landmarks`` stratified landmarks."""
+    from benchmarks.sequences import make_sequences
+    from rntk_core import gram
+    from rntk_core.evaluation.protocol import normalise
+    from rntk_core.evaluation.scale.landmarks import choose_landmarks, nystrom_map
+    from rntk_core.evaluation.solvers.linear_svm import LinearTask, fit_predict_linear
+
+    for n in sizes:
+        X, y = make_sequences(n, 32, 4, seed=0)
+        X, _ = normalise(X[:, :, None])
+        Z = choose_landmarks(y, landmarks, seed=0)
+        k_xz = gram(X, X[Z], kind="ntk", layers=1, sigma_u=0.5, sigma_b=0.1, dtype="float32")
+        phi = nystrom_map(k_xz[Z]).features(k_xz)
+        train, test = np.arange(int(0.8 * n)), np.arange(int(0.8 * n), n)
+        seconds, results = {}, {}
+        for solver in ("jax", "auto"):
+            started = time.perf_counter()
+            [results[solver]] = fit_predict_linear([LinearTask(phi[train], y[train], phi[test], list(Cs))],
+                                                   solver=solver)
+            seconds[solver] = time.perf_counter() - started
+        jax_fits, auto_fits = results["jax"], results["auto"]
+        print(json.dumps({
+            "n_train": int(train.size), "M": landmarks, "Cs": list(Cs),
+            "seconds": {k: round(v, 1) for k, v in seconds.items()},
+            "speedup": round(seconds["jax"] / seconds["auto"], 1),
+            "solvers": {str(C): auto_fits[C].solver for C in Cs},
+            "same_predictions": all(np.array_equal(jax_fits[C].predictions, auto_fits[C].predictions) for C in Cs),
+            "objective_max_rel_diff": max((float(np.max(np.abs(np.subtract(jax_fits[C].objectives,
+                                                                           auto_fits[C].objectives))
+                                                       / np.abs(jax_fits[C].objectives)))
+                                           for C in Cs if auto_fits[C].objectives), default=None),  # libsvm whole: none
+            "test_accuracy": {str(C): round(float(np.mean(auto_fits[C].predictions == y[test])), 5) for C in Cs}}),
+              flush=True)
+
+
 CHILD = r"""
 import json, resource, sys, time, tempfile
 start = time.perf_counter()
@@ -260,6 +301,9 @@ def main(argv: list[str] | None = None) -> None:
     solver.add_argument("--selection-samples", type=int, default=4096)
     solver.add_argument("--solvers", nargs=2, default=["jax", "auto"], metavar=("BASELINE", "OTHER"),
                         help="the two config solvers compared (on a GPU: jax libsvm)")
+    fit_part = sub.add_parser("fits")
+    fit_part.add_argument("--n", type=int, nargs="+", default=[25_000, 100_000])
+    fit_part.add_argument("--landmarks", type=int, default=512)
     three = sub.add_parser("scale")
     three.add_argument("--n", type=int, nargs="+", default=[25_000, 50_000, 100_000])
     three.add_argument("--steps", type=int, default=32)
@@ -271,6 +315,8 @@ def main(argv: list[str] | None = None) -> None:
         solvers(args.datasets, args.landmarks, args.selection_samples, tuple(args.solvers))
     elif args.part == "schemes":
         schemes(args.datasets, args.landmarks)
+    elif args.part == "fits":
+        fits(args.n, args.landmarks)
     elif args.part == "methods":
         methods(args.datasets, args.landmarks)
     else:

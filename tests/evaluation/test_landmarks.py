@@ -169,8 +169,8 @@ def test_linear_solver_on_few_rows_uses_the_kernel_and_matches_libsvm():
 
 def test_auto_fits_libsvm_on_the_kernel_first_and_the_interior_point_only_what_it_leaves(monkeypatch):
     """``auto``: libsvm on Phi Phi' (capped), the same classifier as SVC(kernel="linear") on Phi;
-    a C it does not finish within the cap goes to the interior point; past LINEAR_KERNEL_ROWS rows only
-    the interior point runs."""
+    a C it does not finish within the cap goes to the interior point, also past LINEAR_KERNEL_ROWS
+    rows, where libsvm takes the one-vs-one pairs (on working sets) one by one."""
     from rntk_core.evaluation.solvers import linear_svm, strategy
 
     rng = np.random.default_rng(3)
@@ -194,11 +194,44 @@ def test_auto_fits_libsvm_on_the_kernel_first_and_the_interior_point_only_what_i
     monkeypatch.setattr(linear_svm.jax, "default_backend", lambda: "gpu")  # auto keeps a GPU's fits on it
     [on_gpu] = fit_predict_linear([LinearTask(phi, y, evaluate, Cs)])
     assert all(on_gpu[C].solver == "linear" for C in Cs)
-    monkeypatch.setattr(linear_svm, "LINEAR_KERNEL_ROWS", n - 1)
+    monkeypatch.setattr(linear_svm, "LINEAR_KERNEL_ROWS", n - 1)  # past it libsvm takes each pair apart,
     [large] = fit_predict_linear([LinearTask(phi, y, evaluate, Cs)], solver="libsvm")
-    assert all(large[C].solver == "linear" for C in Cs)
+    assert all(large[C].solver == "linear" for C in Cs)  # and, capped at 5 steps, leaves them all
     with pytest.raises(ValueError, match="unknown solver"):
         fit_predict_linear([LinearTask(phi, y, evaluate, Cs)], solver="smo")
+
+
+@pytest.mark.parametrize("C", [1.0, 1e3])
+def test_libsvm_on_working_sets_solves_the_whole_problem(monkeypatch, C):
+    """``auto`` on a CPU past LINEAR_KERNEL_ROWS rows: libsvm solves each pair's working sets
+    (from half that many rows), the interior point what it leaves or what outgrows that; the
+    result is the whole problem's: its objectives and predictions."""
+    from rntk_core.evaluation.solvers import linear_svm
+
+    rng = np.random.default_rng(7)
+    n, width = 1500, 12
+    y = np.arange(n) % 3
+    phi = rng.normal(size=(n, width)) + 0.9 * np.eye(width)[y]
+    evaluate = rng.normal(size=(200, width)) + 0.9 * np.eye(width)[rng.integers(0, 3, 200)]
+    [whole] = fit_predict_linear([LinearTask(phi, y, evaluate, [C])], solver="jax")
+    rounds = []
+    solve = linear_svm._solve_with_libsvm
+
+    def recorded(phi, signs, *args, **kwargs):
+        solution = solve(phi, signs, *args, **kwargs)
+        rounds.append(((signs != 0).sum(axis=1), solution.by_libsvm))
+        return solution
+
+    monkeypatch.setattr(linear_svm, "_solve_with_libsvm", recorded)
+    monkeypatch.setattr(linear_svm, "LINEAR_KERNEL_ROWS", 256)
+    [split] = fit_predict_linear([LinearTask(phi, y, evaluate, [C])])
+    assert len(rounds) > 1 and rounds[0][0].max() <= 130  # sets from half of LINEAR_KERNEL_ROWS
+    assert all(np.all(libsvm <= (sizes <= 256)) for sizes, libsvm in rounds)  # libsvm within its kernel
+    # At C = 1 libsvm finishes sets; at 1e3 SMO runs past its cap and the interior point takes them.
+    assert any(libsvm.any() for _, libsvm in rounds) == (C == 1.0)
+    assert split[C].converged
+    assert np.allclose(split[C].objectives, whole[C].objectives, rtol=1e-6, atol=0)
+    assert np.array_equal(split[C].predictions, whole[C].predictions)
 
 
 GRID = dict(families=["RNN", "BI-RNN-AVG", "RBF"], sigma_u=[0.5], sigma_b=[0.1], layers=[1, 2],
