@@ -127,6 +127,15 @@ def test_linear_solver_streams_rows_in_blocks(monkeypatch):
     assert np.allclose(blocked.weights, whole.weights, rtol=1e-6, atol=1e-9)
 
 
+def _three_classes(n: int = 1500, width: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features of n training rows of 3 overlapping classes, their labels, and 200 evaluated rows."""
+    rng = np.random.default_rng(7)
+    y = np.arange(n) % 3
+    phi = rng.normal(size=(n, width)) + 0.9 * np.eye(width)[y]
+    evaluate = rng.normal(size=(200, width)) + 0.9 * np.eye(width)[rng.integers(0, 3, 200)]
+    return phi, y, evaluate
+
+
 @pytest.mark.parametrize("C", [1.0, 1e3])  # at 1e3 libsvm stops short of the optimum: whole solve only
 def test_linear_solver_on_working_sets_solves_the_whole_problem(monkeypatch, C):
     """Past 2 x WORKING_SET_ROWS rows a problem is solved on growing working sets: the same
@@ -134,11 +143,7 @@ def test_linear_solver_on_working_sets_solves_the_whole_problem(monkeypatch, C):
     with alpha = 0 outside the final set, after more than one round."""
     from rntk_core.evaluation.solvers import linear_svm
 
-    rng = np.random.default_rng(7)
-    n, width = 1500, 12
-    y = np.arange(n) % 3
-    phi = rng.normal(size=(n, width)) + 0.9 * np.eye(width)[y]
-    evaluate = rng.normal(size=(200, width)) + 0.9 * np.eye(width)[rng.integers(0, 3, 200)]
+    phi, y, evaluate = _three_classes()
     [whole] = fit_predict_linear([LinearTask(phi, y, evaluate, [C])], solver="jax")
     rounds = []
     solve = linear_svm._solve_in_batches
@@ -208,11 +213,7 @@ def test_libsvm_on_working_sets_solves_the_whole_problem(monkeypatch, C):
     result is the whole problem's: its objectives and predictions."""
     from rntk_core.evaluation.solvers import linear_svm
 
-    rng = np.random.default_rng(7)
-    n, width = 1500, 12
-    y = np.arange(n) % 3
-    phi = rng.normal(size=(n, width)) + 0.9 * np.eye(width)[y]
-    evaluate = rng.normal(size=(200, width)) + 0.9 * np.eye(width)[rng.integers(0, 3, 200)]
+    phi, y, evaluate = _three_classes()
     [whole] = fit_predict_linear([LinearTask(phi, y, evaluate, [C])], solver="jax")
     rounds = []
     solve = linear_svm._solve_with_libsvm
