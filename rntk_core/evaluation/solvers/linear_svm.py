@@ -427,7 +427,7 @@ def _solve_in_batches(phi: np.ndarray, signs: np.ndarray, Cs: np.ndarray, tol: f
 #: about this of 1, as tight as the KKT test on the rows outside the set.
 LIBSVM_SET_TOL = 1e-6
 #: Bytes of the kernels Phi_s Phi_s' that libsvm's threads hold at once (one thread at least).
-LIBSVM_SET_BYTES = 1 << 30
+LIBSVM_SET_BYTES = 512 << 20
 
 
 def _solve_with_libsvm(phi: np.ndarray, signs: np.ndarray, Cs: np.ndarray, tol: float, max_iter: int,
