@@ -29,9 +29,10 @@ at C = 1e4, 9.3 s of SMO, then 22 s (a lower cap would send fits that SMO finish
 Past that many rows the task's n x n kernel is not formed: libsvm (capped the same way)
 solves each one-vs-one problem on working sets (below) that start at half that many rows, and
 the interior point takes a set that libsvm does not finish or that outgrows the limit. On
-generated sequences (M = 512, 4 classes, C in {1, 100}) that took 9.9 s against the interior
-point's 90.3 s at 20,000 training rows, and 26.4 s against 271.9 s at 80,000, with identical
-predictions and objectives within 3e-9 relative.
+generated sequences (``python -m benchmarks.scale_benchmark fits``: M = 512, 4 classes,
+C in {1, 100}) that took 9.0 s against the interior point's 83.9 s at 20,000 training rows,
+and 23.9 s against 229.5 s at 80,000, with identical predictions and objectives within 3e-9
+relative.
 ``"jax"`` keeps every fit on the interior point;
 ``"libsvm"`` runs libsvm without a cap on a whole task of up to that many rows.
 
@@ -43,10 +44,10 @@ temporaries stay bounded by the block, not by n.
 Large problems are solved on working sets (decomposition, as Osuna et al. and SVMlight do):
 a problem of more than ``2 * WORKING_SET_ROWS`` rows (LINEAR_KERNEL_ROWS where libsvm
 solves the sets, to :data:`LIBSVM_SET_TOL`) is first solved on a stratified sample of
-``WORKING_SET_ROWS`` of them (half LINEAR_KERNEL_ROWS); every row outside the set whose margin ``y_i f(x_i)``
-falls below ``1 - KKT_TOL`` violates the optimality conditions of the whole problem (its
-``a_i = 0`` is not optimal), and the worst of them (at most as many as the set holds) join
-the set, which is solved again. When no row violates them, the set's solution with ``a = 0``
+``WORKING_SET_ROWS`` of them (half LINEAR_KERNEL_ROWS); every row outside the set whose
+margin ``y_i f(x_i)`` falls below ``1 - KKT_TOL`` violates the optimality conditions of the
+whole problem (its ``a_i = 0`` is not optimal), and the worst of them (at most as many as
+the set holds) join the set, which is solved again. When no row violates them, the set's solution with ``a = 0``
 elsewhere is the whole problem's solution: the same problem, solved to the same tolerance.
 Support vectors are few on data that a kernel separates well, so a fit on 10^5 rows costs
 a few fits on 10^4; where most rows are support vectors the set doubles each round, and the
