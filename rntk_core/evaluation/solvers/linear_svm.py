@@ -47,8 +47,9 @@ solves the sets, to :data:`LIBSVM_SET_TOL`) is first solved on a stratified samp
 ``WORKING_SET_ROWS`` of them (half LINEAR_KERNEL_ROWS); every row outside the set whose
 margin ``y_i f(x_i)`` falls below ``1 - KKT_TOL`` violates the optimality conditions of the
 whole problem (its ``a_i = 0`` is not optimal), and the worst of them (at most as many as
-the set holds) join the set, which is solved again. When no row violates them, the set's solution with ``a = 0``
-elsewhere is the whole problem's solution: the same problem, solved to the same tolerance.
+the set holds) join the set, which is solved again. When no row violates them, the set's
+solution with ``a = 0`` elsewhere is the whole problem's solution: the same problem, solved
+to the same tolerance.
 Support vectors are few on data that a kernel separates well, so a fit on 10^5 rows costs
 a few fits on 10^4; where most rows are support vectors the set doubles each round, and the
 whole costs at most about twice one solve on every row.
