@@ -77,10 +77,10 @@ def enqueue(store: Store, celery: Any, settings: Settings, job_id: str) -> bool:
 
 
 def heartbeat_age(store: Store, record: JobRecord) -> float:
-    """Seconds since the running job last showed life (its heartbeat, else its start)."""
-    beat = store.read_heartbeat(record.id)
-    last = (beat or {}).get("at") or record.started_at or record.created_at or 0.0
-    return now() - float(last)
+    """Seconds since the running job last showed life: its heartbeat or its start, whichever is
+    later (a re-claimed job starts before its first beat replaces the dead attempt's)."""
+    beat = float((store.read_heartbeat(record.id) or {}).get("at") or 0.0)
+    return now() - max(beat, float(record.started_at or record.created_at or 0.0))
 
 
 def sweep(store: Store, celery: Any, settings: Settings) -> dict[str, list[str]]:

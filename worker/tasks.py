@@ -32,7 +32,7 @@ from worker.fanout import ChordRunner, dense_fans_out, drop_work, work_dir
 from worker.jax_env import prepare_jax
 from worker.jobs import FamilySummary, JobCost, JobError, JobRecord, JobState, Progress, Store, now
 from worker.logs import job_context
-from worker.queue import Heartbeat, StallWatch
+from worker.queue import Heartbeat, StallWatch, heartbeat_age
 from worker.settings import TASK_NAME, Settings, get_settings
 
 if TYPE_CHECKING:  # the worker's main process must not import JAX (nor what might bring it)
@@ -62,7 +62,7 @@ def _pid_alive(pid: int) -> bool:
 def _holder_alive(store: Store, record: JobRecord, dead_after_s: float) -> bool:
     """Whether the attempt that marked this job running may still be alive."""
     beat = store.read_heartbeat(record.id) or {}
-    if now() - float(beat.get("at") or record.started_at or 0) > dead_after_s:
+    if heartbeat_age(store, record) > dead_after_s:
         return False
     # a pool child of this very worker process that has died: certainly dead
     if beat.get("ppid") == os.getppid() and beat.get("pid") != os.getpid() and not _pid_alive(int(beat.get("pid", 0))):

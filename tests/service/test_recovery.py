@@ -120,6 +120,21 @@ def test_sweep_requeues_then_fails_dead_jobs(store: Store, tmp_path: Path) -> No
     assert "2 attempts" in failed.error.message
 
 
+def test_sweep_leaves_a_just_reclaimed_job_whose_old_heartbeat_is_stale(store: Store, tmp_path: Path) -> None:
+    """A requeued job claimed again runs before its first beat replaces the dead attempt's:
+    its new start counts as life, so a sweep in that moment does not requeue it twice."""
+    from worker.queue import sweep
+    from worker.tasks import claim
+
+    settings = Settings(data_dir=tmp_path / "data", dead_after_s=5, max_attempts=3)
+    record = _record(store, state="queued", attempts=1)
+    (store.job_dir(record.id) / "heartbeat.json").write_text('{"at": %f}' % (now() - 60))
+    assert claim(store, record.id, record.message_id, 3, 5).attempts == 2
+    assert sweep(store, FakeCelery(), settings)["requeued"] == []
+    assert store.read_job(record.id).state == "running"
+    assert claim(store, record.id, record.message_id, 3, 5) is None  # a duplicate delivery waits
+
+
 def test_sweep_resends_jobs_queued_while_broker_was_down(store: Store, tmp_path: Path) -> None:
     from worker.queue import enqueue, sweep
 
