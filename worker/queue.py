@@ -76,11 +76,12 @@ def enqueue(store: Store, celery: Any, settings: Settings, job_id: str) -> bool:
     return True
 
 
-def heartbeat_age(store: Store, record: JobRecord) -> float:
-    """Seconds since the running job last showed life: its heartbeat or its start, whichever is
-    later (a re-claimed job starts before its first beat replaces the dead attempt's)."""
-    beat = float((store.read_heartbeat(record.id) or {}).get("at") or 0.0)
-    return now() - max(beat, float(record.started_at or record.created_at or 0.0))
+def heartbeat_age(store: Store, record: JobRecord, beat: dict | None = None) -> float:
+    """Seconds since the running job last showed life: its heartbeat (``beat`` when the caller
+    has read it) or its start, whichever is later (a re-claimed job starts before its first
+    beat replaces the dead attempt's)."""
+    beat = store.read_heartbeat(record.id) if beat is None else beat
+    return now() - max(float((beat or {}).get("at") or 0.0), float(record.started_at or record.created_at or 0.0))
 
 
 def sweep(store: Store, celery: Any, settings: Settings) -> dict[str, list[str]]:

@@ -62,7 +62,7 @@ def _pid_alive(pid: int) -> bool:
 def _holder_alive(store: Store, record: JobRecord, dead_after_s: float) -> bool:
     """Whether the attempt that marked this job running may still be alive."""
     beat = store.read_heartbeat(record.id) or {}
-    if heartbeat_age(store, record) > dead_after_s:
+    if heartbeat_age(store, record, beat) > dead_after_s:
         return False
     # a pool child of this very worker process that has died: certainly dead
     if beat.get("ppid") == os.getppid() and beat.get("pid") != os.getpid() and not _pid_alive(int(beat.get("pid", 0))):
