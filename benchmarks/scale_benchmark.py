@@ -156,13 +156,14 @@ def schemes(names: list[str], sizes: list[int], C: float = 100.0) -> None:
                 train, test = np.asarray(train), np.asarray(test)
                 rng = np.random.default_rng(0)
                 distinct = np.sort(np.unique(flat[train], axis=0, return_index=True)[1])
+                train_kernel = K[np.ix_(train, train)]
                 chosen = {
                     "dense": None,
                     "stratified": train[choose_landmarks(y[train], M)],
                     "kmeans++": train[choose_landmarks(y[train], M, method="kmeans++", X=X[train])],
                     "distinct rows": train[distinct[choose_landmarks(y[train][distinct], M)]],
-                    "randomly pivoted Cholesky": train[_pivoted_cholesky(K[np.ix_(train, train)], M, rng, randomly=True)],
-                    "greedy pivoted Cholesky": train[_pivoted_cholesky(K[np.ix_(train, train)], M, rng, randomly=False)],
+                    "randomly pivoted Cholesky": train[_pivoted_cholesky(train_kernel, M, rng, randomly=True)],
+                    "greedy pivoted Cholesky": train[_pivoted_cholesky(train_kernel, M, rng, randomly=False)],
                 }
                 for scheme, landmarks in chosen.items():
                     scores.setdefault(scheme, []).append(score(K, y, train, test, landmarks))
