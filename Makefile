@@ -56,6 +56,7 @@ bench-scale: $(STAMP)
 	$(PY) -m benchmarks.scale_benchmark methods
 	$(PY) -m benchmarks.scale_benchmark schemes
 	$(PY) -m benchmarks.scale_benchmark fits
+	$(PY) -m benchmarks.scale_benchmark blocks
 	$(PY) -m benchmarks.scale_benchmark scale
 	$(PY) -m benchmarks.job_wall_time fanout --n 100000 --pin
 

@@ -1,6 +1,6 @@
 """`make bench-scale`: the landmark (Nystrom) path against the dense one, and its cost in N.
 
-Six parts, each printing one JSON line per run (and most a summary):
+Seven parts, each printing one JSON line per run (and most a summary):
 
 - ``accuracy``: dense vs landmark test accuracy per family on UCI sets with N >= 2000 and the
   archive problems in tests/data/ts, with the Nystrom error of the chosen kernels; the summary
@@ -15,6 +15,9 @@ Six parts, each printing one JSON line per run (and most a summary):
 - ``fits``: the linear C-SVMs of generated sequences' landmark features past LINEAR_KERNEL_ROWS
   training rows, ``solver="jax"`` (the interior point on working sets) against ``"auto"``
   (libsvm on the working sets), in one process: seconds, ratio, and agreement.
+- ``blocks``: one K(X, Z) block of generated sequences for a forward kernel (RNN's), the
+  engine's one sweep against both sweeps (what every block ran before its plan named its
+  directions), in one process: median seconds and the ratio.
 - ``scale``: generated sequences (benchmarks.sequences) at growing N, one sigma pair, in a
   fresh process each (``rntk evaluate``'s code path), timing each stage and the peak RSS;
   the summary gives the cost per sample relative to the smallest N (1.0 = linear).
@@ -23,6 +26,7 @@ Six parts, each printing one JSON line per run (and most a summary):
     python -m benchmarks.scale_benchmark schemes --datasets wine-quality-white --landmarks 512 1024
     python -m benchmarks.scale_benchmark solvers --datasets cardiotocography-3clases waveform
     python -m benchmarks.scale_benchmark fits --n 25000 100000
+    python -m benchmarks.scale_benchmark blocks --rows 4096 --landmarks 512 --steps 32
     python -m benchmarks.scale_benchmark scale --n 25000 50000 100000
 """
 
@@ -283,6 +287,34 @@ def scale(sizes: list[int], steps: int, landmarks: int) -> None:
         print(json.dumps({"summary": "scale", "cost_per_sample_vs_smallest": per_sample}))
 
 
+def blocks(rows: int, landmarks: int, steps: int, repeats: int) -> None:
+    import statistics
+
+    from benchmarks.sequences import make_sequences
+    from rntk_core import gram_grid
+
+    X = make_sequences(rows + landmarks, steps, 4)[0][:, :, None]
+    X /= np.linalg.norm(X.reshape(len(X), -1), axis=1)[:, None, None]
+    block, Z = X[:rows], X[rows:]
+    key = ("ntk", "last", 1, "fwd", 0.5, 0.1)
+    seconds, values = {}, {}
+    for label, directions in (("both sweeps", ("fwd", "rev")), ("one sweep", ("fwd",))):
+        def run():
+            return np.asarray(gram_grid(block, Z, layers=1, pairs=[(0.5, 0.1)], directions=directions)[key])
+
+        values[label] = run()  # compiles this shape
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - started)
+        seconds[label] = statistics.median(times)
+    print(json.dumps({"summary": "blocks", "rows": rows, "landmarks": landmarks, "steps": steps, "repeats": repeats,
+                      "seconds": {k: round(v, 4) for k, v in seconds.items()},
+                      "one_over_both": round(seconds["one sweep"] / seconds["both sweeps"], 3),
+                      "max_abs_difference": float(np.max(np.abs(values["one sweep"] - values["both sweeps"])))}))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="part", required=True)
@@ -305,6 +337,11 @@ def main(argv: list[str] | None = None) -> None:
     fit_part = sub.add_parser("fits")
     fit_part.add_argument("--n", type=int, nargs="+", default=[25_000, 100_000])
     fit_part.add_argument("--landmarks", type=int, default=512)
+    block_part = sub.add_parser("blocks")
+    block_part.add_argument("--rows", type=int, default=4096)
+    block_part.add_argument("--landmarks", type=int, default=512)
+    block_part.add_argument("--steps", type=int, default=32)
+    block_part.add_argument("--repeats", type=int, default=5)
     three = sub.add_parser("scale")
     three.add_argument("--n", type=int, nargs="+", default=[25_000, 50_000, 100_000])
     three.add_argument("--steps", type=int, default=32)
@@ -320,6 +357,8 @@ def main(argv: list[str] | None = None) -> None:
         fits(args.n, args.landmarks)
     elif args.part == "methods":
         methods(args.datasets, args.landmarks)
+    elif args.part == "blocks":
+        blocks(args.rows, args.landmarks, args.steps, args.repeats)
     else:
         scale(args.n, args.steps, args.landmarks)
 

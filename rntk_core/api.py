@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -36,10 +36,25 @@ class GridKey(NamedTuple):
     sigma_b: float
 
 
+#: The engine's sweeps: forward, and over the time-reversed inputs.
+SWEEPS = ("fwd", "rev")
+
+
+def sweeps_for(directions: Iterable[str]) -> tuple[str, ...]:
+    """The sweeps that kernels of these directions need ("bi" is fwd + rev), in
+    :data:`SWEEPS` order."""
+    needed = set()
+    for direction in (directions,) if isinstance(directions, str) else directions:
+        check_choice(direction, "direction", DIRECTIONS)
+        needed.update(SWEEPS if direction == "bi" else (direction,))
+    return tuple(sweep for sweep in SWEEPS if sweep in needed)
+
+
 class GramGrid(Mapping):
     """Every kernel of a (sigma_u, sigma_b) grid, keyed by :class:`GridKey` or a plain tuple.
 
     ``bi`` kernels are formed on access as fwd + rev, so they cost no memory until used.
+    A grid of one sweep (``sweeps``) holds only that direction's kernels.
     """
 
     def __init__(
@@ -48,9 +63,12 @@ class GramGrid(Mapping):
         sigma_pairs: Sequence[tuple[float, float]],
         layers: int,
         sigma_v: float,
+        sweeps: Sequence[str] = SWEEPS,
     ) -> None:
-        # readouts: (2 directions, 4 readouts, L, G, N, M), scaled by sigma_v**2.
+        # readouts: (sweeps, 4 readouts, L, G, N, M), scaled by sigma_v**2.
         self._readouts = readouts
+        self._sweeps = {sweep: index for index, sweep in enumerate(sweeps)}
+        self.directions = tuple(sweeps) + (("bi",) if len(self._sweeps) == len(SWEEPS) else ())
         self._pairs = {pair: index for index, pair in enumerate(sigma_pairs)}
         self._readout_index = {name: index for index, name in enumerate(READOUTS)}
         self.layers = layers
@@ -65,20 +83,20 @@ class GramGrid(Mapping):
             valid_layers = 1 <= layers <= self.layers
         except (TypeError, ValueError, KeyError):
             raise KeyError(key) from None
-        if not valid_layers or direction not in DIRECTIONS:
+        if not valid_layers or direction not in self.directions:
             raise KeyError(key)
         if direction == "bi":
             return self._readouts[0, readout, layers - 1, pair] + self._readouts[1, readout, layers - 1, pair]
-        return self._readouts[DIRECTIONS.index(direction), readout, layers - 1, pair]
+        return self._readouts[self._sweeps[direction], readout, layers - 1, pair]
 
     def __iter__(self) -> Iterator[GridKey]:
         for (sigma_u, sigma_b), (kind, pool), layers, direction in itertools.product(
-            self._pairs, READOUTS, range(1, self.layers + 1), DIRECTIONS
+            self._pairs, READOUTS, range(1, self.layers + 1), self.directions
         ):
             yield GridKey(kind, pool, layers, direction, sigma_u, sigma_b)
 
     def __len__(self) -> int:
-        return len(self._pairs) * len(READOUTS) * self.layers * len(DIRECTIONS)
+        return len(self._pairs) * len(READOUTS) * self.layers * len(self.directions)
 
 
 def _check_pair_of_sigmas(pair: Any) -> tuple[float, float]:
@@ -138,9 +156,8 @@ def gram(
     sigma_v = check_sigma(sigma_v, "sigma_v")
     dtype = check_dtype(dtype)
     x, y = _validated_inputs(X, Y, lengths, y_lengths)
-    swept = ("fwd", "rev") if direction == "bi" else (direction,)
     readouts = compute_readouts(
-        x, y, directions=swept, sigma_w=sigma_w, sigma_u=[sigma_u], sigma_b=[sigma_b],
+        x, y, directions=sweeps_for([direction]), sigma_w=sigma_w, sigma_u=[sigma_u], sigma_b=[sigma_b],
         layers=layers, dtype=dtype, memory_budget=memory_budget,
     )
     kernel = readouts[:, READOUTS.index((kind, pool)), layers - 1, 0].sum(axis=0)
@@ -167,6 +184,7 @@ def gram_grid(
     output: str = "host",
     pairs: Sequence[tuple[float, float]] | None = None,
     tiles_as: tuple[int, int] | None = None,
+    directions: Sequence[str] = DIRECTIONS,
 ) -> GramGrid:
     """Every kernel of the grid sigma_u x sigma_b in one fused forward + reversed sweep.
 
@@ -187,8 +205,14 @@ def gram_grid(
     ``tiles_as``: (N, M) to cut the work into the tiles an (N, M) call would use, e.g.
     ``(N, N)`` for a block of rows of K(X, X), whose values on and above the diagonal are
     then the whole call's, bit for bit (tiles of another size may round differently).
+
+    ``directions``: the directions of the kernels wanted. Only the sweeps they need run:
+    the default (every direction) runs both, ``("fwd",)`` half the work.
     """
     check_choice(output, "output", ("host", "device"))
+    sweeps = sweeps_for(directions)
+    if not sweeps:
+        raise ValueError("directions must name at least one of fwd, rev, bi")
     layers = check_layers(layers)
     sigma_w = check_sigma(sigma_w, "sigma_w")
     sigma_v = check_sigma(sigma_v, "sigma_v")
@@ -202,11 +226,11 @@ def gram_grid(
     dtype = check_dtype(dtype)
     x, y = _validated_inputs(X, Y, lengths, y_lengths)
     readouts = compute_readouts(
-        x, y, directions=("fwd", "rev"), sigma_w=sigma_w,
+        x, y, directions=sweeps, sigma_w=sigma_w,
         sigma_u=[u for u, _ in pairs], sigma_b=[b for _, b in pairs],
         layers=layers, dtype=dtype, memory_budget=memory_budget, stats=stats, on_tile=on_tile,
         output=output, tiles_as=tiles_as,
     )
     if sigma_v != 1.0:
         readouts = readouts * sigma_v**2  # a new array: device arrays cannot be scaled in place
-    return GramGrid(readouts, pairs, layers, sigma_v)
+    return GramGrid(readouts, pairs, layers, sigma_v, sweeps)

@@ -167,6 +167,22 @@ def _recurrent_counts(config: Any, steps: int) -> tuple[int, int, int]:
     return grids, kernels, kernels * len(config.C)
 
 
+def _sweeps(config: Any, steps: int) -> int:
+    """The engine sweeps of a dense job's grid passes: forward kernels need one per pass,
+    reversed and bidirectional ones (RNN-P, BI-*) two; RNN-P's user orders are forward."""
+    families = [f for f in config.families if f in _RECURRENT]
+    if not families:
+        return 0
+    both = any("bi" in _RECURRENT[f][1] or (_RECURRENT[f][2] and steps > 1) for f in families)
+    extra_orders = len(config.rnnp_orders) if "RNN-P" in families else 0
+    return len(config.sigma_w) * ((2 if both else 1) + extra_orders)
+
+
+def _family_sweeps(family: str) -> int:
+    """Sweeps of one family's chosen kernel: two for the bidirectional families, else one."""
+    return 2 if "bi" in _RECURRENT.get(family, ("", ()))[1] else 1
+
+
 def _baseline_counts(config: Any) -> tuple[int, int]:
     """(models, validation fits) of the baseline families."""
     models = fits = 0
@@ -227,17 +243,17 @@ def nearest_seconds(n_samples: int, steps: int, config: Any, *, train_samples: i
     return seconds
 
 
-def grid_cells(n_samples: int, steps: int, sigma_pairs: int, layers: int, grids: int = 1) -> float:
+def grid_cells(n_samples: int, steps: int, sigma_pairs: int, layers: int, sweeps: int = 2) -> float:
     """The cells :data:`SECONDS_PER_CELL` prices: (sample pair on or above the diagonal, step,
-    layer, (sigma_u, sigma_b) pair, sweep) of ``grids`` Gram grid passes."""
-    return grids * n_samples * (n_samples + 1) / 2 * steps * sigma_pairs * layers * 2  # fwd + rev sweeps
+    layer, (sigma_u, sigma_b) pair, sweep) of Gram grid passes that make ``sweeps`` sweeps in
+    all (a pass of every direction makes two: fwd and rev)."""
+    return sweeps * n_samples * (n_samples + 1) / 2 * steps * sigma_pairs * layers
 
 
 def grid_seconds(n_samples: int, steps: int, config: Any, *, seconds_per_cell: float = SECONDS_PER_CELL) -> float:
     """Seconds of a dense job's recurrent Gram grids (the upper triangle of each grid pass)."""
-    grids = _recurrent_counts(config, steps)[0]
     pairs = len(config.sigma_u) * len(config.sigma_b)
-    return grid_cells(n_samples, steps, pairs, max(config.layers), grids) * seconds_per_cell
+    return grid_cells(n_samples, steps, pairs, max(config.layers), _sweeps(config, steps)) * seconds_per_cell
 
 
 def estimate_cost(n_samples: int, steps: int, config: Any, *,
@@ -279,7 +295,7 @@ def estimate_cost(n_samples: int, steps: int, config: Any, *,
     return CostEstimate(n_samples, steps, grids, kernels, baseline_models, validation_fits,
                         test_fits, round(kernel_seconds, 3), round(validation_seconds, 3),
                         round(test_seconds, 3), round(total, 3) if math.isfinite(total) else float("inf"),
-                        "dense", dense_host_bytes(n_samples, steps, config, grids), constants.basis)
+                        "dense", dense_host_bytes(n_samples, steps, config), constants.basis)
 
 
 #: Dense baselines hold about this many N x N float64 arrays at their peak (distances, the
@@ -289,13 +305,12 @@ _BASELINE_SQUARES = 5
 _PROCESS_BYTES = 600 << 20
 
 
-def dense_host_bytes(n_samples: int, steps: int, config: Any, grids: int | None = None) -> int:
-    """Peak memory of a dense job: its Gram grids (2 sweeps x 4 readouts x L x sigma pairs of
-    N x N float32 per grid pass, all held) and the baselines' N x N float64 arrays."""
-    grids = _recurrent_counts(config, steps)[0] if grids is None else grids
+def dense_host_bytes(n_samples: int, steps: int, config: Any) -> int:
+    """Peak memory of a dense job: its Gram grids (per sweep, 4 readouts x L x sigma pairs of
+    N x N float32, all held) and the baselines' N x N float64 arrays."""
     squares = float(n_samples) ** 2
     pairs = len(config.sigma_u) * len(config.sigma_b)
-    recurrent = grids * 2 * 4 * max(config.layers) * pairs * squares * 4
+    recurrent = _sweeps(config, steps) * 4 * max(config.layers) * pairs * squares * 4
     baselines = _BASELINE_SQUARES * squares * 8 if set(config.families) & {"RBF", "POLY", "MLP", "1NN-ED",
                                                                           "1NN-DTW"} else 0
     inputs = 4 * n_samples * steps * max(1, config.features_per_step) * 8
@@ -358,9 +373,10 @@ def _landmark_cost(n_samples: int, steps: int, config: Any, constants: CostConst
     m, seconds_per_cell = config.landmarks, constants.seconds_per_cell
     selection = min(n_samples, config.selection_samples)
     settings = len(config.sigma_u) * len(config.sigma_b) * max(config.layers)
-    kernel_seconds = grids * selection * m * steps * settings * 2 * seconds_per_cell
+    kernel_seconds = _sweeps(config, steps) * selection * m * steps * settings * seconds_per_cell
     families = len(config.families)
-    kernel_seconds += N_FOLDS * families * n_samples * m * steps * max(config.layers) * 2 * seconds_per_cell
+    sweeps = sum(_family_sweeps(family) for family in config.families)  # the chosen kernels' blocks
+    kernel_seconds += N_FOLDS * sweeps * n_samples * m * steps * max(config.layers) * seconds_per_cell
     validation_fits = recurrent_fits + baseline_fits
     validation_seconds = validation_fits * _linear_fit_seconds(selection / 2, m, config, constants)
     test_fits = N_FOLDS * families

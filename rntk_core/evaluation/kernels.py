@@ -378,11 +378,15 @@ def compute_grids(
     placement, chunks = place_grids(n_samples, kernels, config, placement, grid_memory)
     on_tile = (lambda done, total: progress.check()) if progress is not None else None
 
+    directions = {source: [kernel.direction for kernel in kernels if kernel.grid_source() == source]
+                  for source in sources}  # a source of forward kernels only costs one sweep
+
     def grid(source: tuple, pairs: Sequence[tuple[float, float]], output: str) -> GramGrid:
         sigma_w, order, dtype = source
         steps = X if order is None else X[:, list(order)]
         return gram_grid(steps, sigma_w=sigma_w, pairs=pairs, layers=max(config.layers), lengths=lengths,
-                         dtype=dtype, on_tile=on_tile, memory_budget=memory_budget, output=output)
+                         dtype=dtype, on_tile=on_tile, memory_budget=memory_budget, output=output,
+                         directions=directions[source])
 
     if placement == "device" and chunks is not None:
         for _ in sources if progress is not None else ():

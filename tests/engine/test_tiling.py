@@ -95,6 +95,36 @@ def test_grid_mapping_keys(data):
             grid[missing]
 
 
+@pytest.mark.parametrize("directions", [("fwd",), ("rev",), ("bi",), ("fwd", "rev")])
+def test_a_grid_runs_only_the_sweeps_its_directions_need(data, directions, monkeypatch):
+    """Forward kernels only: one sweep, half the work, the same values as the whole grid's;
+    the kernels of a sweep not run are not in the grid."""
+    import rntk_core.api as api
+
+    swept = []
+    real = api.compute_readouts
+    monkeypatch.setattr(api, "compute_readouts", lambda *a, **k: swept.append(k["directions"]) or real(*a, **k))
+    x, z = data[:21], data[21:]
+    whole = rntk_core.gram_grid(x, z, **GRID)
+    part = rntk_core.gram_grid(x, z, **GRID, directions=directions)
+    needed = ("fwd", "rev") if "bi" in directions else directions
+    assert swept == [("fwd", "rev"), tuple(d for d in ("fwd", "rev") if d in needed)]
+    held = set(needed) | ({"bi"} if set(needed) == {"fwd", "rev"} else set())
+    assert {key.direction for key in part} == held and len(part) == len(list(part)) == 4 * 4 * 2 * len(held)
+    for key in whole:
+        if key.direction in held:
+            np.testing.assert_allclose(part[key], whole[key], rtol=1e-6, atol=0)
+        else:
+            with pytest.raises(KeyError):
+                part[key]
+
+
+@pytest.mark.parametrize("directions", [(), ("up",), "sideways"])
+def test_unknown_or_no_directions_are_clear_errors(data, directions):
+    with pytest.raises(ValueError, match="direction"):
+        rntk_core.gram_grid(data[:5], **GRID, directions=directions)
+
+
 def test_tiles_spread_over_devices(tmp_path, data):
     """With two (host) devices, tiles go to both and the result is unchanged."""
     np.save(tmp_path / "x.npy", data)

@@ -350,3 +350,24 @@ def test_features_read_the_stored_kernel_a_block_at_a_time(tmp_path):
     assert np.allclose(mapping.features(k_xz, np.sort(picked), rows_per_step=300),
                        mapping.features(2.0 * whole.astype(np.float64), np.sort(picked)), rtol=1e-12)
     assert max(spans) <= 128
+
+
+@pytest.mark.parametrize("directions, sweeps", [(("fwd",), ("fwd",)), (("fwd", "bi"), ("fwd", "rev"))])
+def test_a_block_runs_only_the_sweeps_of_its_kernels(directions, sweeps, monkeypatch):
+    """The blocks of forward kernels (RNN, RNN-AVG: the usual chosen ones) cost one sweep,
+    not two, with the values of the whole grid."""
+    import rntk_core.api as api
+    from rntk_core import gram_grid
+    from rntk_core.evaluation.scale.blocks import BlockPlan, kernel_rows
+
+    X, _ = sequences(40)
+    keys = tuple(("ntk", pool, 1, direction, 0.5, 0.1) for direction in directions for pool in ("last", "avg"))
+    plan = BlockPlan(kernels=keys, layers=1, sigma_w=2**0.5, sigma_v=1.0, dtype="float32", block_rows=16)
+    swept = []
+    real = api.compute_readouts
+    monkeypatch.setattr(api, "compute_readouts", lambda *a, **k: swept.append(k["directions"]) or real(*a, **k))
+    values = kernel_rows(X[:16], X[30:], plan)
+    assert swept == [sweeps]
+    whole = gram_grid(X[:16], X[30:], sigma_w=2**0.5, layers=1, pairs=[(0.5, 0.1)])
+    for k, key in enumerate(keys):
+        np.testing.assert_allclose(values[k], whole[key], rtol=1e-6, atol=0)

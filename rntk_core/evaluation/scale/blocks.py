@@ -76,6 +76,11 @@ class BlockPlan:
     def pairs(self) -> list[tuple[float, float]]:
         return list(dict.fromkeys((key[4], key[5]) for key in self.kernels))
 
+    @property
+    def directions(self) -> list[str]:
+        """The kernels' directions: a plan of forward kernels only costs one sweep, not two."""
+        return list(dict.fromkeys(key[3] for key in self.kernels))
+
 
 def kernel_rows(X: np.ndarray, Z: np.ndarray, plan: BlockPlan, *, lengths: np.ndarray | None = None,
                 z_lengths: np.ndarray | None = None, memory_budget: int | None = None,
@@ -86,7 +91,8 @@ def kernel_rows(X: np.ndarray, Z: np.ndarray, plan: BlockPlan, *, lengths: np.nd
 
     grid = gram_grid(X, Z, sigma_w=plan.sigma_w, sigma_v=plan.sigma_v, layers=plan.layers,
                      lengths=lengths, y_lengths=z_lengths, dtype=plan.dtype,
-                     memory_budget=memory_budget, pairs=plan.pairs, tiles_as=tiles_as)
+                     memory_budget=memory_budget, pairs=plan.pairs, tiles_as=tiles_as,
+                     directions=plan.directions)
     return np.stack([np.asarray(grid[key], np.float64) for key in plan.kernels])
 
 
