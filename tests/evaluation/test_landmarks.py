@@ -371,3 +371,25 @@ def test_a_block_runs_only_the_sweeps_of_its_kernels(directions, sweeps, monkeyp
     whole = gram_grid(X[:16], X[30:], sigma_w=2**0.5, layers=1, pairs=[(0.5, 0.1)])
     for k, key in enumerate(keys):
         np.testing.assert_allclose(values[k], whole[key], rtol=1e-6, atol=0)
+
+
+def test_a_block_on_an_accelerator_is_assembled_there_with_the_same_values(monkeypatch):
+    """Where the backend is not the CPU, a block's tiles are assembled on the device and only
+    its kernels come back; the values are the host assembly's, bit for bit (the device path
+    runs on the CPU backend here, told it is a GPU)."""
+    import jax
+
+    import rntk_core.api as api
+    from rntk_core.evaluation.scale.blocks import BlockPlan, kernel_rows
+
+    X, _ = sequences(40)
+    plan = BlockPlan(kernels=(("ntk", "last", 2, "bi", 0.5, 0.1), ("ck", "avg", 1, "fwd", 0.5, 0.1)), layers=2,
+                     sigma_w=2**0.5, sigma_v=1.0, dtype="float32", block_rows=16)
+    host = kernel_rows(X[:16], X[16:], plan, memory_budget=200_000)
+    outputs = []
+    real = api.compute_readouts
+    monkeypatch.setattr(api, "compute_readouts", lambda *a, **k: outputs.append(k["output"]) or real(*a, **k))
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    device = kernel_rows(X[:16], X[16:], plan, memory_budget=200_000)
+    assert outputs == ["device"]
+    assert device.dtype == np.float64 and np.array_equal(device, host)
