@@ -19,8 +19,9 @@ How landmarks are chosen (training rows only, never test rows):
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Iterator, Literal
 
 import numpy as np
 
@@ -115,10 +116,29 @@ class NystromMap:
         rows at a time, never whole, and ``rows`` are read a slice at a time, never copied."""
         rows = np.arange(k_xz.shape[0]) if rows is None else np.asarray(rows)
         out = np.empty((rows.size, self.rank))
-        for start in range(0, rows.size, rows_per_step):
-            part = rows[start:start + rows_per_step]
-            out[start:start + part.size] = np.asarray(k_xz[part], np.float64) @ self.projection
+        with _projector(self.projection) as project:
+            for start in range(0, rows.size, rows_per_step):
+                part = rows[start:start + rows_per_step]
+                out[start:start + part.size] = project(np.asarray(k_xz[part], np.float64))
         return out
+
+
+@contextlib.contextmanager
+def _projector(projection: np.ndarray) -> Iterator[Callable[[np.ndarray], np.ndarray]]:
+    """``K @ projection`` in float64: by NumPy on a CPU backend, else on the accelerator (the
+    projection sent once, a slice of K at a time: an N x M by M x M product is the landmark
+    path's largest, and a GPU's float64 rate is a host's many times)."""
+    import jax
+
+    if jax.default_backend() == "cpu":
+        yield lambda part: part @ projection
+        return
+    import jax.numpy as jnp
+
+    with jax.enable_x64(True):
+        on_device = jax.device_put(projection)
+        yield lambda part: np.asarray(jnp.matmul(jax.device_put(part), on_device,
+                                                 precision=jax.lax.Precision.HIGHEST))
 
 
 def nystrom_map(k_zz: np.ndarray, *, floor: float = DEFAULT_FLOOR) -> NystromMap:
