@@ -235,6 +235,35 @@ def test_libsvm_on_working_sets_solves_the_whole_problem(monkeypatch, C):
     assert np.array_equal(split[C].predictions, whole[C].predictions)
 
 
+def test_a_libsvm_working_set_past_its_limit_keeps_its_support_vectors(monkeypatch):
+    """A set that would outgrow LINEAR_KERNEL_ROWS keeps its support vectors and the worst
+    violators that fit: libsvm solves every round's sets (without this, the sets grew to 512
+    rows and more, all on the interior point), and the result is the whole problem's."""
+    from rntk_core.evaluation.solvers import linear_svm
+
+    rng = np.random.default_rng(7)
+    y = np.arange(3000) % 3  # separated classes: few support vectors
+    phi = rng.normal(size=(3000, 12)) + 2.5 * np.eye(12)[y]
+    evaluate = rng.normal(size=(200, 12)) + 2.5 * np.eye(12)[rng.integers(0, 3, 200)]
+    [whole] = fit_predict_linear([LinearTask(phi, y, evaluate, [1.0])], solver="jax")
+    rounds = []
+    solve = linear_svm._solve_with_libsvm
+    monkeypatch.setattr(linear_svm, "_solve_with_libsvm", lambda phi, signs, *a, **k: rounds.append(
+        (signs != 0).sum(axis=1)) or solve(phi, signs, *a, **k))
+    interior = []
+    batches = linear_svm._solve_in_batches
+    monkeypatch.setattr(linear_svm, "_solve_in_batches", lambda phi, signs, *a, **k: interior.append(
+        (signs != 0).sum(axis=1)) or batches(phi, signs, *a, **k))
+    monkeypatch.setattr(linear_svm, "LINEAR_KERNEL_ROWS", 256)
+    [split] = fit_predict_linear([LinearTask(phi, y, evaluate, [1.0])])
+    assert len(rounds) > 3 and max(sizes.max() for sizes in rounds) <= 256
+    # the interior point only takes a set libsvm did not finish, never one past the limit
+    assert len(interior) < len(rounds) and all(sizes.max() <= 256 for sizes in interior)
+    assert split[1.0].solver == "libsvm" and split[1.0].converged
+    assert np.allclose(split[1.0].objectives, whole[1.0].objectives, rtol=1e-6, atol=0)
+    assert np.array_equal(split[1.0].predictions, whole[1.0].predictions)
+
+
 GRID = dict(families=["RNN", "BI-RNN-AVG", "RBF"], sigma_u=[0.5], sigma_b=[0.1], layers=[1, 2],
             C=[1.0, 100.0], rbf_gamma=[1.0, 8.0])
 
@@ -393,3 +422,19 @@ def test_a_block_on_an_accelerator_is_assembled_there_with_the_same_values(monke
     device = kernel_rows(X[:16], X[16:], plan, memory_budget=200_000)
     assert outputs == ["device"]
     assert device.dtype == np.float64 and np.array_equal(device, host)
+
+
+def test_features_on_an_accelerator_are_the_hosts(monkeypatch):
+    """Where the backend is not the CPU, Phi = K(X, Z) @ projection is multiplied on the
+    device, in float64 at full precision; the features are the host product's to rounding."""
+    import jax
+
+    rng = np.random.default_rng(5)
+    Z = rng.normal(size=(30, 8))
+    mapping = nystrom_map(Z @ Z.T + 0.1 * np.eye(30))
+    k_xz = rng.normal(size=(500, 30)).astype(np.float32)
+    host = mapping.features(k_xz, rows_per_step=128)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    device = mapping.features(k_xz, rows_per_step=128)
+    assert device.dtype == np.float64
+    np.testing.assert_allclose(device, host, rtol=1e-12, atol=1e-12 * np.abs(host).max())

@@ -52,7 +52,11 @@ solution with ``a = 0`` elsewhere is the whole problem's solution: the same prob
 to the same tolerance.
 Support vectors are few on data that a kernel separates well, so a fit on 10^5 rows costs
 a few fits on 10^4; where most rows are support vectors the set doubles each round, and the
-whole costs at most about twice one solve on every row.
+whole costs at most about twice one solve on every row. Where libsvm solves the sets,
+a set that would outgrow LINEAR_KERNEL_ROWS keeps only its support vectors and the worst
+violators that fit beside them, so that libsvm, not the interior point, solves it again: on
+80,000 rows of generated sequences (M = 512, C in {1, 100}) the fit took 24.2 s instead of
+50.9 s, with identical predictions and objectives within 4e-12 relative.
 
 Then, as libsvm does (and :mod:`.jax_svm`): bounded variables are snapped to 0 or C, rho is
 the mean of ``y_i G_i`` over the free ones (or the midpoint of its bounds), and the decision
@@ -519,10 +523,21 @@ def _solve_on_working_sets(phi: np.ndarray, signs: np.ndarray, Cs: np.ndarray, t
             else:
                 result[name][active] = value
         grown = []
-        for b, worst in zip(active, _violators(phi, signs[active], chosen[active], part, first)):
-            if worst.size:
-                chosen[b, worst] = True
-                grown.append(b)
+        for i, (b, worst) in enumerate(zip(active, _violators(phi, signs[active], chosen[active], part, first))):
+            if not worst.size:
+                continue
+            if libsvm_sets and chosen[b].sum() + worst.size > whole:
+                # Past libsvm's limit the set would go to the interior point: keep only its
+                # support vectors (rows at a = 0 leave the solution as it is, and come back if
+                # they violate later) and the worst violators that fit beside them, when
+                # that leaves room for a quarter of a first set at least.
+                support = chosen[b] & (part.alpha[i] > 0)
+                room = whole - int(support.sum())
+                if room >= min(worst.size, first // 4):
+                    chosen[b] = support
+                    worst = worst[:room]
+            chosen[b, worst] = True
+            grown.append(b)
         active = np.asarray(grown, np.int64)
     return LinearSolution(**result)
 
