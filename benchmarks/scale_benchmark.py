@@ -13,8 +13,9 @@ Seven parts, each printing one JSON line per run (and most a summary):
   and ``"auto"`` (libsvm on Phi Phi' first), in one process: seconds per stage, the ratio,
   and whether the chosen models' test accuracies agree.
 - ``fits``: the linear C-SVMs of generated sequences' landmark features past LINEAR_KERNEL_ROWS
-  training rows, ``solver="jax"`` (the interior point on working sets) against ``"auto"``
-  (libsvm on the working sets), in one process: seconds, ratio, and agreement.
+  training rows, ``solver="jax"`` (the interior point on working sets; ``--baseline
+  unshrunk``: libsvm's sets never cut to their support vectors) against ``"auto"`` (libsvm
+  on the working sets), in one process: seconds, ratio, and agreement.
 - ``blocks``: one K(X, Z) block of generated sequences for a forward kernel (RNN's), the
   engine's one sweep against both sweeps (what every block ran before its plan named its
   directions), in one process: median seconds and the ratio.
@@ -204,9 +205,12 @@ def solvers(names: list[str], landmarks: int, selection: int, compared: tuple[st
     print(json.dumps({"summary": "solvers", "median_speedup": round(float(np.median(ratios)), 1)}))
 
 
-def fits(sizes: list[int], landmarks: int, Cs: tuple[float, ...] = (1.0, 100.0)) -> None:
-    """Both solvers on the same features: an 80/20 split of ``n`` generated sequences (T = 32,
-    4 classes), RNN NTK L = 1 against ``landmarks`` stratified landmarks."""
+def fits(sizes: list[int], landmarks: int, Cs: tuple[float, ...] = (1.0, 100.0), baseline: str = "jax") -> None:
+    """``auto`` against a baseline on the same features: an 80/20 split of ``n`` generated
+    sequences (T = 32, 4 classes), RNN NTK L = 1 against ``landmarks`` stratified landmarks.
+    ``baseline``: ``"jax"`` (the interior point on every set) or ``"unshrunk"`` (``auto``
+    with libsvm's sets never cut to their support vectors, as before 2026-12-07)."""
+    from rntk_core.evaluation.solvers import linear_svm
     from benchmarks.sequences import make_sequences
     from rntk_core import gram
     from rntk_core.evaluation.protocol import normalise
@@ -221,16 +225,18 @@ def fits(sizes: list[int], landmarks: int, Cs: tuple[float, ...] = (1.0, 100.0))
         phi = nystrom_map(k_xz[Z]).features(k_xz)
         train, test = np.arange(int(0.8 * n)), np.arange(int(0.8 * n), n)
         seconds, results = {}, {}
-        for solver in ("jax", "auto"):
+        for label in (baseline, "auto"):
+            linear_svm.SHRINK_LIBSVM_SETS = label != "unshrunk"
             started = time.perf_counter()
-            [results[solver]] = fit_predict_linear([LinearTask(phi[train], y[train], phi[test], list(Cs))],
-                                                   solver=solver)
-            seconds[solver] = time.perf_counter() - started
-        jax_fits, auto_fits = results["jax"], results["auto"]
+            [results[label]] = fit_predict_linear([LinearTask(phi[train], y[train], phi[test], list(Cs))],
+                                                  solver="auto" if label == "unshrunk" else label)
+            seconds[label] = time.perf_counter() - started
+        linear_svm.SHRINK_LIBSVM_SETS = True
+        jax_fits, auto_fits = results[baseline], results["auto"]
         print(json.dumps({
-            "n_train": int(train.size), "M": landmarks, "Cs": list(Cs),
+            "n_train": int(train.size), "M": landmarks, "Cs": list(Cs), "baseline": baseline,
             "seconds": {k: round(v, 1) for k, v in seconds.items()},
-            "speedup": round(seconds["jax"] / seconds["auto"], 1),
+            "speedup": round(seconds[baseline] / seconds["auto"], 1),
             "solvers": {str(C): auto_fits[C].solver for C in Cs},
             "same_predictions": all(np.array_equal(jax_fits[C].predictions, auto_fits[C].predictions) for C in Cs),
             "objective_max_rel_diff": max((float(np.max(np.abs(np.subtract(jax_fits[C].objectives,
@@ -337,6 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     fit_part = sub.add_parser("fits")
     fit_part.add_argument("--n", type=int, nargs="+", default=[25_000, 100_000])
     fit_part.add_argument("--landmarks", type=int, default=512)
+    fit_part.add_argument("--baseline", choices=["jax", "unshrunk"], default="jax")
     block_part = sub.add_parser("blocks")
     block_part.add_argument("--rows", type=int, default=4096)
     block_part.add_argument("--landmarks", type=int, default=512)
@@ -354,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.part == "schemes":
         schemes(args.datasets, args.landmarks)
     elif args.part == "fits":
-        fits(args.n, args.landmarks)
+        fits(args.n, args.landmarks, baseline=args.baseline)
     elif args.part == "methods":
         methods(args.datasets, args.landmarks)
     elif args.part == "blocks":

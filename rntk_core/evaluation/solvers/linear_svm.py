@@ -55,8 +55,9 @@ a few fits on 10^4; where most rows are support vectors the set doubles each rou
 whole costs at most about twice one solve on every row. Where libsvm solves the sets,
 a set that would outgrow LINEAR_KERNEL_ROWS keeps only its support vectors and the worst
 violators that fit beside them, so that libsvm, not the interior point, solves it again: on
-80,000 rows of generated sequences (M = 512, C in {1, 100}) the fit took 24.2 s instead of
-50.9 s, with identical predictions and objectives within 4e-12 relative.
+80,000 rows of generated sequences (M = 512, C in {1, 100}; ``python -m
+benchmarks.scale_benchmark fits --n 100000 --baseline unshrunk``) the fit took 20.8 s instead
+of 44.4 s, with identical predictions and objectives within 4e-12 relative.
 
 Then, as libsvm does (and :mod:`.jax_svm`): bounded variables are snapped to 0 or C, rho is
 the mean of ``y_i G_i`` over the free ones (or the midpoint of its bounds), and the decision
@@ -482,6 +483,9 @@ def _solve_with_libsvm(phi: np.ndarray, signs: np.ndarray, Cs: np.ndarray, tol: 
 
 #: Rows of a problem's first working set; problems of at most twice as many are solved whole.
 WORKING_SET_ROWS = 8192
+#: Whether a libsvm set past LINEAR_KERNEL_ROWS keeps only its support vectors (see the
+#: module's docstring); off only to measure against (``scale_benchmark fits --baseline unshrunk``).
+SHRINK_LIBSVM_SETS = True
 #: A row outside the working set with margin below 1 - KKT_TOL joins it (the IPM's own
 #: tolerance puts the set's free support vectors within ~1e-8 of margin 1).
 KKT_TOL = 1e-6
@@ -526,7 +530,7 @@ def _solve_on_working_sets(phi: np.ndarray, signs: np.ndarray, Cs: np.ndarray, t
         for i, (b, worst) in enumerate(zip(active, _violators(phi, signs[active], chosen[active], part, first))):
             if not worst.size:
                 continue
-            if libsvm_sets and chosen[b].sum() + worst.size > whole:
+            if libsvm_sets and SHRINK_LIBSVM_SETS and chosen[b].sum() + worst.size > whole:
                 # Past libsvm's limit the set would go to the interior point: keep only its
                 # support vectors (rows at a = 0 leave the solution as it is, and come back if
                 # they violate later) and the worst violators that fit beside them, when
