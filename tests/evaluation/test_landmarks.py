@@ -243,8 +243,8 @@ def test_a_libsvm_working_set_past_its_limit_keeps_its_support_vectors(monkeypat
 
     rng = np.random.default_rng(7)
     y = np.arange(3000) % 3  # separated classes: few support vectors
-    phi = rng.normal(size=(3000, 12)) + 2.5 * np.eye(12)[y]
-    evaluate = rng.normal(size=(200, 12)) + 2.5 * np.eye(12)[rng.integers(0, 3, 200)]
+    phi = rng.normal(size=(3000, 12)) + 3.0 * np.eye(12)[y]
+    evaluate = rng.normal(size=(200, 12)) + 3.0 * np.eye(12)[rng.integers(0, 3, 200)]
     [whole] = fit_predict_linear([LinearTask(phi, y, evaluate, [1.0])], solver="jax")
     rounds = []
     solve = linear_svm._solve_with_libsvm
