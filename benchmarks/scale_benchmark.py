@@ -302,11 +302,15 @@ def blocks(rows: int, landmarks: int, steps: int, repeats: int) -> None:
     X = make_sequences(rows + landmarks, steps, 4)[0][:, :, None]
     X /= np.linalg.norm(X.reshape(len(X), -1), axis=1)[:, None, None]
     block, Z = X[:rows], X[rows:]
+    import jax
+
     key = ("ntk", "last", 1, "fwd", 0.5, 0.1)
+    output = "host" if jax.default_backend() == "cpu" else "device"  # as the blocks do (kernel_rows)
     seconds, values = {}, {}
     for label, directions in (("both sweeps", ("fwd", "rev")), ("one sweep", ("fwd",))):
         def run():
-            return np.asarray(gram_grid(block, Z, layers=1, pairs=[(0.5, 0.1)], directions=directions)[key])
+            return np.asarray(gram_grid(block, Z, layers=1, pairs=[(0.5, 0.1)], directions=directions,
+                                        output=output)[key])
 
         values[label] = run()  # compiles this shape
         times = []
@@ -316,6 +320,7 @@ def blocks(rows: int, landmarks: int, steps: int, repeats: int) -> None:
             times.append(time.perf_counter() - started)
         seconds[label] = statistics.median(times)
     print(json.dumps({"summary": "blocks", "rows": rows, "landmarks": landmarks, "steps": steps, "repeats": repeats,
+                      "output": output,
                       "seconds": {k: round(v, 4) for k, v in seconds.items()},
                       "one_over_both": round(seconds["one sweep"] / seconds["both sweeps"], 3),
                       "max_abs_difference": float(np.max(np.abs(values["one sweep"] - values["both sweeps"])))}))
