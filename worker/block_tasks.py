@@ -12,11 +12,11 @@ from typing import Any
 from worker.celery_app import celery_app
 from worker.fanout import drop_work, work_dir
 from worker.jax_env import prepare_jax
-from worker.jobs import JobError, JobRecord, JobState, Progress, Store
+from worker.jobs import JobError, JobRecord, JobState, Store
 from worker.logs import job_context
 from worker.queue import Heartbeat, StallWatch
 from worker.settings import BLOCK_TASK_NAME, CONTINUE_TASK_NAME, get_settings
-from worker.tasks import execute, fail_stalled, scrub
+from worker.tasks import blocks_progress, execute, fail_stalled, scrub
 
 __all__ = ["continue_job", "run_block"]
 
@@ -43,8 +43,7 @@ def _count_blocks(store: Store, job_id: str, message_id: str) -> None:
 
     def counted(rec: JobRecord) -> None:
         if rec.state == JobState.running and rec.message_id == message_id and rec.progress.stage == "blocks":
-            rec.progress = Progress(stage="blocks", done=max(done, rec.progress.done), total=total,
-                                    overall=rec.progress.overall, eta_s=None)
+            rec.progress = blocks_progress(rec, max(done, rec.progress.done), total)
 
     store.update_job(job_id, counted)
 

@@ -80,6 +80,8 @@ class ChordRunner:
         missing = [(job.store.path.name, start) for job in jobs for start, _ in job.store.missing()]
         total = sum(len(job.store.plan.blocks(job.store.n_rows)) for job in jobs)
         if self.results is None and len(missing) > 1:
+            if on_block is not None:  # the attempt's own progress: overall fraction and ETA
+                on_block(total - len(missing), total)
             self._send(missing, total)
             raise FannedOut(len(missing))
         by_worker = Counter(result["worker"] for result in self.results or []
@@ -97,7 +99,7 @@ class ChordRunner:
         def fanned(rec: JobRecord) -> None:  # before the send: a fast block's count comes after
             if rec.state == JobState.running and rec.message_id == message_id:
                 rec.progress = Progress(stage="blocks", done=total - len(missing), total=total,
-                                        overall=rec.progress.overall, eta_s=None)
+                                        overall=rec.progress.overall, eta_s=rec.progress.eta_s)
 
         self.store.update_job(job_id, fanned)
         app = self.celery

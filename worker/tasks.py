@@ -190,21 +190,32 @@ def own_estimate(record: JobRecord) -> JobCost | None:
 
 
 class OverallProgress:
-    """The job's overall fraction and ETA from the stage counts, weighted by the estimate."""
+    """The job's overall fraction and ETA from the stage counts, weighted by the estimate.
+    A job resumed after its fanned-out blocks (``resumed``: its record) goes on from the
+    record's fraction, with its ETA's elapsed time counted from the job's start."""
 
-    def __init__(self, estimate: JobCost | None) -> None:
+    def __init__(self, estimate: JobCost | None, resumed: JobRecord | None = None) -> None:
         self.started = time.monotonic()
         self.weights = estimate.stage_seconds if estimate is not None else {}
         self.expected = float(estimate.seconds or 0.0) if estimate is not None else 0.0
-        self.fraction = 0.0
+        self.fraction = resumed.progress.overall if resumed is not None else 0.0
+        before = time.time() - resumed.started_at if resumed is not None and resumed.started_at else 0.0
+        self.origin = self.started - max(before, 0.0)
 
     def update(self, stage: str, done: int, total: int) -> tuple[float, float]:
         from rntk_core.evaluation.cost import eta_seconds, overall_fraction
 
         if self.weights:  # never backwards: a stage outside the plan keeps the last value
             self.fraction = max(self.fraction, overall_fraction(self.weights, stage, done, total))
-        elapsed = time.monotonic() - self.started
+        elapsed = time.monotonic() - self.origin
         return round(self.fraction, 4), eta_seconds(elapsed, self.fraction, self.expected)
+
+
+def blocks_progress(record: JobRecord, done: int, total: int) -> Progress:
+    """A fanned-out job's progress while its block tasks write chunks: ``done`` of ``total``
+    blocks, with the overall fraction and ETA the job's own attempt would report."""
+    fraction, eta = OverallProgress(own_estimate(record), resumed=record).update("blocks", done, total)
+    return Progress(stage="blocks", done=done, total=total, overall=fraction, eta_s=eta)
 
 
 class Attempt:
@@ -220,7 +231,7 @@ class Attempt:
                  resumed: bool = False) -> None:
         self.store, self.job_id, self.watch = store, record.id, watch
         self.phases = PhaseClock(record.phase_seconds if resumed else None)
-        self.overall = OverallProgress(own_estimate(record))
+        self.overall = OverallProgress(own_estimate(record), resumed=record if resumed else None)
         self.deadline = time.monotonic() + settings.job_time_limit_s
         self._last_write = 0.0
 

@@ -28,12 +28,17 @@ import numpy as np
 
 from .solvers import LINEAR_KERNEL_ROWS
 
-__all__ = ["CostConstants", "CostEstimate", "DEFAULT_CONSTANTS", "STAGES", "dense_host_bytes", "dtw_pair_cells",
-           "estimate_cost", "eta_seconds", "gigabytes", "grid_cells", "grid_seconds", "landmark_host_bytes",
-           "nearest_seconds", "overall_fraction", "N_FOLDS"]
+__all__ = ["CostConstants", "CostEstimate", "DEFAULT_CONSTANTS", "LANDMARK_STAGES", "STAGES", "dense_host_bytes",
+           "dtw_pair_cells", "estimate_cost", "eta_seconds", "gigabytes", "grid_cells", "grid_seconds",
+           "landmark_host_bytes", "nearest_seconds", "overall_fraction", "N_FOLDS"]
 
-#: A job's progress stages in order, as the worker and evaluate_dataset report them.
+#: A dense job's progress stages in order, as the worker and evaluate_dataset report them
+#: (a dense job's fanned-out grid "blocks" are part of its "kernels").
 STAGES = ("loading", "kernels", "validation fits", "test folds", "report", "writing")
+#: A landmark job's: the selection's kernels and fits, then every row's K(X, Z) "blocks".
+LANDMARK_STAGES = ("loading", "kernels", "validation fits", "blocks", "test folds", "report", "writing")
+#: Other names of the same stages: the landmark path's, and the forests' labels.
+_STAGE_NAMES = {"validation": "validation fits", "test": "test folds"}
 
 N_FOLDS = 4
 #: seconds per (sample pair, step, layer, (sigma_u, sigma_b) pair, sweep) of a Gram grid, 2-core CPU
@@ -107,6 +112,7 @@ class CostEstimate:
     method: str = "dense"  #: "dense" Gram matrices or "landmarks" (Nystrom features)
     host_bytes: int = 0  #: peak memory of the job's process, estimated
     basis: str = "a 2-core CPU"  #: whose rates the seconds assume (:attr:`CostConstants.basis`)
+    block_seconds: float = 0.0  #: of ``kernel_seconds``, a landmark job's K(X, Z) blocks at full N
 
     @property
     def fit_seconds(self) -> float:
@@ -114,9 +120,10 @@ class CostEstimate:
 
     def stage_seconds(self) -> dict[str, float]:
         """Expected seconds per stage of :data:`STAGES` (the weights of overall progress)."""
-        return {"loading": SECONDS_FIXED, "kernels": self.kernel_seconds,
-                "validation fits": self.validation_seconds, "test folds": self.test_seconds,
-                "report": SECONDS_REPORT, "writing": 0.5}
+        seconds = {"loading": SECONDS_FIXED, "kernels": round(self.kernel_seconds - self.block_seconds, 3),
+                   "validation fits": self.validation_seconds, "blocks": self.block_seconds,
+                   "test folds": self.test_seconds, "report": SECONDS_REPORT, "writing": 0.5}
+        return {stage: seconds[stage] for stage in (LANDMARK_STAGES if self.method == "landmarks" else STAGES)}
 
     @property
     def fits(self) -> int:
@@ -376,7 +383,8 @@ def _landmark_cost(n_samples: int, steps: int, config: Any, constants: CostConst
     kernel_seconds = _sweeps(config, steps) * selection * m * steps * settings * seconds_per_cell
     families = len(config.families)
     sweeps = sum(_family_sweeps(family) for family in config.families)  # the chosen kernels' blocks
-    kernel_seconds += N_FOLDS * sweeps * n_samples * m * steps * max(config.layers) * seconds_per_cell
+    block_seconds = N_FOLDS * sweeps * n_samples * m * steps * max(config.layers) * seconds_per_cell
+    kernel_seconds += block_seconds
     validation_fits = recurrent_fits + baseline_fits
     validation_seconds = validation_fits * _linear_fit_seconds(selection / 2, m, config, constants)
     test_fits = N_FOLDS * families
@@ -385,16 +393,24 @@ def _landmark_cost(n_samples: int, steps: int, config: Any, constants: CostConst
     return CostEstimate(n_samples, steps, grids, kernels, baseline_models, validation_fits, test_fits,
                         round(kernel_seconds, 3), round(validation_seconds, 3), round(test_seconds, 3),
                         round(total, 3), "landmarks", landmark_host_bytes(n_samples, steps, config),
-                        constants.basis)
+                        constants.basis, round(block_seconds, 3))
 
 
-def overall_fraction(stage_seconds: dict[str, float], stage: str, done: int, total: int) -> float:
+def overall_fraction(stage_seconds: Mapping[str, float], stage: str, done: int, total: int) -> float:
     """Overall progress in [0, 1]: finished stages plus the current one's done/total, each
-    weighted by its expected seconds. Stages not in :data:`STAGES` count as not started."""
-    if stage not in STAGES:
+    weighted by its expected seconds. The order is :data:`LANDMARK_STAGES` where the weights
+    have "blocks", else :data:`STAGES`; a dense job's "blocks" count as its "kernels", and
+    "validation" / "test" and labels such as "test folds: forests" as their stage. Other
+    stages count as not started."""
+    order = LANDMARK_STAGES if "blocks" in stage_seconds else STAGES
+    stage = stage.split(":")[0].strip()
+    stage = _STAGE_NAMES.get(stage, stage)
+    if stage == "blocks" and stage not in order:
+        stage = "kernels"
+    if stage not in order:
         return 0.0
-    weights = [max(stage_seconds.get(name, 0.0), 1e-3) for name in STAGES]
-    index = STAGES.index(stage)
+    weights = [max(stage_seconds.get(name, 0.0), 1e-3) for name in order]
+    index = order.index(stage)
     part = min(max(done / total, 0.0), 1.0) if total > 0 else 0.0
     return min((sum(weights[:index]) + weights[index] * part) / sum(weights), 1.0)
 

@@ -64,6 +64,31 @@ def test_overall_fraction_is_monotonic_over_the_stages():
     assert overall_fraction(weights, "queued", 0, 1) == 0.0
 
 
+def test_a_landmark_jobs_stages_weigh_its_blocks_in_the_order_it_runs_them():
+    """Selection (kernels, validation), then every row's K(X, Z) blocks, then the test folds:
+    the names the landmark path reports ("validation", "blocks", "test") advance the fraction."""
+    from rntk_core.evaluation.cost import LANDMARK_STAGES, overall_fraction
+
+    estimate = estimate_cost(100_000, 32, parse_config({"families": ["RNN"], "landmarks": 512}))
+    weights = estimate.stage_seconds()
+    assert tuple(weights) == LANDMARK_STAGES
+    assert weights["blocks"] > 0 and weights["kernels"] + weights["blocks"] == pytest.approx(estimate.kernel_seconds)
+    reported = ("loading", "kernels", "validation", "blocks", "test", "report", "writing")
+    points = [overall_fraction(weights, stage, done, 4) for stage in reported for done in range(5)]
+    assert points == sorted(points) and len(set(points)) > len(reported)
+    assert points[0] == 0.0 and points[-1] == pytest.approx(1.0)
+    assert overall_fraction(weights, "blocks", 2, 4) < overall_fraction(weights, "blocks", 3, 4)
+
+
+def test_a_dense_jobs_blocks_and_forests_count_as_their_stages():
+    from rntk_core.evaluation.cost import STAGES, overall_fraction
+
+    weights = estimate_cost(300, 10, parse_config({})).stage_seconds()
+    assert tuple(weights) == STAGES and "blocks" not in weights
+    assert overall_fraction(weights, "blocks", 1, 2) == overall_fraction(weights, "kernels", 1, 2)
+    assert overall_fraction(weights, "test folds: forests", 1, 2) == overall_fraction(weights, "test folds", 1, 2)
+
+
 def test_eta_moves_from_the_estimate_to_the_pace():
     from rntk_core.evaluation.cost import eta_seconds
 

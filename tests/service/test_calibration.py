@@ -183,3 +183,25 @@ def test_a_job_takes_its_etas_from_its_own_workers_rates(tmp_path: Path, monkeyp
     progress = OverallProgress(own_estimate(record))
     assert progress.expected == fast.seconds and progress.weights == fast.stage_seconds()
     assert progress.update("loading", 0, 1)[1] == pytest.approx(fast.seconds, abs=1.0)
+
+
+def test_a_resumed_job_goes_on_from_its_records_progress(tmp_path: Path) -> None:
+    """The chord's continuation (a new Attempt) starts where the blocks left the job's
+    overall fraction, and counts the ETA's elapsed time from the job's start."""
+    from worker.jobs import JobCost, JobRecord, Progress
+    from worker.tasks import OverallProgress, blocks_progress
+
+    config = parse_config({**SMALL_CONFIG, "landmarks": 64})
+    cost = JobCost.model_validate(estimate_cost(20_000, 30, config).as_dict())
+    record = JobRecord(id="0" * 32, owner="anonymous", dataset_id="0" * 64, config=config, cost=cost,
+                       started_at=time.time() - 100.0,
+                       progress=Progress(stage="blocks", done=3, total=4, overall=0.7, eta_s=40.0))
+    resumed = OverallProgress(cost, resumed=record)
+    fraction, eta = resumed.update("blocks", 4, 4)  # the continuation's first report
+    assert fraction >= 0.7
+    assert eta == pytest.approx(100.0 * (1 - fraction) / fraction, rel=0.05)  # the pace since the job started
+    assert fraction == max(0.7, OverallProgress(cost).update("blocks", 4, 4)[0])  # never backwards
+    assert OverallProgress(cost).update("loading", 0, 1)[0] == 0.0
+    blocks = blocks_progress(record, 3, 4)
+    assert blocks.stage == "blocks" and (blocks.done, blocks.total) == (3, 4)
+    assert blocks.overall >= 0.7 and blocks.eta_s is not None and blocks.eta_s > 0

@@ -81,9 +81,18 @@ def test_embedded_mode_runs_the_blocks_as_a_chord_on_a_file_result_backend(servi
     client = service.client()
     data = _npz()
     job_id = _submit(client, data)
+    seen: list[dict] = []
     seen_blocks = wait_for(client, job_id, {"running", "succeeded"}, timeout=180,
-                           condition=lambda job: job["state"] == "succeeded" or job["progress"]["stage"] == "blocks")
-    job = wait_for(client, job_id, {"succeeded"}, timeout=300)
+                           condition=lambda job: seen.append(job) or job["state"] == "succeeded"
+                           or job["progress"]["stage"] == "blocks")
+    job = wait_for(client, job_id, {"running", "succeeded"}, timeout=300,
+                   condition=lambda job: seen.append(job) or job["state"] == "succeeded")
+    # one overall bar across the job's tasks: never backwards, an ETA while the blocks run
+    overall = [job["progress"]["overall"] for job in seen]
+    assert overall == sorted(overall) and overall[-1] == 1.0, [(j["progress"]["stage"], j["progress"]["overall"])
+                                                                for j in seen]
+    assert all(j["progress"]["eta_s"] is not None and j["progress"]["overall"] > 0 for j in seen
+               if j["state"] == "running" and j["progress"]["stage"] == "blocks"), seen
     report = _report(client, job_id)
     blocks = _blocks(report)
     assert sum(blocks["by_worker"].values()) == blocks["total"], blocks  # each block computed once
