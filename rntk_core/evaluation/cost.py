@@ -327,11 +327,12 @@ def dense_host_bytes(n_samples: int, steps: int, config: Any) -> int:
 def landmark_host_bytes(n_samples: int, steps: int, config: Any) -> int:
     """Peak memory of a landmark job: one block of K(X, Z) for a grid pass's kernels, one
     kernel's K(X, Z) and features (N x M float64 each), the linear solver's gathered rows of
-    one batch of problems (bounded, see ``linear_svm.BATCH_BYTES``) and the inputs."""
-    m = config.landmarks
+    one batch of problems (bounded, see ``linear_svm.BATCH_BYTES``) and the inputs. M and
+    the block's rows are at most N (every row is a landmark past it)."""
+    m = min(config.landmarks, n_samples)
     recurrent = any(family in _RECURRENT for family in config.families)
     kernels_per_pass = 2 * 4 * max(config.layers) * len(config.sigma_u) * len(config.sigma_b) if recurrent else 1
-    block = kernels_per_pass * config.block_rows * m * 8 * 2
+    block = kernels_per_pass * min(config.block_rows, n_samples) * m * 8 * 2
     features = 2 * n_samples * m * 8
     solver = min(2 * (256 << 20), 3 * n_samples * m * 8)  # a batch of rows, host and device
     rows = _libsvm_rows(n_samples, config)
@@ -377,7 +378,7 @@ def _landmark_cost(n_samples: int, steps: int, config: Any, constants: CostConst
     :func:`_linear_fit_seconds`."""
     grids, kernels, recurrent_fits = _recurrent_counts(config, steps)
     baseline_models, baseline_fits = _baseline_counts(config)
-    m, seconds_per_cell = config.landmarks, constants.seconds_per_cell
+    m, seconds_per_cell = min(config.landmarks, n_samples), constants.seconds_per_cell
     selection = min(n_samples, config.selection_samples)
     settings = len(config.sigma_u) * len(config.sigma_b) * max(config.layers)
     kernel_seconds = _sweeps(config, steps) * selection * m * steps * settings * seconds_per_cell
