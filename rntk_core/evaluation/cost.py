@@ -154,12 +154,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _recurrent_families(config: Any) -> tuple[list[str], int]:
+    """The config's recurrent families, and RNN-P's user orders (each one more grid pass)."""
+    families = [f for f in config.families if f in _RECURRENT]
+    return families, len(config.rnnp_orders) if "RNN-P" in families else 0
+
+
 def _recurrent_counts(config: Any, steps: int) -> tuple[int, int, int]:
     """(grids, distinct kernels, distinct (kernel, C) fits) of the recurrent families."""
-    families = [f for f in config.families if f in _RECURRENT]
+    families, extra_orders = _recurrent_families(config)
     if not families:
         return 0, 0, 0
-    extra_orders = len(config.rnnp_orders) if "RNN-P" in families else 0
     per_setting = len(config.sigma_u) * len(config.sigma_b) * len(config.layers) * len(config.kinds)
     kernel_ids: set[tuple] = set()
     for family in families:
@@ -177,11 +182,10 @@ def _recurrent_counts(config: Any, steps: int) -> tuple[int, int, int]:
 def _sweeps(config: Any, steps: int) -> int:
     """The engine sweeps of a dense job's grid passes: forward kernels need one per pass,
     reversed and bidirectional ones (RNN-P, BI-*) two; RNN-P's user orders are forward."""
-    families = [f for f in config.families if f in _RECURRENT]
+    families, extra_orders = _recurrent_families(config)
     if not families:
         return 0
     both = any("bi" in _RECURRENT[f][1] or (_RECURRENT[f][2] and steps > 1) for f in families)
-    extra_orders = len(config.rnnp_orders) if "RNN-P" in families else 0
     return len(config.sigma_w) * ((2 if both else 1) + extra_orders)
 
 
