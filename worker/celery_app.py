@@ -45,6 +45,7 @@ def broker_options(settings: Settings) -> tuple[str, dict]:
             "store_processed": False,
             "control_folder": str(control),
             "visibility_timeout": visibility,
+            "polling_interval": settings.embedded_poll_s,
         }
     options: dict = {"visibility_timeout": visibility, "socket_connect_timeout": 3, "socket_timeout": 10}
     if settings.redis_key_prefix:

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path("rntk-data"), description="Datasets, job records, artifacts, embedded broker.")
     broker_url: str | None = Field(default=None, description="e.g. redis://127.0.0.1:6379/0; unset = embedded.")
+    # kombu's default (1 s) put about half a second of waiting on each message of a small job:
+    # the job, each fanned-out block and the chord's continuation.
+    embedded_poll_s: float = Field(default=0.1, gt=0, le=10,
+                                   description="How often the embedded broker's consumers look for messages.")
     api_keys: str = Field(default="", description="Comma-separated bearer keys; empty = no auth (loopback only).")
     max_upload_mb: float = Field(default=512, gt=0)
     max_samples: int = Field(default=10_000_000, ge=1,

@@ -240,3 +240,17 @@ def test_every_response_says_nosniff_and_a_referrer_policy(service_factory, iris
     for response in responses:
         assert response.headers.get("x-content-type-options") == "nosniff", (response.url, response.headers)
         assert response.headers.get("referrer-policy") == "same-origin", (response.url, response.headers)
+
+
+def test_the_embedded_broker_polls_at_its_setting(tmp_path) -> None:
+    """kombu's filesystem channel looks for messages every ``embedded_poll_s`` (its own
+    default, 1 s, put about half a second of waiting on every message of a small job)."""
+    from worker.celery_app import ensure_broker_dirs, make_celery
+    from worker.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, broker_url=None, embedded_poll_s=0.25)
+    ensure_broker_dirs(settings)
+    app = make_celery(settings)
+    with app.connection_for_write() as connection:
+        assert connection.transport.polling_interval == 0.25
+    assert Settings(data_dir=tmp_path, broker_url=None).embedded_poll_s == 0.1
