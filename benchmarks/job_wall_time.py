@@ -4,6 +4,10 @@
         iris, default config, embedded mode: seconds from POST /jobs to succeeded (report.html
         written), for a fresh pool child per job (RNTK_CHILD_TASKS=1, the old behaviour) and a
         warm one (the default), in one run; medians and their ratio.
+    .venv/bin/python -m benchmarks.job_wall_time poll [--jobs 4] [--polls 1.0 0.1]
+        the same with a warm child, for iris's default job and an iris landmark job (M = 64,
+        4 blocks as messages), with the embedded broker polling at each interval
+        (RNTK_EMBEDDED_POLL_S), two services per interval, alternating; medians and ratios.
     .venv/bin/python -m benchmarks.job_wall_time fanout [--n 20000] [--landmarks 512] [--pin]
         one landmark job (generated sequences, T=32, one sigma pair) in Redis mode over 1
         worker and over 2 workers (issue 19 item 4): seconds to succeeded and in the blocks
@@ -83,6 +87,29 @@ def small(jobs: int) -> None:
     print(f"median of jobs 2..{jobs}: fresh child {fresh:.2f} s, warm child {warm:.2f} s, "
           f"ratio warm/fresh {warm / fresh:.2f}; first job {results['fresh child per job'][0]:.2f} s "
           f"and {results['warm child'][0]:.2f} s")
+
+
+def poll(jobs: int, polls: list[str]) -> None:
+    configs = {"default": {}, "landmarks": {"families": ["RNN", "RBF"], "landmarks": 64}}
+    results: dict[tuple[str, str], list[float]] = {}
+    for interval in polls * 2:  # alternating, so a slow minute of the machine hits each
+        with tempfile.TemporaryDirectory() as root:
+            service = _service(Path(root), embedded_poll_s=interval)
+            try:
+                service.start_server()
+                client = service.client()
+                dataset = _upload(client, "iris.zip", _iris_zip())
+                for name, config in configs.items():
+                    seconds = [_run(client, dataset, config)[0] for _ in range(jobs)]
+                    print(f"poll {interval} s, {name}: {', '.join(f'{s:.2f}' for s in seconds)} s", flush=True)
+                    results.setdefault((interval, name), []).extend(seconds[1:])
+            finally:
+                service.close()
+    for name in configs:
+        medians = {interval: statistics.median(results[(interval, name)]) for interval in polls}
+        base = medians[polls[0]]
+        print(f"{name}: median of jobs 2..{jobs} over two services: " + ", ".join(
+            f"poll {interval} s {seconds:.2f} s ({seconds / base:.2f}x)" for interval, seconds in medians.items()))
 
 
 class RssSampler:
@@ -214,6 +241,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("small").add_argument("--jobs", type=int, default=5)
+    polling = sub.add_parser("poll")
+    polling.add_argument("--jobs", type=int, default=4)
+    polling.add_argument("--polls", nargs="+", default=["1.0", "0.1"])
     spread = sub.add_parser("fanout")
     spread.add_argument("--n", type=int, default=20_000)
     spread.add_argument("--steps", type=int, default=32)
@@ -224,6 +254,8 @@ def main() -> None:
     np.seterr(all="ignore")
     if args.command == "small":
         small(args.jobs)
+    elif args.command == "poll":
+        poll(args.jobs, args.polls)
     else:
         fanout(args.n, args.steps, args.landmarks, args.pin, args.workers)
 
