@@ -1,6 +1,6 @@
 """`make bench-scale`: the landmark (Nystrom) path against the dense one, and its cost in N.
 
-Seven parts, each printing one JSON line per run (and most a summary):
+Eight parts, each printing one JSON line per run (and most a summary):
 
 - ``accuracy``: dense vs landmark test accuracy per family on UCI sets with N >= 2000 and the
   archive problems in tests/data/ts, with the Nystrom error of the chosen kernels; the summary
@@ -9,6 +9,8 @@ Seven parts, each printing one JSON line per run (and most a summary):
 - ``schemes``: test accuracy of a C-SVM on the Nystrom features of one kernel from five
   landmark schemes (the service's two, distinct rows only, and two chosen on the kernel itself:
   randomly pivoted and greedy pivoted Cholesky), against the dense C-SVM, on every fold.
+- ``duplicates``: the same kernel's dense and landmark (stratified) test accuracy on the test
+  rows with an exact copy among their fold's training rows, and on the rest.
 - ``solvers``: the landmark path's linear C-SVMs under ``solver="jax"`` (interior point only)
   and ``"auto"`` (libsvm on Phi Phi' first), in one process: seconds per stage, the ratio,
   and whether the chosen models' test accuracies agree.
@@ -25,6 +27,7 @@ Seven parts, each printing one JSON line per run (and most a summary):
 
     python -m benchmarks.scale_benchmark accuracy --landmarks 1024
     python -m benchmarks.scale_benchmark schemes --datasets wine-quality-white --landmarks 512 1024
+    python -m benchmarks.scale_benchmark duplicates --datasets wine-quality-white --landmarks 1024 2048
     python -m benchmarks.scale_benchmark solvers --datasets cardiotocography-3clases waveform
     python -m benchmarks.scale_benchmark fits --n 25000 100000
     python -m benchmarks.scale_benchmark blocks --rows 4096 --landmarks 512 --steps 32
@@ -39,6 +42,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -129,32 +133,77 @@ def _pivoted_cholesky(K: np.ndarray, count: int, rng: np.random.Generator, *, ra
     return np.sort(np.asarray(pivots))
 
 
+def _correct(K: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, C: float,
+             landmarks: np.ndarray | None = None) -> np.ndarray:
+    """Per test row, whether libsvm on the exact K (``landmarks`` None) or on the Nystrom
+    features' Phi Phi' predicts its label."""
+    from sklearn.svm import SVC
+
+    from rntk_core.evaluation.scale.landmarks import nystrom_map
+
+    if landmarks is None:
+        fit_k, test_k = K[np.ix_(train, train)], K[np.ix_(test, train)]
+    else:
+        projection = nystrom_map(K[np.ix_(landmarks, landmarks)])
+        phi_train = projection.features(K[np.ix_(train, landmarks)])
+        fit_k, test_k = phi_train @ phi_train.T, projection.features(K[np.ix_(test, landmarks)]) @ phi_train.T
+    return SVC(kernel="precomputed", C=C).fit(fit_k, y[train]).predict(test_k) == y[test]
+
+
+def _one_kernel(name: str):
+    """The dataset, its normalised rows flattened, and BI-RNN-AVG's NTK (L = 1) in float64."""
+    from rntk_core import gram
+    from rntk_core.evaluation.protocol import normalise, resolve_splits
+
+    dataset = _dataset(name)
+    X, _ = normalise(dataset.X)
+    splits, _ = resolve_splits(dataset, "auto", 0)
+    K = gram(X, kind="ntk", pool="avg", layers=1, direction="bi", sigma_u=1.0, sigma_b=0.1, dtype="float64")
+    return dataset, X, X.reshape(len(X), -1), splits, K
+
+
+def duplicates(names: list[str], sizes: list[int], C: float = 100.0) -> None:
+    """Where the landmark gap comes from: test rows with an exact copy (same features) among
+    their fold's training rows against the rest, dense against stratified landmarks, on the
+    kernel of ``schemes``; with how often the copy's own label is right."""
+    from rntk_core.evaluation.scale.landmarks import choose_landmarks
+
+    for name in names:
+        dataset, _, flat, splits, K = _one_kernel(name)
+        y = dataset.y
+        for M in sizes:
+            counts: dict[str, Counter] = {"copy in training": Counter(), "no copy": Counter()}
+            for train, test in splits.folds:
+                train, test = np.asarray(train), np.asarray(test)
+                label_of = {row.tobytes(): label for row, label in zip(flat[train], y[train])}
+                copied = np.array([flat[i].tobytes() in label_of for i in test])
+                copy_right = np.array([label_of.get(flat[i].tobytes(), -1) == y[i] for i in test])
+                dense = _correct(K, y, train, test, C)
+                landmarks = _correct(K, y, train, test, C, train[choose_landmarks(y[train], M)])
+                for part, rows in (("copy in training", copied), ("no copy", ~copied)):
+                    counts[part].update({"rows": int(rows.sum()), "dense": int(dense[rows].sum()),
+                                         "landmarks": int(landmarks[rows].sum()),
+                                         "copy's label": int(copy_right[rows].sum())})
+            total = sum(c["rows"] for c in counts.values())
+            for part, c in counts.items():
+                rows = max(c["rows"], 1)
+                print(json.dumps({
+                    "dataset": name, "M": M, "C": C, "test rows": part, "rows": c["rows"],
+                    "accuracy": {key: round(100 * c[key] / rows, 2) for key in ("dense", "landmarks", "copy's label")},
+                    "gap_points_of_all_rows": round(100 * (c["dense"] - c["landmarks"]) / total, 2)}), flush=True)
+
+
 def schemes(names: list[str], sizes: list[int], C: float = 100.0) -> None:
     """Landmark schemes on one kernel (BI-RNN-AVG's NTK, L = 1), scored by the test accuracy of
     libsvm on the features' Phi Phi' against libsvm on the exact K, fold by fold."""
-    from sklearn.svm import SVC
-
-    from rntk_core import gram
-    from rntk_core.evaluation.protocol import normalise, resolve_splits
-    from rntk_core.evaluation.scale.landmarks import choose_landmarks, nystrom_map
+    from rntk_core.evaluation.scale.landmarks import choose_landmarks
 
     def score(K, y, train, test, landmarks=None):
-        if landmarks is None:
-            fit_k, test_k = K[np.ix_(train, train)], K[np.ix_(test, train)]
-        else:
-            projection = nystrom_map(K[np.ix_(landmarks, landmarks)])
-            phi_train = projection.features(K[np.ix_(train, landmarks)])
-            fit_k, test_k = phi_train @ phi_train.T, projection.features(K[np.ix_(test, landmarks)]) @ phi_train.T
-        model = SVC(kernel="precomputed", C=C).fit(fit_k, y[train])
-        return float(np.mean(model.predict(test_k) == y[test]))
+        return float(np.mean(_correct(K, y, train, test, C, landmarks)))
 
     for name in names:
-        dataset = _dataset(name)
-        X, _ = normalise(dataset.X)
+        dataset, X, flat, splits, K = _one_kernel(name)
         y = dataset.y
-        splits, _ = resolve_splits(dataset, "auto", 0)
-        K = gram(X, kind="ntk", pool="avg", layers=1, direction="bi", sigma_u=1.0, sigma_b=0.1, dtype="float64")
-        flat = X.reshape(len(X), -1)
         for M in sizes:
             scores: dict[str, list[float]] = {}
             for train, test in splits.folds:
@@ -339,6 +388,9 @@ def main(argv: list[str] | None = None) -> None:
     schemes_part = sub.add_parser("schemes")
     schemes_part.add_argument("--datasets", nargs="+", default=["wine-quality-white"])
     schemes_part.add_argument("--landmarks", type=int, nargs="+", default=[512, 1024])
+    copies = sub.add_parser("duplicates")
+    copies.add_argument("--datasets", nargs="+", default=["wine-quality-white", "molec-biol-splice"])
+    copies.add_argument("--landmarks", type=int, nargs="+", default=[1024, 2048])
     solver = sub.add_parser("solvers")
     solver.add_argument("--datasets", nargs="+", default=["cardiotocography-3clases", "waveform"])
     solver.add_argument("--landmarks", type=int, default=512)
@@ -365,6 +417,8 @@ def main(argv: list[str] | None = None) -> None:
         solvers(args.datasets, args.landmarks, args.selection_samples, tuple(args.solvers))
     elif args.part == "schemes":
         schemes(args.datasets, args.landmarks)
+    elif args.part == "duplicates":
+        duplicates(args.datasets, args.landmarks)
     elif args.part == "fits":
         fits(args.n, args.landmarks, baseline=args.baseline)
     elif args.part == "methods":
