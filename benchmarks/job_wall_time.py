@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -27,6 +28,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -65,24 +67,30 @@ def _run(client, dataset: str, config: dict, timeout: float = 900) -> tuple[floa
     return time.perf_counter() - start, job
 
 
+@contextlib.contextmanager
+def _iris_service(**settings: str) -> Iterator[tuple[Any, str]]:
+    """An embedded service with ``settings`` in a temporary folder: its client and iris's id."""
+    with tempfile.TemporaryDirectory() as root:
+        service = _service(Path(root), **settings)
+        try:
+            service.start_server()
+            client = service.client()
+            yield client, _upload(client, "iris.zip", _iris_zip())
+        finally:
+            service.close()
+
+
 def small(jobs: int) -> None:
     results: dict[str, list[float]] = {}
     for label, child_tasks in (("fresh child per job", "1"), ("warm child", "50")):
-        with tempfile.TemporaryDirectory() as root:
-            service = _service(Path(root), child_tasks=child_tasks)
-            try:
-                service.start_server()
-                client = service.client()
-                dataset = _upload(client, "iris.zip", _iris_zip())
-                seconds = []
-                for index in range(jobs):
-                    took, job = _run(client, dataset, {})
-                    seconds.append(took)
-                    phases = ", ".join(f"{k} {v:.2f}" for k, v in job["phase_seconds"].items())
-                    print(f"{label}: job {index + 1}: {took:.2f} s ({phases})", flush=True)
-                results[label] = seconds
-            finally:
-                service.close()
+        with _iris_service(child_tasks=child_tasks) as (client, dataset):
+            seconds = []
+            for index in range(jobs):
+                took, job = _run(client, dataset, {})
+                seconds.append(took)
+                phases = ", ".join(f"{k} {v:.2f}" for k, v in job["phase_seconds"].items())
+                print(f"{label}: job {index + 1}: {took:.2f} s ({phases})", flush=True)
+            results[label] = seconds
     fresh, warm = (statistics.median(v[1:]) for v in results.values())
     print(f"median of jobs 2..{jobs}: fresh child {fresh:.2f} s, warm child {warm:.2f} s, "
           f"ratio warm/fresh {warm / fresh:.2f}; first job {results['fresh child per job'][0]:.2f} s "
@@ -93,18 +101,11 @@ def poll(jobs: int, polls: list[str]) -> None:
     configs = {"default": {}, "landmarks": {"families": ["RNN", "RBF"], "landmarks": 64}}
     results: dict[tuple[str, str], list[float]] = {}
     for interval in polls * 2:  # alternating, so a slow minute of the machine hits each
-        with tempfile.TemporaryDirectory() as root:
-            service = _service(Path(root), embedded_poll_s=interval)
-            try:
-                service.start_server()
-                client = service.client()
-                dataset = _upload(client, "iris.zip", _iris_zip())
-                for name, config in configs.items():
-                    seconds = [_run(client, dataset, config)[0] for _ in range(jobs)]
-                    print(f"poll {interval} s, {name}: {', '.join(f'{s:.2f}' for s in seconds)} s", flush=True)
-                    results.setdefault((interval, name), []).extend(seconds[1:])
-            finally:
-                service.close()
+        with _iris_service(embedded_poll_s=interval) as (client, dataset):
+            for name, config in configs.items():
+                seconds = [_run(client, dataset, config)[0] for _ in range(jobs)]
+                print(f"poll {interval} s, {name}: {', '.join(f'{s:.2f}' for s in seconds)} s", flush=True)
+                results.setdefault((interval, name), []).extend(seconds[1:])
     for name in configs:
         medians = {interval: statistics.median(results[(interval, name)]) for interval in polls}
         base = medians[polls[0]]
