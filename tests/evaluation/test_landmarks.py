@@ -438,3 +438,35 @@ def test_features_on_an_accelerator_are_the_hosts(monkeypatch):
     device = mapping.features(k_xz, rows_per_step=128)
     assert device.dtype == np.float64
     np.testing.assert_allclose(device, host, rtol=1e-12, atol=1e-12 * np.abs(host).max())
+
+
+def test_the_reports_stores_name_each_kernel_and_the_factor_that_makes_it(iris, tmp_path):
+    """report.json's scale.stores: stored K(X, Z) times ``scale`` is the chosen kernel that
+    ``rntk_core.gram(X, X[landmarks], **params)`` gives, for a family whose readout has
+    sigma_v != 1 (the stores hold sigma_v = 1)."""
+    import zarr
+
+    from rntk_core import gram
+    from rntk_core.evaluation.config import parse_config
+    from rntk_core.evaluation.evaluate import evaluate_dataset
+    from rntk_core.evaluation.protocol import normalise
+
+    config = parse_config({"families": ["RNN", "BI-RNN-AVG"], "sigma_u": [0.5], "sigma_b": [0.1], "layers": [1],
+                           "C": [1.0], "kinds": ["ntk"], "landmarks": 20, "selection_samples": 100})
+    report = evaluate_dataset(iris, config, out_dir=tmp_path, dtype="float64")
+    X, _ = normalise(iris.X, config.normalize)
+    stores = report["scale"]["stores"]
+    assert [store["fold"] for store in stores] == [0, 1, 2, 3]
+    scales = set()
+    for store in stores:
+        stored = zarr.open_array(str(tmp_path / store["file"]), mode="r")
+        landmarks = np.load(tmp_path / "scale" / f"landmarks-fold{store['fold']}.npy")
+        assert {f for kernel in store["kernels"] for f in kernel["families"]} == {"RNN", "BI-RNN-AVG"}
+        for kernel in store["kernels"]:
+            [family] = kernel["families"]
+            params = report["families"][family]["chosen"][0]["params"]
+            expected = gram(X, X[landmarks], **params)
+            assert np.allclose(stored[kernel["index"]] * kernel["scale"], expected, rtol=1e-10, atol=1e-12), family
+            assert kernel["kernel"] in report["scale"]["nystrom_error"]
+            scales.add(round(kernel["scale"], 6))
+    assert len(scales) == 2  # RNN's 1 and BI-RNN-AVG's sigma_v^2: the factor matters

@@ -295,7 +295,8 @@ def evaluate_landmarks(
                   "nystrom_error_max": round(max(errors.values()), 6) if errors else None,
                   "selection_samples": int(wanted.size),
                   "training_samples": [int(len(train)) for train, _ in splits.folds],
-                  "blocks": {"rows_per_block": run.block_rows, **blocks}},
+                  "blocks": {"rows_per_block": run.block_rows, **blocks},
+                  **({"stores": _stores_described(chosen, len(splits.folds), names)} if out_dir is not None else {})},
         "fits": run.fits,
         "timings": timings,
         "predictions": predictions,  # per family, per test fold
@@ -354,7 +355,7 @@ def _test(run: _Run, splits: Any, chosen: Mapping[str, Candidate],
     the test predictions per family, the Nystrom error per kernel, and the blocks (total and
     by worker)."""
     y, config = run.y, run.config
-    finals = list(dict.fromkeys(candidate.model for candidate in chosen.values()))
+    finals = _finals(chosen)
     fold_landmarks = []
     for fold, (train, _) in enumerate(splits.folds):
         fold_landmarks.append(_landmarks(np.asarray(train), y, run.rows.X, config, config.seed + 1 + fold))
@@ -389,6 +390,28 @@ def _test(run: _Run, splits: Any, chosen: Mapping[str, Candidate],
         run.report("test", fold + 1, len(splits.folds))
     _install_stores(run, stores)
     return fold_accuracy, predictions, errors, {**blocks, "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _finals(chosen: Mapping[str, Candidate]) -> list[Any]:
+    """The chosen kernels, once each, in the order their stores are numbered."""
+    return list(dict.fromkeys(candidate.model for candidate in chosen.values()))
+
+
+def _stores_described(chosen: Mapping[str, Candidate], folds: int, names: Mapping[Any, str]) -> list[dict[str, Any]]:
+    """report.json's ``scale.stores``: each K(X, Z) store's file and, per kernel index, the
+    kernel, its families, and the factor its stored values take to be that kernel (the
+    stores hold sigma_v = 1; the families' readouts scale by sigma_v^2)."""
+    described = []
+    for fold in range(folds):
+        for number, group in enumerate(_groups(_finals(chosen)).values()):
+            if isinstance(group[0], RbfKernel):
+                continue
+            described.append({"file": f"scale/fold{fold}-k_xz-{number}.zarr", "fold": fold, "kernels": [
+                {"index": index, "families": [family for family, c in chosen.items() if c.model == model],
+                 "kernel": names[model],
+                 "scale": float(model.sigma_v ** 2)}
+                for index, model in enumerate(group)]})
+    return described
 
 
 def _block_stores(run: _Run, models: Sequence[Any], fold_landmarks: Sequence[np.ndarray]) -> dict[tuple, StoreJob]:
