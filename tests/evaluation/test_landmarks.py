@@ -470,3 +470,23 @@ def test_the_reports_stores_name_each_kernel_and_the_factor_that_makes_it(iris, 
             assert kernel["kernel"] in report["scale"]["nystrom_error"]
             scales.add(round(kernel["scale"], 6))
     assert len(scales) == 2  # RNN's 1 and BI-RNN-AVG's sigma_v^2: the factor matters
+
+
+def test_a_landmark_run_reports_its_stages_in_the_order_the_overall_fraction_weighs_them(iris, tmp_path):
+    """kernels, validation, blocks, test (from 0, before the first fold's work), report: each
+    advances the overall fraction of the job's estimate, which never goes back."""
+    from rntk_core.evaluation.config import parse_config
+    from rntk_core.evaluation.cost import estimate_cost, overall_fraction
+    from rntk_core.evaluation.evaluate import evaluate_dataset
+
+    config = parse_config({"families": ["RNN", "RBF"], "sigma_u": [0.5], "sigma_b": [0.1], "layers": [1],
+                           "C": [1.0, 100.0], "landmarks": 20, "selection_samples": 100, "block_rows": 64})
+    events: list[tuple[str, int, int]] = []
+    evaluate_dataset(iris, config, out_dir=tmp_path, on_progress=lambda *event: events.append(event))
+    stages = list(dict.fromkeys(stage for stage, _, _ in events))
+    assert stages == ["kernels", "validation", "blocks", "test", "report"], stages
+    first_test = next(index for index, (stage, _, _) in enumerate(events) if stage == "test")
+    assert events[first_test] == ("test", 0, 4)
+    weights = estimate_cost(iris.n_samples, iris.n_steps, config).stage_seconds()
+    fractions = [overall_fraction(weights, *event) for event in events]
+    assert fractions == sorted(fractions) and fractions[-1] > fractions[0]

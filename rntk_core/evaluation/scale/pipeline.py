@@ -368,6 +368,7 @@ def _test(run: _Run, splits: Any, chosen: Mapping[str, Candidate],
     fold_accuracy: dict[str, list[float]] = {family: [] for family in chosen}
     predictions: dict[str, list[np.ndarray]] = {family: [] for family in chosen}
     errors: dict[Any, float] = {}
+    run.report("test", 0, len(splits.folds))  # the folds' time is the test stage's, not the blocks'
     for fold, (train, test) in enumerate(splits.folds):
         train, test = np.asarray(train), np.asarray(test)
         # One kernel's K(X, Z) and features at a time: memory is one kernel's, not the grid's.
