@@ -144,6 +144,9 @@ class JobRecord(BaseModel):
     summary: dict[str, FamilySummary] | None = None
     attempts: int = 0
     cost: JobCost | None = None
+    #: the estimate redone by the worker once the dataset was loaded: its protocol's folds and
+    #: selection pairs, the worker's own rates; the weights of the job's progress and ETAs
+    run_cost: JobCost | None = None
     requeues: list[Requeue] = Field(default_factory=list)
     cancel_requested: bool = False
     worker: str | None = None

@@ -175,6 +175,8 @@ def summarise(report: Report) -> dict[str, FamilySummary]:
 def own_estimate(record: JobRecord) -> JobCost | None:
     """The record's estimate made again with this worker's own rates (its calibration), for
     the ETAs; the submit-time one (the slowest worker's) when this worker has none."""
+    if record.run_cost is not None:
+        return record.run_cost
     constants = calibration.local_constants()
     if record.cost is None or constants is None:
         return record.cost
@@ -201,6 +203,10 @@ class OverallProgress:
         self.fraction = resumed.progress.overall if resumed is not None else 0.0
         before = time.time() - resumed.started_at if resumed is not None and resumed.started_at else 0.0
         self.origin = self.started - max(before, 0.0)
+
+    def reweigh(self, estimate: JobCost) -> None:
+        """Weights and expected seconds from a better estimate; the fraction never goes back."""
+        self.weights, self.expected = estimate.stage_seconds, float(estimate.seconds or 0.0)
 
     def update(self, stage: str, done: int, total: int) -> tuple[float, float]:
         from rntk_core.evaluation.cost import eta_seconds, overall_fraction
@@ -229,7 +235,7 @@ class Attempt:
 
     def __init__(self, store: Store, record: JobRecord, settings: Settings, watch: StallWatch | None,
                  resumed: bool = False) -> None:
-        self.store, self.job_id, self.watch = store, record.id, watch
+        self.store, self.job_id, self.watch, self.message_id = store, record.id, watch, record.message_id
         self.phases = PhaseClock(record.phase_seconds if resumed else None)
         self.overall = OverallProgress(own_estimate(record), resumed=record if resumed else None)
         self.deadline = time.monotonic() + settings.job_time_limit_s
@@ -251,6 +257,29 @@ class Attempt:
             rec.phase_seconds = phases.seconds()
 
         self.store.update_job(self.job_id, report_progress)
+
+    def refine_estimate(self, dataset: Any, config: Any) -> None:
+        """The estimate again, now that the dataset is loaded: its protocol's test folds and
+        selection pairs (a TRAIN/TEST archive has 1 fold and a CV, not the UCI protocol's 4
+        folds and one holdout) at this worker's rates. Weighs this attempt's progress and
+        goes into the record (``run_cost``) for the job's block tasks and continuation."""
+        from rntk_core.evaluation.cost import DEFAULT_CONSTANTS, estimate_cost
+        from rntk_core.evaluation.protocol import protocol_shape
+
+        try:
+            shape = protocol_shape(dataset, config)
+            cost = estimate_cost(dataset.n_samples, dataset.n_steps, config, lengths=dataset.lengths,
+                                 constants=calibration.local_constants() or DEFAULT_CONSTANTS, **shape)
+        except (ValueError, TypeError):  # a dataset the protocol refuses: the evaluation says why
+            return
+        refined = JobCost.model_validate(cost.as_dict())
+        self.overall.reweigh(refined)
+
+        def note(rec: JobRecord) -> None:
+            if rec.message_id == self.message_id:
+                rec.run_cost = refined
+
+        self.store.update_job(self.job_id, note)
 
     def should_cancel(self) -> bool:
         if time.monotonic() > self.deadline:
@@ -282,6 +311,7 @@ def _evaluate(store: Store, record: JobRecord, settings: Settings, attempt: Atte
     limits = DatasetLimits(max_samples=settings.max_samples, max_steps=settings.max_steps)
     dataset = load_for_job(path, features_per_step=config.features_per_step, limits=limits)
     attempt.check_cancel()
+    attempt.refine_estimate(dataset, config)
     gram_mode = record.artifacts.gram
     started = attempt.overall.started
     dense_blocks = runner is not None and dense_fans_out(dataset.n_samples, dataset.n_steps, config, settings)

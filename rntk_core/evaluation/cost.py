@@ -269,7 +269,8 @@ def grid_seconds(n_samples: int, steps: int, config: Any, *, seconds_per_cell: f
 
 def estimate_cost(n_samples: int, steps: int, config: Any, *,
                   constants: CostConstants = DEFAULT_CONSTANTS, train_samples: int | None = None,
-                  lengths: Sequence[int] | np.ndarray | None = None) -> CostEstimate:
+                  lengths: Sequence[int] | np.ndarray | None = None, test_folds: int = N_FOLDS,
+                  selection_pairs: int = 1) -> CostEstimate:
     """Count the grids, kernels and fits of evaluating (N, T) data with ``config``.
 
     Args:
@@ -281,11 +282,17 @@ def estimate_cost(n_samples: int, steps: int, config: Any, *,
         train_samples: the training series of a predefined TRAIN/TEST split (1-NN distances
             go to those only); None: cross-validation over all N.
         lengths: the series' lengths, when unequal (1NN-DTW's pairs cost their own).
+        test_folds, selection_pairs: the protocol's test folds and the (fit, score) pairs that
+            select (:func:`..protocol.protocol_shape`); the defaults are the UCI protocol's
+            (4 folds, one validation split), which is all a dataset's stored shape tells.
     """
     if n_samples < 1 or steps < 1:
         raise ValueError(f"need N >= 1 and T >= 1, got N={n_samples}, T={steps}")
+    folds, pairs_k = max(1, int(test_folds)), max(1, int(selection_pairs))
+    # rows of a test fold's fit, and of a selection fit (half of N on the UCI holdout)
+    fold_rows = float(train_samples) if train_samples and folds == 1 else 0.75 * n_samples
     if getattr(config, "landmarks", 0):
-        return _landmark_cost(n_samples, steps, config, constants)
+        return _landmark_cost(n_samples, steps, config, constants, folds, pairs_k, fold_rows)
     grids, kernels, recurrent_fits = _recurrent_counts(config, steps)
     baseline_models, baseline_fits = _baseline_counts(config)
     pairs = n_samples * (n_samples + 1) / 2  # only tiles on or above the diagonal
@@ -293,15 +300,15 @@ def estimate_cost(n_samples: int, steps: int, config: Any, *,
     kernel_seconds += baseline_models * pairs * 1e-8  # elementwise baseline kernels are cheap
     # 1-NN distances are computed on first use, in the validation fits.
     nearest = nearest_seconds(n_samples, steps, config, train_samples=train_samples, lengths=lengths)
-    validation_fits = recurrent_fits + baseline_fits
+    validation_fits = (recurrent_fits + baseline_fits) * pairs_k
     nearest_families = sum(1 for family in config.families if family in _NEAREST)
-    test_fits = N_FOLDS * len(config.families)
-    train = n_samples / 2
+    test_fits = folds * len(config.families)
+    train = _selection_rows(n_samples, fold_rows, pairs_k)
     per_fit = max(SECONDS_PER_FIT_MIN, constants.seconds_per_fit_sample2 * train * train)
-    fold_fit = max(SECONDS_PER_FIT_MIN, constants.seconds_per_fit_sample2 * (0.75 * n_samples) ** 2)
+    fold_fit = max(SECONDS_PER_FIT_MIN, constants.seconds_per_fit_sample2 * fold_rows ** 2)
     argmin = SECONDS_PER_ARGMIN * n_samples * n_samples  # one 1-NN fit, at most N x N
-    validation_seconds = validation_fits * per_fit + nearest + nearest_families * argmin
-    test_seconds = (test_fits - N_FOLDS * nearest_families) * fold_fit + N_FOLDS * nearest_families * argmin
+    validation_seconds = validation_fits * per_fit + nearest + nearest_families * argmin * pairs_k
+    test_seconds = (test_fits - folds * nearest_families) * fold_fit + folds * nearest_families * argmin
     total = SECONDS_FIXED + kernel_seconds + validation_seconds + test_seconds + SECONDS_REPORT
     return CostEstimate(n_samples, steps, grids, kernels, baseline_models, validation_fits,
                         test_fits, round(kernel_seconds, 3), round(validation_seconds, 3),
@@ -376,10 +383,18 @@ def _linear_fit_seconds(rows: float, m: int, config: Any, constants: CostConstan
     return min(interior, libsvm)
 
 
-def _landmark_cost(n_samples: int, steps: int, config: Any, constants: CostConstants) -> CostEstimate:
+def _selection_rows(rows: float, fold_rows: float, pairs: int) -> float:
+    """Rows of one selection fit: half of ``rows`` on one holdout split, else (k - 1) / k of
+    the training part over k CV pairs."""
+    return rows / 2 if pairs == 1 else min(rows, fold_rows) * (pairs - 1) / pairs
+
+
+def _landmark_cost(n_samples: int, steps: int, config: Any, constants: CostConstants, folds: int = N_FOLDS,
+                   pairs: int = 1, fold_rows: float | None = None) -> CostEstimate:
     """Landmarks: the grid on the selection subsample against M landmarks, then the chosen
     kernels (one per family) on all N rows, per test fold; linear fits as
     :func:`_linear_fit_seconds`."""
+    fold_rows = 0.75 * n_samples if fold_rows is None else fold_rows
     grids, kernels, recurrent_fits = _recurrent_counts(config, steps)
     baseline_models, baseline_fits = _baseline_counts(config)
     m, seconds_per_cell = min(config.landmarks, n_samples), constants.seconds_per_cell
@@ -388,12 +403,13 @@ def _landmark_cost(n_samples: int, steps: int, config: Any, constants: CostConst
     kernel_seconds = _sweeps(config, steps) * selection * m * steps * settings * seconds_per_cell
     families = len(config.families)
     sweeps = sum(_family_sweeps(family) for family in config.families)  # the chosen kernels' blocks
-    block_seconds = N_FOLDS * sweeps * n_samples * m * steps * max(config.layers) * seconds_per_cell
+    block_seconds = folds * sweeps * n_samples * m * steps * max(config.layers) * seconds_per_cell
     kernel_seconds += block_seconds
-    validation_fits = recurrent_fits + baseline_fits
-    validation_seconds = validation_fits * _linear_fit_seconds(selection / 2, m, config, constants)
-    test_fits = N_FOLDS * families
-    test_seconds = test_fits * _linear_fit_seconds(0.75 * n_samples, m, config, constants)
+    validation_fits = (recurrent_fits + baseline_fits) * pairs
+    selection_rows = _selection_rows(selection, selection * fold_rows / n_samples, pairs)
+    validation_seconds = validation_fits * _linear_fit_seconds(selection_rows, m, config, constants)
+    test_fits = folds * families
+    test_seconds = test_fits * _linear_fit_seconds(fold_rows, m, config, constants)
     total = SECONDS_FIXED + kernel_seconds + validation_seconds + test_seconds + SECONDS_REPORT
     return CostEstimate(n_samples, steps, grids, kernels, baseline_models, validation_fits, test_fits,
                         round(kernel_seconds, 3), round(validation_seconds, 3), round(test_seconds, 3),

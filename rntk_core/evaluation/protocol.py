@@ -37,6 +37,7 @@ __all__ = [
     "accuracy",
     "majority_vote",
     "normalise",
+    "protocol_shape",
     "resolve_splits",
     "select_ties",
     "stratified_splits",
@@ -157,6 +158,17 @@ class Selection:
     def split_name(self, index: int) -> str:
         """The fit cache's name for pair ``index``: "validation", or "cv0", "cv1", ..."""
         return "validation" if self.method == "holdout" else f"cv{index}"
+
+
+def protocol_shape(dataset: Dataset, config: Any) -> dict[str, int | None]:
+    """What the cost model needs of ``config``'s protocol on ``dataset``
+    (:func:`..cost.estimate_cost`'s ``test_folds``, ``selection_pairs`` and
+    ``train_samples``, the last for one predefined TRAIN/TEST split only)."""
+    splits, _ = resolve_splits(dataset, config.protocol, config.seed)
+    pairs = selection_pairs(splits, dataset.y, dataset.classes, config.cv_folds, config.seed).pairs
+    folds = len(splits.folds)
+    return {"test_folds": folds, "selection_pairs": len(pairs),
+            "train_samples": len(splits.folds[0][0]) if folds == 1 else None}
 
 
 def selection_pairs(splits: Splits, y: np.ndarray, classes: np.ndarray, folds: int, seed: int) -> Selection:

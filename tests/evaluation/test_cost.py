@@ -88,6 +88,30 @@ def test_more_landmarks_than_samples_cost_what_every_row_as_a_landmark_costs():
     assert many.seconds == all_rows.seconds
 
 
+@pytest.mark.parametrize("landmarks", [0, 64])
+def test_an_archives_one_test_fold_and_cv_selection_are_costed_as_they_run(landmarks):
+    """A TRAIN/TEST archive: 1 test fold fitted on TRAIN, and each configuration fitted on k CV
+    pairs; the defaults stay the UCI protocol's (4 folds, one holdout)."""
+    from rntk_core.evaluation.datasets import load_dataset
+    from rntk_core.evaluation.protocol import protocol_shape
+    from tests.helpers import TS_DATA
+
+    config = parse_config({"families": ["RNN", "RBF"], "sigma_u": [0.5], "sigma_b": [0.1], "layers": [1],
+                           "C": [1, 100], "landmarks": landmarks})
+    dataset = load_dataset(TS_DATA / "GunPoint.zip")
+    shape = protocol_shape(dataset, config)
+    assert shape == {"test_folds": 1, "selection_pairs": config.cv_folds, "train_samples": 50}
+    uci = estimate_cost(dataset.n_samples, dataset.n_steps, config)
+    assert uci == estimate_cost(dataset.n_samples, dataset.n_steps, config, test_folds=4, selection_pairs=1)
+    archive = estimate_cost(dataset.n_samples, dataset.n_steps, config, **shape)
+    assert archive.test_fits == 2 and uci.test_fits == 8
+    assert archive.validation_fits == config.cv_folds * uci.validation_fits
+    if landmarks:  # one fold's K(X, Z) blocks, not four
+        assert archive.block_seconds == pytest.approx(uci.block_seconds / 4, abs=1e-3) and archive.block_seconds > 0
+    iris_shape = protocol_shape(load_dataset(UCI / "iris"), config)
+    assert iris_shape == {"test_folds": 4, "selection_pairs": 1, "train_samples": None}
+
+
 def test_a_dense_jobs_blocks_and_forests_count_as_their_stages():
     from rntk_core.evaluation.cost import STAGES, overall_fraction
 

@@ -205,3 +205,31 @@ def test_a_resumed_job_goes_on_from_its_records_progress(tmp_path: Path) -> None
     blocks = blocks_progress(record, 3, 4)
     assert blocks.stage == "blocks" and (blocks.done, blocks.total) == (3, 4)
     assert blocks.overall >= 0.7 and blocks.eta_s is not None and blocks.eta_s > 0
+
+
+def test_a_job_reweighs_its_progress_by_its_datasets_protocol(tmp_path: Path) -> None:
+    """Once loaded, a TRAIN/TEST archive's job is estimated with 1 test fold and CV selection
+    (not the UCI protocol's 4 folds and one holdout): the attempt's weights, and the record's
+    ``run_cost``, which the job's block tasks and continuation then weigh by."""
+    from rntk_core.evaluation.datasets import load_dataset
+    from tests.helpers import TS_DATA
+    from worker.jobs import JobCost, JobRecord, Store
+    from worker.settings import Settings
+    from worker.tasks import Attempt, blocks_progress, own_estimate
+
+    config = parse_config({**SMALL_CONFIG, "landmarks": 32})
+    dataset = load_dataset(TS_DATA / "GunPoint.zip")
+    submitted = JobCost.model_validate(estimate_cost(dataset.n_samples, dataset.n_steps, config).as_dict())
+    store = Store(tmp_path)
+    record = store.create_job(JobRecord(id=store.new_job_id(), owner="anonymous", dataset_id="0" * 64,
+                                        config=config, cost=submitted))
+    attempt = Attempt(store, record, Settings(data_dir=tmp_path), None)
+    attempt.refine_estimate(dataset, config)
+    stored = store.read_job(record.id)
+    assert stored.run_cost is not None and stored.run_cost.test_fits == len(config.families)
+    assert submitted.test_fits == 4 * len(config.families)
+    assert stored.run_cost.validation_fits == config.cv_folds * submitted.validation_fits
+    assert attempt.overall.weights == stored.run_cost.stage_seconds != submitted.stage_seconds
+    assert own_estimate(stored) == stored.run_cost
+    fraction = blocks_progress(stored, 1, 2).overall
+    assert fraction == pytest.approx(attempt.overall.update("blocks", 1, 2)[0], abs=1e-4)
