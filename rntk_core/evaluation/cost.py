@@ -365,22 +365,22 @@ def _libsvm_rows(n_samples: int, config: Any) -> int:
     return min(max(min(n_samples, config.selection_samples), math.ceil(0.75 * n_samples)), LINEAR_KERNEL_ROWS)
 
 
-def _linear_fit_seconds(rows: float, m: int, config: Any, constants: CostConstants) -> float:
-    """One linear fit of ``rows`` training rows on M features: the interior point's ~25
-    iterations of O(rows M^2), or, where libsvm takes it (on a CPU), whichever is less:
-    forming Phi Phi' and one precomputed-kernel fit, or past LINEAR_KERNEL_ROWS rows about one
-    such fit on that many (each pair's working sets) plus the margins of every row (measured:
-    5 s per C at 20,000 rows, 13 s at 80,000, M = 512, 4 classes, 2 cores). The estimate
-    does not know the backend."""
-    interior = rows * min(m, rows) ** 2 * 25 * 2 * 3e-10
+def _linear_fit_seconds(rows: float, m: int, config: Any, constants: CostConstants, cs: int = 1) -> float:
+    """Linear fits of ``cs`` values of C on one feature matrix of ``rows`` training rows and M
+    features: the interior point's ~25 iterations of O(rows M^2) per C, or, where libsvm
+    takes it (on a CPU), whichever is less: forming Phi Phi' once and one precomputed-kernel
+    fit per C, or past LINEAR_KERNEL_ROWS rows, per C, about one such fit on that many (each
+    pair's working sets) plus the margins of every row (measured: 5 s per C at 20,000 rows,
+    13 s at 80,000, M = 512, 4 classes, 2 cores). The estimate does not know the backend."""
+    interior = cs * rows * min(m, rows) ** 2 * 25 * 2 * 3e-10
     if getattr(config, "solver", "auto") == "jax":
         return interior
     kernel_rows = min(rows, LINEAR_KERNEL_ROWS)
-    libsvm = 2 * kernel_rows * kernel_rows * m * 1e-10 + max(
-        SECONDS_PER_FIT_MIN, constants.seconds_per_fit_sample2 * kernel_rows * kernel_rows)
+    form = 2 * kernel_rows * kernel_rows * m * 1e-10
+    fit = max(SECONDS_PER_FIT_MIN, constants.seconds_per_fit_sample2 * kernel_rows * kernel_rows)
     if rows > LINEAR_KERNEL_ROWS:
-        libsvm += rows * m * 1e-8
-    return min(interior, libsvm)
+        return min(interior, cs * (form + fit + rows * m * 1e-8))
+    return min(interior, form + cs * fit)
 
 
 def _selection_rows(rows: float, fold_rows: float, pairs: int) -> float:
@@ -407,7 +407,8 @@ def _landmark_cost(n_samples: int, steps: int, config: Any, constants: CostConst
     kernel_seconds += block_seconds
     validation_fits = (recurrent_fits + baseline_fits) * pairs
     selection_rows = _selection_rows(selection, selection * fold_rows / n_samples, pairs)
-    validation_seconds = validation_fits * _linear_fit_seconds(selection_rows, m, config, constants)
+    models = (kernels + baseline_models) * pairs  # each fits every C on one feature matrix
+    validation_seconds = models * _linear_fit_seconds(selection_rows, m, config, constants, cs=len(config.C))
     test_fits = folds * families
     test_seconds = test_fits * _linear_fit_seconds(fold_rows, m, config, constants)
     total = SECONDS_FIXED + kernel_seconds + validation_seconds + test_seconds + SECONDS_REPORT
