@@ -106,6 +106,9 @@ class JobView(BaseModel):
     attempts: int = 0
     cost: dict[str, Any] | None = Field(default=None, description="The estimate made at submit time "
                                         "(rntk_core.evaluation.cost): kernels, fits, seconds.")
+    run_cost: dict[str, Any] | None = Field(default=None, description="The estimate redone by the worker once "
+                                            "the dataset was loaded (its protocol's folds and selection "
+                                            "pairs, the worker's rates): what the progress and ETAs weigh by.")
     requeues: list[Requeued] = Field(default_factory=list)
     cancel_requested: bool = False
     worker: str | None = None
@@ -120,12 +123,14 @@ class JobView(BaseModel):
         times = {name: iso(getattr(record, name)) for name in
                  ("created_at", "started_at", "finished_at", "updated_at", "enqueued_at")}
         # the typed parts as the record file holds them (config: the used settings only)
-        parts = record.model_dump(mode="json", include={"config", "artifacts", "summary", "cost", "timings"})
+        parts = record.model_dump(mode="json", include={"config", "artifacts", "summary", "cost", "run_cost",
+                                                          "timings"})
         return cls(
             id=record.id, dataset_id=record.dataset_id, dataset_name=record.dataset_name,
             config=parts["config"], artifacts=parts["artifacts"],
             state=record.state, progress=record.progress, error=record.error, summary=parts["summary"],
-            attempts=record.attempts, cost=parts["cost"], cancel_requested=record.cancel_requested, worker=record.worker,
+            attempts=record.attempts, cost=parts["cost"], run_cost=parts.get("run_cost"),
+            cancel_requested=record.cancel_requested, worker=record.worker,
             phase_seconds=record.phase_seconds, timings=parts["timings"],
             artifact_count=record.artifact_count,
             requeues=[Requeued(at=iso(entry.at), reason=entry.reason) for entry in record.requeues],

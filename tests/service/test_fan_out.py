@@ -93,6 +93,8 @@ def test_embedded_mode_runs_the_blocks_as_a_chord_on_a_file_result_backend(servi
                                                                 for j in seen]
     assert all(j["progress"]["eta_s"] is not None and j["progress"]["overall"] > 0 for j in seen
                if j["state"] == "running" and j["progress"]["stage"] == "blocks"), seen
+    # the worker's estimate with the loaded dataset's protocol (stratified: 4 folds, one holdout)
+    assert job["run_cost"]["method"] == "landmarks" and job["run_cost"]["test_fits"] == 4 * len(CONFIG["families"])
     report = _report(client, job_id)
     blocks = _blocks(report)
     assert sum(blocks["by_worker"].values()) == blocks["total"], blocks  # each block computed once
