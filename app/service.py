@@ -129,9 +129,13 @@ def ingest(store: Store, settings: Settings, owner: str, path: Path, *, sha256: 
     existing = store.dataset_meta(owner, dataset_id)
     if existing is not None:
         return existing
+    splits = dataset.splits
+    folds = len(splits.folds) if splits is not None else None
     meta = DatasetMeta(id=dataset_id, sha256=sha256, name=dataset.name, format=dataset.format,
                        n_samples=dataset.n_samples, n_steps=dataset.n_steps,
                        n_features=dataset.n_features, n_classes=dataset.n_classes,
+                       test_folds=folds, selection=splits.selection if splits is not None else None,
+                       train_samples=len(splits.folds[0][0]) if folds == 1 else None,
                        filename=filename, file=filename, size=size, created_at=now())
     return store.commit_dataset(owner, dataset_id, path, meta)
 
@@ -186,7 +190,18 @@ def estimate_job(store: Store, owner: str, job: JobRequest, settings: Settings |
     config = job.config
     constants = fleet_constants(settings) if settings is not None else DEFAULT_CONSTANTS
     return estimate_cost(int(meta.n_samples or 1), steps_with(meta, config.features_per_step), config,
-                         constants=constants)
+                         constants=constants, **protocol_of(meta, config))
+
+
+def protocol_of(meta: DatasetMeta, config: EvaluationConfig) -> dict[str, Any]:
+    """The cost model's view of ``config``'s protocol on a stored dataset (as
+    :func:`rntk_core.evaluation.protocol.protocol_shape` on the loaded one, without loading
+    it): its predefined splits' test folds and selection, else the stratified protocol's 4
+    folds and one holdout. A CV's k is the config's (a class smaller than k lowers it)."""
+    if config.protocol == "stratified" or not meta.test_folds:
+        return {}
+    return {"test_folds": meta.test_folds, "selection_pairs": config.cv_folds if meta.selection == "cv" else 1,
+            "train_samples": meta.train_samples}
 
 
 def submit_job(store: Store, settings: Settings, celery: Any, owner: str, body: Any) -> JobRecord:
@@ -211,11 +226,13 @@ def steps_with(meta: DatasetMeta, features_per_step: int) -> int:
 
 
 def fit_to_worker(config: EvaluationConfig, n_samples: int, steps: int, settings: Settings,
-                  constants: CostConstants = DEFAULT_CONSTANTS) -> tuple[EvaluationConfig, CostEstimate]:
-    """The config to run and its cost (seconds at ``constants``' rates), refused (422) when
-    its memory estimate is over a worker's: a dense job too large goes to landmarks under
-    ``scale: auto``."""
-    cost = estimate_cost(n_samples, steps, config, constants=constants)
+                  constants: CostConstants = DEFAULT_CONSTANTS,
+                  protocol: dict[str, Any] | None = None) -> tuple[EvaluationConfig, CostEstimate]:
+    """The config to run and its cost (seconds at ``constants``' rates; ``protocol``: as
+    :func:`protocol_of`), refused (422) when its memory estimate is over a worker's: a dense
+    job too large goes to landmarks under ``scale: auto``."""
+    protocol = protocol or {}
+    cost = estimate_cost(n_samples, steps, config, constants=constants, **protocol)
     limit = settings.worker_memory_bytes
     if cost.method == "dense" and cost.host_bytes > limit:
         if config.scale == "dense" or not set(config.families) <= set(LANDMARK_FAMILIES):
@@ -227,7 +244,7 @@ def fit_to_worker(config: EvaluationConfig, n_samples: int, steps: int, settings
                           f"it with \"landmarks\": {AUTO_LANDMARKS} (Nystrom features: memory linear in N) and "
                           f"the families {', '.join(LANDMARK_FAMILIES)}")
         config = config.model_copy(update={"landmarks": AUTO_LANDMARKS})
-        cost = estimate_cost(n_samples, steps, config, constants=constants)
+        cost = estimate_cost(n_samples, steps, config, constants=constants, **protocol)
     if cost.host_bytes > limit:
         raise Invalid(f"the job needs about {gigabytes(cost.host_bytes)} of memory, over a worker's "
                       f"{gigabytes(limit)} (RNTK_WORKER_MEMORY_MB); use fewer landmarks or smaller block_rows")
@@ -241,7 +258,8 @@ def create_job(store: Store, settings: Settings, celery: Any, owner: str, job: J
     config = job.config
     n_samples, steps = meta.n_samples, steps_with(meta, config.features_per_step)
     # the live workers' rates (the slowest's: any of them may take the job), else the 2-core CPU's
-    config, cost = fit_to_worker(config, n_samples, steps, settings, fleet_constants(settings))
+    config, cost = fit_to_worker(config, n_samples, steps, settings, fleet_constants(settings),
+                                 protocol_of(meta, config))
     if not cost.seconds <= settings.max_job_seconds:
         raise Invalid(f"the job's estimated cost, {cost.describe()}, is over the limit of "
                       f"{settings.max_job_seconds:g} s (RNTK_MAX_JOB_SECONDS); use smaller grids")

@@ -89,6 +89,12 @@ class DatasetMeta(Recorded):
     n_steps: int
     n_features: int | None = None
     n_classes: int | None = None
+    #: predefined splits (a UCI folder, a TRAIN/TEST archive, an .npz with splits): their test
+    #: folds, how they select ("holdout" or "cv") and, for one TRAIN/TEST split, TRAIN's size;
+    #: None for a dataset without (the stratified protocol) or stored before these existed
+    test_folds: int | None = None
+    selection: str | None = None
+    train_samples: int | None = None
     filename: str | None = None
     file: str = Field(description="The data file's name in the dataset's folder.")
     size: int | None = None

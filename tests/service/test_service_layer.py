@@ -254,3 +254,39 @@ def test_the_embedded_broker_polls_at_its_setting(tmp_path) -> None:
     with app.connection_for_write() as connection:
         assert connection.transport.polling_interval == 0.25
     assert Settings(data_dir=tmp_path, broker_url=None).embedded_poll_s == 0.1
+
+
+def test_the_submit_estimate_knows_a_stored_datasets_protocol(tmp_path) -> None:
+    """An uploaded TRAIN/TEST archive is priced with its 1 test fold and k-fold CV selection,
+    a UCI folder with 4 folds and one holdout (the defaults), and ``protocol: stratified``
+    ignores predefined splits, as the run does."""
+    import shutil
+    import zipfile
+
+    from app.service import estimate_job, ingest, parse_job_request
+    from rntk_core.evaluation.config import parse_config
+    from rntk_core.evaluation.cost import estimate_cost
+    from tests.helpers import TS_DATA, UCI
+    from worker.jobs import Store
+    from worker.settings import Settings
+
+    settings, store = Settings(data_dir=tmp_path / "data"), Store(tmp_path / "data")
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    archive = uploads / "GunPoint.zip"
+    shutil.copy(TS_DATA / "GunPoint.zip", archive)
+    iris = uploads / "iris.zip"
+    with zipfile.ZipFile(iris, "w") as packed:
+        for path in sorted((UCI / "iris").iterdir()):
+            packed.write(path, f"iris/{path.name}")
+    config = {"families": ["RNN", "RBF"], "sigma_u": [0.5], "sigma_b": [0.1], "layers": [1], "C": [1, 100]}
+    for path, folds, selection in ((archive, 1, "cv"), (iris, 4, "holdout")):
+        meta = ingest(store, settings, "anonymous", path, sha256="0" * 64, size=path.stat().st_size)
+        assert (meta.test_folds, meta.selection) == (folds, selection)
+        for protocol, expected_folds in (("auto", folds), ("stratified", 4)):
+            job = parse_job_request({"dataset_id": meta.id, "config": {**config, "protocol": protocol}})
+            cost = estimate_job(store, "anonymous", job)
+            assert cost.test_fits == expected_folds * 2, (path.name, protocol)
+            pairs = 1 if protocol == "stratified" or selection == "holdout" else parse_config(config).cv_folds
+            uci = estimate_cost(meta.n_samples, meta.n_steps, parse_config(config))
+            assert cost.validation_fits == pairs * uci.validation_fits
