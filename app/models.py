@@ -64,6 +64,10 @@ class DatasetView(BaseModel):
     n_steps: int
     n_features: int
     n_classes: int
+    test_folds: int | None = Field(default=None, description="Test folds of the dataset's predefined splits "
+                                   "(4 for a UCI folder, 1 for TRAIN/TEST); None: the stratified protocol's 4.")
+    selection: str | None = Field(default=None, description="How its predefined splits select hyperparameters: "
+                                  "\"holdout\" (a validation part) or \"cv\" (k folds inside TRAIN).")
     sha256: str = Field(description="sha256 of the uploaded file's bytes.")
     filename: str
     size: int

@@ -21,6 +21,7 @@ def test_ts_uploads(service_factory) -> None:
     view = response.json()
     assert (view["format"], view["n_samples"], view["n_steps"], view["n_features"], view["n_classes"]) == (
         "ts", 640, 29, 12, 9)
+    assert (view["test_folds"], view["selection"]) == (1, "cv")  # TRAIN/TEST: one fold, CV inside TRAIN
 
     single = "\n".join(archive_ts_lines("ItalyPowerDemand", "TRAIN")).encode()
     response = client.post("/datasets", files={"file": ("ItalyPowerDemand_TRAIN.ts", single)})
