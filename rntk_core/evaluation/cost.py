@@ -406,7 +406,8 @@ def _landmark_cost(n_samples: int, steps: int, config: Any, constants: CostConst
     block_seconds = folds * sweeps * n_samples * m * steps * max(config.layers) * seconds_per_cell
     kernel_seconds += block_seconds
     validation_fits = (recurrent_fits + baseline_fits) * pairs
-    selection_rows = _selection_rows(selection, selection * fold_rows / n_samples, pairs)
+    # a CV selects on a subsample of TRAIN (at most selection_samples rows), a holdout on its halves
+    selection_rows = _selection_rows(selection, min(config.selection_samples, fold_rows), pairs)
     models = (kernels + baseline_models) * pairs  # each fits every C on one feature matrix
     validation_seconds = models * _linear_fit_seconds(selection_rows, m, config, constants, cs=len(config.C))
     test_fits = folds * families
