@@ -190,8 +190,11 @@ def _sweeps(config: Any, steps: int) -> int:
 
 
 def _family_sweeps(family: str) -> int:
-    """Sweeps of one family's chosen kernel: two for the bidirectional families, else one."""
-    return 2 if "bi" in _RECURRENT.get(family, ("", ()))[1] else 1
+    """Sweeps of one family's chosen kernel: two for the bidirectional families, one for the
+    other recurrent ones, none for RBF (its K(X, Z) is computed from the rows, not in blocks)."""
+    if family not in _RECURRENT:
+        return 0
+    return 2 if "bi" in _RECURRENT[family][1] else 1
 
 
 def _baseline_counts(config: Any) -> tuple[int, int]:

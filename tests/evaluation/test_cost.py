@@ -106,8 +106,10 @@ def test_an_archives_one_test_fold_and_cv_selection_are_costed_as_they_run(landm
     archive = estimate_cost(dataset.n_samples, dataset.n_steps, config, **shape)
     assert archive.test_fits == 2 and uci.test_fits == 8
     assert archive.validation_fits == config.cv_folds * uci.validation_fits
-    if landmarks:  # one fold's K(X, Z) blocks, not four
+    if landmarks:  # one fold's K(X, Z) blocks, not four; RNN's only (RBF's K(X, Z) is not in blocks)
         assert archive.block_seconds == pytest.approx(uci.block_seconds / 4, abs=1e-3) and archive.block_seconds > 0
+        rnn_only = estimate_cost(dataset.n_samples, dataset.n_steps, config.model_copy(update={"families": ["RNN"]}))
+        assert uci.block_seconds == rnn_only.block_seconds
     iris_shape = protocol_shape(load_dataset(UCI / "iris"), config)
     assert iris_shape == {"test_folds": 4, "selection_pairs": 1, "train_samples": None}
 
