@@ -173,8 +173,9 @@ def summarise(report: Report) -> dict[str, FamilySummary]:
 
 
 def own_estimate(record: JobRecord) -> JobCost | None:
-    """The record's estimate made again with this worker's own rates (its calibration), for
-    the ETAs; the submit-time one (the slowest worker's) when this worker has none."""
+    """The estimate a job's ETAs weigh by: the record's ``run_cost`` once a worker has loaded
+    its dataset, else the submit-time one made again with this worker's own rates (its
+    calibration), else the submit-time one itself (the slowest worker's)."""
     if record.run_cost is not None:
         return record.run_cost
     constants = calibration.local_constants()

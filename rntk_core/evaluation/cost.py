@@ -306,7 +306,7 @@ def estimate_cost(n_samples: int, steps: int, config: Any, *,
     validation_fits = (recurrent_fits + baseline_fits) * pairs_k
     nearest_families = sum(1 for family in config.families if family in _NEAREST)
     test_fits = folds * len(config.families)
-    train = _selection_rows(n_samples, fold_rows, pairs_k)
+    train = _selection_fit_rows(n_samples, fold_rows, pairs_k)
     per_fit = max(SECONDS_PER_FIT_MIN, constants.seconds_per_fit_sample2 * train * train)
     fold_fit = max(SECONDS_PER_FIT_MIN, constants.seconds_per_fit_sample2 * fold_rows ** 2)
     argmin = SECONDS_PER_ARGMIN * n_samples * n_samples  # one 1-NN fit, at most N x N
@@ -386,18 +386,17 @@ def _linear_fit_seconds(rows: float, m: int, config: Any, constants: CostConstan
     return min(interior, form + cs * fit)
 
 
-def _selection_rows(rows: float, fold_rows: float, pairs: int) -> float:
+def _selection_fit_rows(rows: float, fold_rows: float, pairs: int) -> float:
     """Rows of one selection fit: half of ``rows`` on one holdout split, else (k - 1) / k of
     the training part over k CV pairs."""
     return rows / 2 if pairs == 1 else min(rows, fold_rows) * (pairs - 1) / pairs
 
 
-def _landmark_cost(n_samples: int, steps: int, config: Any, constants: CostConstants, folds: int = N_FOLDS,
-                   pairs: int = 1, fold_rows: float | None = None) -> CostEstimate:
+def _landmark_cost(n_samples: int, steps: int, config: Any, constants: CostConstants, folds: int,
+                   pairs: int, fold_rows: float) -> CostEstimate:
     """Landmarks: the grid on the selection subsample against M landmarks, then the chosen
-    kernels (one per family) on all N rows, per test fold; linear fits as
-    :func:`_linear_fit_seconds`."""
-    fold_rows = 0.75 * n_samples if fold_rows is None else fold_rows
+    kernels (one per family) on all N rows, per test fold (``fold_rows`` training rows each);
+    linear fits as :func:`_linear_fit_seconds`."""
     grids, kernels, recurrent_fits = _recurrent_counts(config, steps)
     baseline_models, baseline_fits = _baseline_counts(config)
     m, seconds_per_cell = min(config.landmarks, n_samples), constants.seconds_per_cell
@@ -410,7 +409,7 @@ def _landmark_cost(n_samples: int, steps: int, config: Any, constants: CostConst
     kernel_seconds += block_seconds
     validation_fits = (recurrent_fits + baseline_fits) * pairs
     # a CV selects on a subsample of TRAIN (at most selection_samples rows), a holdout on its halves
-    selection_rows = _selection_rows(selection, min(config.selection_samples, fold_rows), pairs)
+    selection_rows = _selection_fit_rows(selection, min(config.selection_samples, fold_rows), pairs)
     models = (kernels + baseline_models) * pairs  # each fits every C on one feature matrix
     validation_seconds = models * _linear_fit_seconds(selection_rows, m, config, constants, cs=len(config.C))
     test_fits = folds * families

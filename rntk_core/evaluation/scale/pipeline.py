@@ -275,6 +275,7 @@ def evaluate_landmarks(
     fold_accuracy, predictions, errors, blocks = _test(run, splits, chosen, landmark_rows)
     timings["test"] = time.perf_counter() - test_started
     names = {c.model: c.model.name(family) for family, c in chosen.items()}
+    tested = {c.model: [f for f, d in chosen.items() if d.model == c.model] for c in chosen.values()}
     return {
         "splits": splits,
         "protocol": protocol,
@@ -296,14 +297,15 @@ def evaluate_landmarks(
                   "selection_samples": int(wanted.size),
                   "training_samples": [int(len(train)) for train, _ in splits.folds],
                   "blocks": {"rows_per_block": run.block_rows, **blocks},
-                  **({"stores": _stores_described(chosen, len(splits.folds), names)} if out_dir is not None else {})},
+                  **({"stores": _stores_described(chosen, len(splits.folds), names, tested)}
+                     if out_dir is not None else {})},
         "fits": run.fits,
         "timings": timings,
         "predictions": predictions,  # per family, per test fold
         "fit_seconds": run.fit_seconds,
         "users": {"validation": {c.model: [f for f in families if any(d.model == c.model and d.family == f
                                                                        for d in found)] for c in found},
-                  "test": {c.model: [f for f, d in chosen.items() if d.model == c.model] for c in chosen.values()}},
+                  "test": tested},
     }
 
 
@@ -398,20 +400,20 @@ def _finals(chosen: Mapping[str, Candidate]) -> list[Any]:
     return list(dict.fromkeys(candidate.model for candidate in chosen.values()))
 
 
-def _stores_described(chosen: Mapping[str, Candidate], folds: int, names: Mapping[Any, str]) -> list[dict[str, Any]]:
+def _stores_described(chosen: Mapping[str, Candidate], folds: int, names: Mapping[Any, str],
+                      families: Mapping[Any, list[str]]) -> list[dict[str, Any]]:
     """report.json's ``scale.stores``: each K(X, Z) store's file and, per kernel index, the
-    kernel, its families, and the factor its stored values take to be that kernel (the
+    kernel, its ``families``, and the factor its stored values take to be that kernel (the
     stores hold sigma_v = 1; the families' readouts scale by sigma_v^2)."""
+    groups = list(_groups(_finals(chosen)).values())  # numbered as _block_stores numbers them
     described = []
     for fold in range(folds):
-        for number, group in enumerate(_groups(_finals(chosen)).values()):
+        for number, group in enumerate(groups):
             if isinstance(group[0], RbfKernel):
                 continue
             described.append({"file": f"scale/fold{fold}-k_xz-{number}.zarr", "fold": fold, "kernels": [
-                {"index": index, "families": [family for family, c in chosen.items() if c.model == model],
-                 "kernel": names[model],
-                 "scale": float(model.sigma_v ** 2)}
-                for index, model in enumerate(group)]})
+                {"index": index, "families": families[model], "kernel": names[model],
+                 "scale": float(model.sigma_v ** 2)} for index, model in enumerate(group)]})
     return described
 
 
